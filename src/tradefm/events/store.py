@@ -1,0 +1,80 @@
+"""Parquet storage of canonical events: one file per symbol-day, written atomically.
+
+Layout: ``ROOT/venue=<venue>/symbol=<symbol>/date=<YYYY-MM-DD>/events.parquet`` (hive-style, so
+``pyarrow.dataset`` reads a whole store with the partition columns)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .schema import SCHEMA, EventDay, Instrument
+
+FILE_NAME = "events.parquet"
+
+
+def day_path(root: str | Path, venue: str, symbol: str, date: str) -> Path:
+    safe = symbol.replace("/", "-")
+    return Path(root) / f"venue={venue}" / f"symbol={safe}" / f"date={date}" / FILE_NAME
+
+
+@contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; rename it into place only if the block succeeds."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_day(day: EventDay, root: str | Path) -> Path:
+    """Write one symbol-day; a crash or error leaves no partial file behind."""
+    table = day.table.select(SCHEMA.names).cast(SCHEMA).replace_schema_metadata(day.metadata())
+    path = day_path(root, day.instrument.venue, day.instrument.symbol, day.date)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return path
+
+
+def read_day(path: str | Path, columns: list[str] | None = None) -> EventDay:
+    path = Path(path)
+    table = pq.read_table(path, columns=columns)
+    meta = json.loads((pq.read_schema(path).metadata or {})[b"tradefm"])
+    return EventDay(
+        instrument=Instrument(**meta["instrument"]),
+        date=meta["date"],
+        table=table.replace_schema_metadata(None),
+        sources=meta.get("sources", []),
+        notes=meta.get("notes", {}),
+    )
+
+
+def list_days(root: str | Path) -> list[Path]:
+    """Every symbol-day file under a store, in a stable order."""
+    return sorted(Path(root).glob(f"venue=*/symbol=*/date=*/{FILE_NAME}"))
+
+
+def table_from_columns(columns: dict[str, object]) -> pa.Table:
+    """Build a canonical table from column arrays; missing nullable columns become nulls."""
+    n = len(next(iter(columns.values())))
+    arrays = []
+    for f in SCHEMA:
+        if f.name in columns:
+            arrays.append(pa.array(columns[f.name], type=f.type))
+        elif f.nullable:
+            arrays.append(pa.nulls(n, type=f.type))
+        else:
+            raise KeyError(f"column '{f.name}' is required")
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
