@@ -158,13 +158,16 @@ def read_messages(files: LobsterFiles, problems: Problems) -> tuple[pa.Table, np
     })
     lines = np.arange(1, len(ts) + 1)
     where = files.where(files.message)
+    drop = np.zeros(len(ts), dtype=bool)
     for bad, name, values, reason in (
         (~np.isin(kind, np.arange(1, 8)), "type", kind, "unknown event type (LOBSTER types are 1-7)"),
         (np.isin(kind, np.arange(1, 7)) & ~np.isin(side, (1, -1)), "direction", side, "must be 1 (buy) or -1 (sell)"),
     ):
         for i in np.flatnonzero(bad):  # checked here, before the int8 cast could hide a value
             problems.report(BadInputError(where, f"line {i + 1}", name, int(values[i]), reason))
-        table, lines, kind, side = table.filter(pa.array(~bad)), lines[~bad], kind[~bad], side[~bad]
+        drop |= bad
+    if drop.any():
+        table, lines = table.filter(pa.array(~drop)), lines[~drop]
     table = check_events(table.append_column("_line", pa.array(lines)), where,
                          lambda i: f"line {lines[i]}", problems)
     return table.drop_columns("_line"), table.column("_line").to_numpy()
