@@ -109,16 +109,20 @@ class OrderBook:
 
     # -- batches
     def apply_many(self, kind: np.ndarray, side: np.ndarray, price: np.ndarray, size: np.ndarray,
-                   order_id: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
-        """Apply arrays of events in one compiled loop; returns the per-event status codes."""
+                   order_id: np.ndarray, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+        """Apply arrays of events in one compiled loop.
+
+        Returns the per-event status codes and the best bid and ask after each event ([n, 2], 0 = empty side)."""
         n = len(kind)
         status = np.zeros(n, dtype=np.int64)
+        best = np.zeros((n, 2), dtype=np.int64)
         cols = [np.ascontiguousarray(a, dtype=np.int64) for a in (kind, side, price, size, order_id)]
         for a in range(0, n, chunk):
             b = min(n, a + chunk)
             self._reserve(b - a)
-            E.apply_batch(self.state, self.ids, *(c[a:b] for c in cols), self.replay, self.depth, status[a:b])
-        return status
+            E.apply_batch(self.state, self.ids, *(c[a:b] for c in cols), self.replay, self.depth, status[a:b],
+                          best[a:b])
+        return status, best
 
     # -- reading the book
     def order(self, order_id: int) -> tuple[int, int, int]:
