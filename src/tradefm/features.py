@@ -1,0 +1,159 @@
+"""Scale-invariant, causal features of order flow: what a token is made of.
+
+The canonical events of a symbol-day become *order events* (the paper's actions: add and cancel). A feed
+reports an aggressive order as executions of the resting orders it hit; those executions (one aggressor, one
+timestamp, one side) become one marketable add on the opposite side: price = its worst fill, size = the total,
+so that in a rollout the matching engine produces the fills again. Partial cancels and deletes are cancels.
+
+Per order event, using only events up to it:
+- ``dt``: seconds since the previous order event of the symbol;
+- ``depth_bps``: distance of the order's price from the reference price, in basis points, signed so that
+  positive is away from the market (passive) and negative is through it (aggressive), on both sides;
+- ``log_volume``: log(1 + size in shares / contracts / coins);
+- ``level_change``: (reference mid − the day's first mid) / first mid;
+- ``flag``: 0 for the background market, 1 for a participant's own (injected) orders.
+
+The reference price is an exponentially weighted VWAP of executions (time half-life ``half_life_s``), falling
+back to the book mid before the day's first execution; ``reference="mid"`` uses the book mid throughout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from .book import OrderBook
+from .events import EventDay, Kind
+
+ADD, CANCEL = 0, 1  # action
+BUY, SELL = 0, 1  # side index in tokens (bid/buy side first)
+_EXEC = (Kind.EXECUTE, Kind.EXECUTE_HIDDEN, Kind.TRADE)
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    half_life_s: float = 30.0  # EW-VWAP half-life; see docs/TOKENS.md for the measurement behind it
+    reference: str = "vwap"  # "vwap" (the paper's) or "mid" (the book's)
+
+    def __post_init__(self) -> None:
+        if self.reference not in ("vwap", "mid"):
+            raise ValueError(f"reference must be 'vwap' or 'mid', not {self.reference!r}")
+        if not self.half_life_s > 0:
+            raise ValueError("half_life_s must be positive")
+
+
+@dataclass
+class OrderFlow:
+    """Order events of one symbol-day and their features (all arrays of one length)."""
+
+    ts: np.ndarray  # int64 ns
+    action: np.ndarray  # int8: ADD / CANCEL
+    side: np.ndarray  # int8: BUY / SELL
+    price: np.ndarray  # int64 price units
+    size: np.ndarray  # int64 size units
+    aggressive: np.ndarray  # bool: rebuilt from executions
+    dt: np.ndarray  # float64 seconds
+    depth_bps: np.ndarray  # float64
+    log_volume: np.ndarray  # float64
+    level_change: np.ndarray  # float64
+    flag: np.ndarray  # int8
+    notional: float  # traded value of the day, currency units (for the liquidity tier)
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+@njit(cache=True)
+def _ew_vwap(ts: np.ndarray, exec_price: np.ndarray, exec_size: np.ndarray, is_exec: np.ndarray,
+             half_life_ns: float) -> np.ndarray:
+    """EW-VWAP *before* each event (NaN until the first execution). Between executions the common decay factor
+    cancels in the ratio, so the value only moves when an execution arrives."""
+    out = np.empty(len(ts))
+    num = den = 0.0
+    last = ts[0] if len(ts) else 0
+    lam = np.log(2.0) / half_life_ns
+    for i in range(len(ts)):
+        out[i] = num / den if den > 0 else np.nan
+        if is_exec[i]:
+            decay = np.exp(-lam * (ts[i] - last))
+            num = num * decay + exec_price[i] * exec_size[i]
+            den = den * decay + exec_size[i]
+            last = ts[i]
+    return out
+
+
+def book_mid_before(day: EventDay) -> np.ndarray:
+    """The book mid (price units, NaN when a side is empty) before each canonical event, from the engine."""
+    t = day.table
+    cols = [t.column(c).to_numpy().astype(np.int64) for c in ("kind", "side", "price", "size", "order_id")]
+    depth = int(day.notes.get("levels", 0) or 0)
+    _, best = OrderBook(replay=True, depth=depth).apply_many(*cols)
+    bid, ask = best[:, 0].astype(float), best[:, 1].astype(float)
+    mid = np.where((bid > 0) & (ask > 0), (bid + ask) / 2, np.nan)
+    return np.concatenate([[np.nan], mid[:-1]])
+
+
+def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
+    """Turn one symbol-day of canonical events into order events with causal features."""
+    cfg = config or FeatureConfig()
+    t = day.table
+    kind = t.column("kind").to_numpy()
+    side = t.column("side").to_numpy()
+    price = t.column("price").to_numpy().astype(np.int64)
+    size = t.column("size").to_numpy().astype(np.int64)
+    ts = t.column("ts").to_numpy().astype(np.int64)
+    market = ~t.column("snapshot").to_numpy()
+    is_exec = np.isin(kind, _EXEC) & market & (side != 0)
+
+    mid = book_mid_before(day)
+    vwap = _ew_vwap(ts, price.astype(float), size.astype(float), is_exec, cfg.half_life_s * 1e9)
+    ref_all = mid if cfg.reference == "mid" else np.where(np.isnan(vwap), mid, vwap)
+
+    # executions of one aggressor: consecutive, same timestamp, same resting side -> one marketable add
+    prev_same = np.zeros(len(kind), dtype=bool)
+    prev_same[1:] = is_exec[:-1] & (ts[1:] == ts[:-1]) & (side[1:] == side[:-1])
+    group_start = is_exec & ~prev_same
+    starts = np.flatnonzero(group_start)
+    gid = np.cumsum(group_start) - 1
+    g_size = np.bincount(gid[is_exec], weights=size[is_exec], minlength=len(starts)).astype(np.int64)
+    g_max = np.full(len(starts), np.iinfo(np.int64).min)
+    g_min = np.full(len(starts), np.iinfo(np.int64).max)
+    np.maximum.at(g_max, gid[is_exec], price[is_exec])
+    np.minimum.at(g_min, gid[is_exec], price[is_exec])
+    resting = side[starts]
+    g_price = np.where(resting < 0, g_max, g_min)  # a buyer's worst fill is the highest ask, a seller's the lowest bid
+
+    is_order = market & np.isin(kind, (Kind.ADD, Kind.CANCEL, Kind.DELETE, Kind.MODIFY))
+    rows = np.sort(np.concatenate([np.flatnonzero(is_order), starts]))
+    from_exec = group_start[rows]
+    o_side = np.where(from_exec, -side[rows], side[rows])
+    o_price = price[rows].copy()
+    o_size = size[rows].copy()
+    o_price[from_exec] = g_price
+    o_size[from_exec] = g_size
+    action = np.where(np.isin(kind[rows], (Kind.CANCEL, Kind.DELETE)), CANCEL, ADD).astype(np.int8)
+
+    o_ts = ts[rows]
+    ref = ref_all[rows]
+    # before any reference exists (empty book, no trade yet) the order is its own reference: depth 0
+    ref = np.where(np.isnan(ref), o_price, ref)
+    sign = np.where(o_side > 0, 1.0, -1.0)  # bid: below the reference is passive; ask: above
+    depth_bps = sign * (ref - o_price) / ref * 1e4
+    dt = np.diff(o_ts, prepend=o_ts[:1]) / 1e9
+    mids = mid[rows]
+    valid = ~np.isnan(mids)
+    seen = np.cumsum(valid) > 0  # the day's first mid is known only from the event where it first exists
+    first_mid = mids[valid][0] if valid.any() else np.nan
+    level_ref = np.where(valid, mids, ref)
+    level_change = np.where(seen, (level_ref - first_mid) / first_mid, 0.0) if valid.any() else np.zeros(len(rows))
+    inst = day.instrument
+    traded = is_exec
+    notional = float((price[traded] / inst.price_scale * size[traded] / inst.size_scale).sum())
+    return OrderFlow(
+        ts=o_ts, action=action, side=np.where(o_side > 0, BUY, SELL).astype(np.int8), price=o_price, size=o_size,
+        aggressive=from_exec, dt=dt, depth_bps=depth_bps, log_volume=np.log1p(o_size / inst.size_scale),
+        level_change=level_change, flag=np.zeros(len(rows), dtype=np.int8),
+        notional=notional,
+    )

@@ -1,0 +1,86 @@
+"""Features on real LOBSTER days: causality, the aggressor rebuild, and the reference price."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from tradefm.events import EventDay, Kind
+from tradefm.features import ADD, BUY, CANCEL, SELL, FeatureConfig, order_flow
+from tradefm.readers import read
+
+from .conftest import data_file
+
+FIELDS = ("ts", "action", "side", "price", "size", "dt", "depth_bps", "log_volume", "level_change", "flag")
+
+
+@pytest.fixture(scope="module")
+def aapl() -> EventDay:
+    return next(read(data_file("lobster/LOBSTER_SampleFile_AAPL_2012-06-21_1.zip")))
+
+
+def _with_table(day: EventDay, table: pa.Table) -> EventDay:
+    return EventDay(day.instrument, day.date, table, day.sources, day.notes)
+
+
+@pytest.mark.parametrize("reference", ["vwap", "mid"])
+@pytest.mark.parametrize("cut", [500, 20_000, 90_000])
+def test_no_future_leakage(aapl: EventDay, cut: int, reference: str) -> None:
+    """Perturbing every event after ``cut`` (here: prices, sizes, and dropping half of them) leaves every
+    feature of every order event before it unchanged."""
+    cfg = FeatureConfig(reference=reference)
+    full = order_flow(aapl, cfg)
+    t = aapl.table
+    head, tail = t.slice(0, cut), t.slice(cut)
+    rng = np.random.default_rng(0)
+    keep = rng.random(tail.num_rows) < 0.5
+    tail = tail.filter(pa.array(keep))
+    tail = tail.set_column(tail.schema.get_field_index("size"), t.schema.field("size"),
+                           pa.array(tail.column("size").to_numpy() * 3 + 1))
+    tail = tail.set_column(tail.schema.get_field_index("price"), t.schema.field("price"),
+                           pa.array(tail.column("price").to_numpy() + 500))
+    changed = order_flow(_with_table(aapl, pa.concat_tables([head, tail])), cfg)
+    boundary = t.column("ts")[cut].as_py()
+    n = int((full.ts < boundary).sum())  # order events strictly before the first perturbed event's time
+    assert n > 0
+    for f in FIELDS:
+        np.testing.assert_array_equal(getattr(full, f)[:n], getattr(changed, f)[:n], err_msg=f)
+
+
+def test_executions_become_one_marketable_add_per_aggressor(aapl: EventDay) -> None:
+    flow = order_flow(aapl)
+    t = aapl.table
+    kind = t.column("kind").to_numpy()
+    market = ~t.column("snapshot").to_numpy()
+    adds = int(((kind == Kind.ADD) & market).sum())
+    cancels = int((np.isin(kind, (Kind.CANCEL, Kind.DELETE)) & market).sum())
+    assert int((flow.action == CANCEL).sum()) == cancels
+    assert int((flow.action == ADD).sum()) == adds + int(flow.aggressive.sum())
+    execs = np.isin(kind, (Kind.EXECUTE, Kind.EXECUTE_HIDDEN))
+    assert flow.size[flow.aggressive].sum() == t.column("size").to_numpy()[execs].sum()  # no share lost
+    assert 0 < flow.aggressive.sum() < execs.sum()  # several executions per aggressor happen
+    # an aggressive buy is priced at or through the reference, so its depth is <= 0 mostly
+    buy = flow.aggressive & (flow.side == BUY)
+    sell = flow.aggressive & (flow.side == SELL)
+    assert np.median(flow.depth_bps[buy]) < 0 and np.median(flow.depth_bps[sell]) < 0
+    assert np.median(flow.depth_bps[~flow.aggressive & (flow.action == ADD)]) > 0
+
+
+def test_features_are_finite_and_ordered(aapl: EventDay) -> None:
+    flow = order_flow(aapl)
+    for f in ("dt", "depth_bps", "log_volume", "level_change"):
+        assert np.isfinite(getattr(flow, f)).all(), f
+    assert (flow.dt >= 0).all() and (np.diff(flow.ts) >= 0).all()
+    assert flow.notional > 1e9  # AAPL traded well over a billion dollars that day
+
+
+def test_vwap_and_mid_references_agree_closely(aapl: EventDay) -> None:
+    v = order_flow(aapl, FeatureConfig(reference="vwap")).depth_bps
+    m = order_flow(aapl, FeatureConfig(reference="mid")).depth_bps
+    assert np.median(np.abs(v - m)) < 5  # basis points
+
+
+def test_bad_config() -> None:
+    with pytest.raises(ValueError, match="reference"):
+        FeatureConfig(reference="last")
