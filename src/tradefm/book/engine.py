@@ -264,7 +264,7 @@ def apply_event(st: BookState, ids: Dict, kind: int, side: int, price: int, size
     """Apply one canonical event; return OK, UNKNOWN_ORDER or DUPLICATE_ORDER.
 
     ``replay`` = False is the matching engine: a marketable add trades and the rest rests, an unknown id is an
-    error that changes nothing. ``replay`` = True follows a feed that reports executions itself: an add always
+    error that changes nothing, and id 0 on a cancel, delete or execution takes from the anonymous volume. ``replay`` = True follows a feed that reports executions itself: an add always
     rests, and an unknown id takes its quantity from the anonymous volume at its price (counted)."""
     if kind == K_ADD:
         return _add(st, ids, side, price, size, oid, replay)
@@ -276,8 +276,8 @@ def apply_event(st: BookState, ids: Dict, kind: int, side: int, price: int, size
             slot = ids[oid]
             qty = st.orders[slot, O_SIZE] if kind == K_DELETE else min(size, st.orders[slot, O_SIZE])
             _reduce(st, ids, slot, qty)
-        elif replay:
-            st.meta[M_UNKNOWN] += 1
+        elif replay or oid == 0:  # order id 0 names anonymous volume at ``price`` explicitly
+            st.meta[M_UNKNOWN] += oid != 0
             missing = _reduce_anonymous(st, ids, side, price, size)
             st.meta[M_MISSING] += missing
             qty = size - missing

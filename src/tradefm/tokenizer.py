@@ -1,0 +1,246 @@
+"""The universal tokenizer: one composite token per order event, the same bins for every asset and venue.
+
+A token is a mixed-radix number over (action, side, depth bin, volume bin, dt bin); with the paper's radixes
+(2, 2, 16, 16, 16) the vocabulary is 16,384 ids and ``id = a*8192 + s*4096 + depth*256 + volume*16 + dt``.
+Continuous fields are binned once, on a pooled calibration window of several instruments, so applying the
+tokenizer to a new asset or venue needs no refit:
+
+- depth (bps): equal-frequency bins;
+- volume (log(1+size)) and dt (log of seconds): equal-width bins in log space;
+- each of those keeps its first and last bin for values past the calibration's tail quantiles (out of range);
+- the price-level context (change since the open): equal-frequency bins over the whole range;
+- the liquidity tier: terciles (by default) of the instruments' log average daily traded value.
+
+The fitted bins are a versioned JSON file whose content hash names the token space.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .features import OrderFlow
+
+VERSION = 1
+DT_FLOOR = 1e-6  # seconds: dt is binned as log(dt + 1 µs); closer events count as simultaneous
+FIELDS = ("action", "side", "depth", "volume", "dt")
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    radix: tuple[int, int, int, int, int] = (2, 2, 16, 16, 16)  # action, side, depth, volume, dt
+    level_bins: int = 32
+    tiers: int = 3
+    tail: tuple[float, float] = (0.01, 0.99)  # quantiles beyond which values go to the out-of-range bins
+    max_fit_values: int = 2_000_000  # per field; a deterministic stride subsamples larger calibrations
+
+    def __post_init__(self) -> None:
+        if tuple(self.radix[:2]) != (2, 2) or min(self.radix[2:]) < 3:
+            raise ValueError("radix must be (2, 2, depth>=3, volume>=3, dt>=3): action and side are binary")
+        if not 0 <= self.tail[0] < self.tail[1] <= 1:
+            raise ValueError("tail must be two quantiles 0 <= low < high <= 1")
+
+    @property
+    def vocab_size(self) -> int:
+        return int(np.prod(self.radix))
+
+
+@dataclass(frozen=True)
+class Bins:
+    """Edges (``len = bins - 1``) in the transformed space, and per bin a representative value and a range."""
+
+    edges: list[float]
+    centers: list[float]  # median of the calibration values in the bin
+    lows: list[float]
+    highs: list[float]
+
+    def index(self, x: np.ndarray) -> np.ndarray:
+        """Bin of each value; NaN goes to bin 0, so no value can fall outside the vocabulary."""
+        x = np.nan_to_num(np.asarray(x, dtype=np.float64), nan=-np.inf)
+        return np.searchsorted(np.asarray(self.edges), x, side="right").astype(np.int64)
+
+    def value(self, b: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """A value inside each bin: its median, or a seeded uniform draw within its calibration range."""
+        b = np.asarray(b, dtype=np.int64)
+        if rng is None:
+            return np.asarray(self.centers)[b]
+        lo, hi = np.asarray(self.lows)[b], np.asarray(self.highs)[b]
+        return lo + (hi - lo) * rng.random(b.shape)
+
+    @classmethod
+    def fit(cls, x: np.ndarray, edges: np.ndarray) -> Bins:
+        x = np.sort(x[np.isfinite(x)])
+        idx = np.searchsorted(edges, x, side="right")
+        n = len(edges) + 1
+        bounds = np.searchsorted(idx, np.arange(n + 1), side="left")  # x is sorted, so bins are runs
+        outer = np.concatenate([[x[0]], edges, [x[-1]]])
+        centers, lows, highs = [], [], []
+        for b in range(n):
+            run = x[bounds[b]:bounds[b + 1]]
+            lo, hi = min(outer[b], outer[b + 1]), max(outer[b], outer[b + 1])
+            centers.append(float(np.median(run)) if len(run) else float((lo + hi) / 2))
+            lows.append(float(lo))
+            highs.append(float(hi))
+        return cls([float(e) for e in edges], centers, lows, highs)
+
+
+def _tail_edges(x: np.ndarray, n: int, tail: tuple[float, float], equal_frequency: bool) -> np.ndarray:
+    """n bins: one below the low tail quantile, n-2 inside, one above the high one."""
+    lo, hi = np.quantile(x, tail)
+    inner = np.quantile(x, np.linspace(*tail, n - 1)) if equal_frequency else np.linspace(lo, hi, n - 1)
+    return _strictly_increasing(inner)
+
+
+def _strictly_increasing(e: np.ndarray) -> np.ndarray:
+    """Ties (a constant stretch of data) would leave empty bins between equal edges: nudge them apart."""
+    e = np.array(e, dtype=np.float64)
+    for i in range(1, len(e)):
+        if e[i] <= e[i - 1]:
+            e[i] = np.nextafter(e[i - 1], np.inf)
+    return e
+
+
+def _subsample(x: np.ndarray, cap: int) -> np.ndarray:
+    return x if len(x) <= cap else x[:: int(np.ceil(len(x) / cap))]
+
+
+@dataclass
+class Tokenizer:
+    config: TokenizerConfig
+    depth: Bins
+    volume: Bins
+    dt: Bins
+    level: Bins
+    tier_edges: list[float]  # log10 of average daily traded value
+    instruments: dict[str, dict[str, float]] = field(default_factory=dict)  # key -> {"adv": ..., "tier": ...}
+
+    # ------------------------------------------------------------------ fitting
+    @classmethod
+    def fit(cls, flows: dict[str, list[OrderFlow]], config: TokenizerConfig | None = None) -> Tokenizer:
+        """Fit every bin on a pooled calibration window: ``flows`` maps an instrument key (venue/symbol) to its
+        symbol-days."""
+        cfg = config or TokenizerConfig()
+        all_flows = [f for days in flows.values() for f in days if len(f)]
+        if not all_flows:
+            raise ValueError("cannot fit a tokenizer on no order events")
+
+        def pooled(name: str, transform=None) -> np.ndarray:
+            x = np.concatenate([getattr(f, name) for f in all_flows])
+            x = transform(x) if transform else x
+            return _subsample(x[np.isfinite(x)], cfg.max_fit_values)
+
+        _, _, n_depth, n_vol, n_dt = cfg.radix
+        depth = pooled("depth_bps")
+        volume = pooled("log_volume")
+        dt = pooled("dt", lambda v: np.log(v + DT_FLOOR))
+        level = pooled("level_change")
+        adv = {k: float(np.mean([f.notional for f in days])) for k, days in flows.items()}
+        log_adv = np.log10(np.maximum(np.array(list(adv.values())), 1.0))
+        tier_edges = np.quantile(log_adv, np.linspace(0, 1, cfg.tiers + 1)[1:-1]) if len(adv) > 1 else \
+            np.full(cfg.tiers - 1, log_adv[0])
+        tok = cls(
+            config=cfg,
+            depth=Bins.fit(depth, _tail_edges(depth, n_depth, cfg.tail, equal_frequency=True)),
+            volume=Bins.fit(volume, _tail_edges(volume, n_vol, cfg.tail, equal_frequency=False)),
+            dt=Bins.fit(dt, _tail_edges(dt, n_dt, cfg.tail, equal_frequency=False)),
+            level=Bins.fit(level, _strictly_increasing(np.quantile(level, np.linspace(0, 1, cfg.level_bins + 1)
+                                                                   [1:-1]))),
+            tier_edges=[float(e) for e in _strictly_increasing(tier_edges)],
+        )
+        tok.instruments = {k: {"adv": v, "tier": tok.tier_of(v)} for k, v in sorted(adv.items())}
+        return tok
+
+    def tier_of(self, adv: float) -> int:
+        """Liquidity tier of an average daily traded value (0 = least liquid)."""
+        return int(np.searchsorted(self.tier_edges, np.log10(max(adv, 1.0)), side="right"))
+
+    # ------------------------------------------------------------------ ids
+    def compose(self, action, side, depth, volume, dt) -> np.ndarray:
+        """Mixed-radix id of the five fields (arrays or ints)."""
+        _, r_s, r_d, r_v, r_t = self.config.radix
+        a, s, d, v, t = (np.asarray(x, dtype=np.int64) for x in (action, side, depth, volume, dt))
+        return (((a * r_s + s) * r_d + d) * r_v + v) * r_t + t
+
+    def decompose(self, ids) -> tuple[np.ndarray, ...]:
+        """(action, side, depth, volume, dt) bins of token ids."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if ((ids < 0) | (ids >= self.vocab_size)).any():
+            raise ValueError(f"token ids must be in [0, {self.vocab_size})")
+        out = []
+        for r in reversed(self.config.radix):
+            out.append(ids % r)
+            ids = ids // r
+        return tuple(reversed(out))
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    @property
+    def token_dtype(self) -> np.dtype:
+        return np.dtype(np.uint16) if self.vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+    # ------------------------------------------------------------------ encode / decode
+    def field_bins(self, flow: OrderFlow) -> tuple[np.ndarray, ...]:
+        return (flow.action.astype(np.int64), flow.side.astype(np.int64), self.depth.index(flow.depth_bps),
+                self.volume.index(flow.log_volume), self.dt.index(np.log(flow.dt + DT_FLOOR)))
+
+    def encode(self, flow: OrderFlow, instrument: str, adv: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Tokens and context ([n, 3] uint8: tier, level-change bin, market/participant flag) of one symbol-day.
+
+        The tier is a static attribute of the instrument: its calibration value when the tokenizer knows it,
+        else the ``adv`` given, else the middle tier (never the day's own, later, volume)."""
+        tokens = self.compose(*self.field_bins(flow)).astype(self.token_dtype)
+        if instrument in self.instruments:
+            tier = int(self.instruments[instrument]["tier"])
+        else:
+            tier = self.tier_of(adv) if adv is not None else self.config.tiers // 2
+        ctx = np.empty((len(flow), 3), dtype=np.uint8)
+        ctx[:, 0] = tier
+        ctx[:, 1] = self.level.index(flow.level_change)
+        ctx[:, 2] = flow.flag
+        return tokens, ctx
+
+    def values(self, ids, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+        """Action, side and a concrete value per continuous field (bin median, or a seeded draw in the bin)."""
+        a, s, d, v, t = self.decompose(ids)
+        return {"action": a, "side": s, "depth_bps": self.depth.value(d, rng), "log_volume": self.volume.value(v, rng),
+                "dt": np.maximum(np.exp(self.dt.value(t, rng)) - DT_FLOOR, 0.0)}
+
+    # ------------------------------------------------------------------ files
+    def to_dict(self) -> dict:
+        return {"version": VERSION, "config": asdict(self.config), "depth": asdict(self.depth),
+                "volume": asdict(self.volume), "dt": asdict(self.dt), "level": asdict(self.level),
+                "tier_edges": self.tier_edges, "instruments": self.instruments}
+
+    @property
+    def hash(self) -> str:
+        """Content hash of the token space: tokens from two tokenizers are comparable iff hashes are equal."""
+        body = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+    def save(self, path: str | Path) -> Path:
+        from .events import atomic_path
+
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps({**self.to_dict(), "hash": self.hash}, indent=1, sort_keys=True))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tokenizer:
+        d = json.loads(Path(path).read_text())
+        if d.get("version") != VERSION:
+            raise ValueError(f"{path}: tokenizer version {d.get('version')} is not {VERSION}")
+        c = d["config"]
+        cfg = TokenizerConfig(radix=tuple(c["radix"]), level_bins=c["level_bins"], tiers=c["tiers"],
+                              tail=tuple(c["tail"]), max_fit_values=c["max_fit_values"])
+        tok = cls(cfg, Bins(**d["depth"]), Bins(**d["volume"]), Bins(**d["dt"]), Bins(**d["level"]),
+                  d["tier_edges"], d["instruments"])
+        if d.get("hash") and d["hash"] != tok.hash:
+            raise ValueError(f"{path}: content hash mismatch (file says {d['hash']}, content is {tok.hash})")
+        return tok
