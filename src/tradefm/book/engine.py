@@ -264,8 +264,9 @@ def apply_event(st: BookState, ids: Dict, kind: int, side: int, price: int, size
     """Apply one canonical event; return OK, UNKNOWN_ORDER or DUPLICATE_ORDER.
 
     ``replay`` = False is the matching engine: a marketable add trades and the rest rests, an unknown id is an
-    error that changes nothing, and id 0 on a cancel, delete or execution takes from the anonymous volume. ``replay`` = True follows a feed that reports executions itself: an add always
-    rests, and an unknown id takes its quantity from the anonymous volume at its price (counted)."""
+    error that changes nothing, and id 0 on a cancel, delete or execution takes from the anonymous volume.
+    ``replay`` = True follows a feed that reports executions itself: an add always rests, and an unknown id
+    takes its quantity from the anonymous volume at its price (counted)."""
     if kind == K_ADD:
         return _add(st, ids, side, price, size, oid, replay)
     if kind == K_EXECUTE_HIDDEN:
