@@ -75,6 +75,35 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _splits(args: argparse.Namespace):
+    from .shards import SplitConfig
+
+    return SplitConfig(val_from=args.val_from, test_from=args.test_from, holdout_symbols=tuple(args.holdout_symbol),
+                       holdout_venues=tuple(args.holdout_venue))
+
+
+def cmd_fit_tokenizer(args: argparse.Namespace) -> int:
+    from .features import FeatureConfig
+    from .shards import fit_tokenizer
+
+    tok = fit_tokenizer(args.events, _splits(args), features=FeatureConfig(args.half_life, args.reference))
+    tok.save(args.out)
+    tiers = ", ".join(f"{k}: tier {v['tier']}" for k, v in tok.instruments.items())
+    print(f"tokenizer {tok.hash} ({tok.vocab_size:,} ids) fitted on {len(tok.instruments)} instruments "
+          f"({tiers}) -> {args.out}")
+    return 0
+
+
+def cmd_tokenize(args: argparse.Namespace) -> int:
+    from .shards import tokenize
+    from .tokenizer import Tokenizer
+
+    manifest = tokenize(args.events, Tokenizer.load(args.tokenizer), args.out, _splits(args))
+    counts = ", ".join(f"{k} {v:,}" for k, v in manifest["counts"].items() if v)
+    print(f"{len(manifest['files'])} shards, tokens per split: {counts} -> {args.out}/manifest.json")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .book.replay import replay_lobster
     from .samples import find_samples
@@ -110,6 +139,27 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("replay", help="replay LOBSTER messages and check the book against the orderbook file")
     s.add_argument("sources", nargs="+")
     s.set_defaults(func=cmd_replay)
+
+    def split_options(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--val-from", type=float, default=0.70, help="fraction of each day where validation starts")
+        s.add_argument("--test-from", type=float, default=0.85, help="fraction of each day where test starts")
+        s.add_argument("--holdout-symbol", action="append", default=[], help="a symbol kept out (repeatable)")
+        s.add_argument("--holdout-venue", action="append", default=[], help="a venue kept out (repeatable)")
+
+    s = sub.add_parser("fit-tokenizer", help="fit the universal bins on the calibration window of an event store")
+    s.add_argument("events", help="event store folder (from ingest)")
+    s.add_argument("--out", required=True, help="tokenizer JSON file")
+    s.add_argument("--half-life", type=float, default=30.0, help="EW-VWAP half-life in seconds")
+    s.add_argument("--reference", choices=("vwap", "mid"), default="vwap", help="reference price for depth")
+    split_options(s)
+    s.set_defaults(func=cmd_fit_tokenizer)
+
+    s = sub.add_parser("tokenize", help="write token shards and a manifest from an event store")
+    s.add_argument("events")
+    s.add_argument("--tokenizer", required=True)
+    s.add_argument("--out", required=True)
+    split_options(s)
+    s.set_defaults(func=cmd_tokenize)
 
     s = sub.add_parser("demo", help="run the pipeline end to end on the LOBSTER samples")
     s.add_argument("--data", help="folder with the LOBSTER sample zips")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .features import OrderFlow
+from .features import FeatureConfig, OrderFlow
 
 VERSION = 1
 DT_FLOOR = 1e-6  # seconds: dt is binned as log(dt + 1 µs); closer events count as simultaneous
@@ -117,10 +117,12 @@ class Tokenizer:
     level: Bins
     tier_edges: list[float]  # log10 of average daily traded value
     instruments: dict[str, dict[str, float]] = field(default_factory=dict)  # key -> {"adv": ..., "tier": ...}
+    features: FeatureConfig = field(default_factory=FeatureConfig)  # how the values binned here were computed
 
     # ------------------------------------------------------------------ fitting
     @classmethod
-    def fit(cls, flows: dict[str, list[OrderFlow]], config: TokenizerConfig | None = None) -> Tokenizer:
+    def fit(cls, flows: dict[str, list[OrderFlow]], config: TokenizerConfig | None = None,
+            features: FeatureConfig | None = None) -> Tokenizer:
         """Fit every bin on a pooled calibration window: ``flows`` maps an instrument key (venue/symbol) to its
         symbol-days."""
         cfg = config or TokenizerConfig()
@@ -150,6 +152,7 @@ class Tokenizer:
             level=Bins.fit(level, _strictly_increasing(np.quantile(level, np.linspace(0, 1, cfg.level_bins + 1)
                                                                    [1:-1]))),
             tier_edges=[float(e) for e in _strictly_increasing(tier_edges)],
+            features=features or FeatureConfig(),
         )
         tok.instruments = {k: {"adv": v, "tier": tok.tier_of(v)} for k, v in sorted(adv.items())}
         return tok
@@ -215,7 +218,7 @@ class Tokenizer:
     def to_dict(self) -> dict:
         return {"version": VERSION, "config": asdict(self.config), "depth": asdict(self.depth),
                 "volume": asdict(self.volume), "dt": asdict(self.dt), "level": asdict(self.level),
-                "tier_edges": self.tier_edges, "instruments": self.instruments}
+                "tier_edges": self.tier_edges, "instruments": self.instruments, "features": asdict(self.features)}
 
     @property
     def hash(self) -> str:
@@ -240,7 +243,7 @@ class Tokenizer:
         cfg = TokenizerConfig(radix=tuple(c["radix"]), level_bins=c["level_bins"], tiers=c["tiers"],
                               tail=tuple(c["tail"]), max_fit_values=c["max_fit_values"])
         tok = cls(cfg, Bins(**d["depth"]), Bins(**d["volume"]), Bins(**d["dt"]), Bins(**d["level"]),
-                  d["tier_edges"], d["instruments"])
+                  d["tier_edges"], d["instruments"], FeatureConfig(**d["features"]))
         if d.get("hash") and d["hash"] != tok.hash:
             raise ValueError(f"{path}: content hash mismatch (file says {d['hash']}, content is {tok.hash})")
         return tok

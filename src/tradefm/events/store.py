@@ -18,6 +18,8 @@ import pyarrow.parquet as pq
 from .schema import SCHEMA, EventDay, Instrument
 
 FILE_NAME = "events.parquet"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def day_path(root: str | Path, venue: str, symbol: str, date: str) -> Path:
@@ -33,6 +35,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private; the result should be like any other file
         os.replace(tmp, final)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

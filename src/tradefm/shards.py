@@ -1,0 +1,127 @@
+"""Token shards: per symbol-day token and context arrays a model memory-maps, split by time and instrument.
+
+``OUT/<split>/<venue>-<symbol>-<date>.tokens.bin`` holds the token ids (uint16 while the vocabulary fits),
+``....context.bin`` a [n, 3] uint8 array (liquidity tier, price-level bin, market/participant flag), in the
+spirit of nanoGPT's ``train.bin``. Each file belongs to one split, so no training window can cross a split
+boundary. ``manifest.json`` names the tokenizer (hash), the sources and the counts per split.
+
+Splits: a held-out venue or symbol sends whole days to ``test_venue`` / ``test_symbol``; every other day is cut
+by time, the first ``val_from`` of its session to ``train``, then ``val``, and from ``test_from`` on ``test``.
+Features are computed on the whole day first (they are causal), so the cut changes no token.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .events import atomic_path, list_days, read_day
+from .features import FeatureConfig, OrderFlow, order_flow
+from .tokenizer import Tokenizer, TokenizerConfig
+
+SPLITS = ("train", "val", "test", "test_symbol", "test_venue")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    val_from: float = 0.70  # fraction of each day's session where validation starts
+    test_from: float = 0.85  # ... and where the test part starts
+    holdout_symbols: tuple[str, ...] = ()
+    holdout_venues: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0 < self.val_from <= self.test_from <= 1:
+            raise ValueError("need 0 < val_from <= test_from <= 1")
+
+    def whole_day(self, venue: str, symbol: str) -> str | None:
+        if venue in self.holdout_venues:
+            return "test_venue"
+        if symbol in self.holdout_symbols:
+            return "test_symbol"
+        return None
+
+    def cut(self, ts: np.ndarray) -> dict[str, slice]:
+        """Index ranges of train / val / test within one day's time-ordered events."""
+        if not len(ts):
+            return {"train": slice(0, 0)}
+        a, b = ts[0], ts[-1]
+        i = int(np.searchsorted(ts, a + self.val_from * (b - a), side="left"))
+        j = int(np.searchsorted(ts, a + self.test_from * (b - a), side="left"))
+        return {"train": slice(0, i), "val": slice(i, j), "test": slice(j, len(ts))}
+
+
+def iter_flows(events_dir: str | Path, features: FeatureConfig, progress: bool = True, desc: str = "features"
+               ) -> Iterator[tuple[str, str, str, str, OrderFlow]]:
+    """(venue, symbol, date, key, order flow) per stored symbol-day, one day in memory at a time."""
+    days = list_days(events_dir)
+    if not days:
+        raise FileNotFoundError(f"{events_dir}: no symbol-days (run `tradefm ingest` first)")
+    for path in tqdm(days, desc=desc, unit="day", disable=not progress):
+        day = read_day(path)
+        inst = day.instrument
+        yield inst.venue, inst.symbol, day.date, f"{inst.venue}/{inst.symbol}", order_flow(day, features)
+
+
+def _take(flow: OrderFlow, part: slice) -> OrderFlow:
+    arrays = {k: v[part] for k, v in vars(flow).items() if isinstance(v, np.ndarray)}
+    return OrderFlow(**arrays, notional=flow.notional)
+
+
+def fit_tokenizer(events_dir: str | Path, splits: SplitConfig | None = None, config: TokenizerConfig | None = None,
+                  features: FeatureConfig | None = None, progress: bool = True) -> Tokenizer:
+    """Fit on the calibration window: the training part of every day of every instrument that is not held out."""
+    splits, features = splits or SplitConfig(), features or FeatureConfig()
+    flows: dict[str, list[OrderFlow]] = defaultdict(list)
+    for venue, symbol, _, key, flow in iter_flows(events_dir, features, progress, "calibrate"):
+        if splits.whole_day(venue, symbol) is None:
+            flows[key].append(_take(flow, splits.cut(flow.ts)["train"]))
+    if not flows:
+        raise ValueError("every instrument is held out: nothing left to calibrate the tokenizer on")
+    return Tokenizer.fit(dict(flows), config, features)
+
+
+def _write(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        array.tofile(tmp)
+
+
+def tokenize(events_dir: str | Path, tokenizer: Tokenizer, out: str | Path, splits: SplitConfig | None = None,
+             progress: bool = True) -> dict:
+    """Write token and context shards for every symbol-day, and the manifest."""
+    splits, out = splits or SplitConfig(), Path(out)
+    files, counts = [], dict.fromkeys(SPLITS, 0)
+    for venue, symbol, date, key, flow in iter_flows(events_dir, tokenizer.features, progress, "tokenize"):
+        tokens, ctx = tokenizer.encode(flow, key)
+        whole = splits.whole_day(venue, symbol)
+        parts = {whole: slice(0, len(tokens))} if whole else splits.cut(flow.ts)
+        for split, part in parts.items():
+            n = part.stop - part.start
+            if n <= 0:
+                continue
+            stem = f"{venue}-{symbol.replace('/', '-')}-{date}"
+            _write(out / split / f"{stem}.tokens.bin", tokens[part])
+            _write(out / split / f"{stem}.context.bin", ctx[part])
+            files.append({"split": split, "instrument": key, "date": date, "tokens": n,
+                          "path": f"{split}/{stem}.tokens.bin", "context": f"{split}/{stem}.context.bin",
+                          "first_ts": int(flow.ts[part.start]), "last_ts": int(flow.ts[part.stop - 1])})
+            counts[split] += n
+    manifest = {"tokenizer_hash": tokenizer.hash, "vocab_size": tokenizer.vocab_size,
+                "token_dtype": tokenizer.token_dtype.name, "context_fields": ["tier", "level", "flag"],
+                "splits": asdict(splits), "counts": counts, "files": files, "events_dir": str(events_dir)}
+    with atomic_path(out / "manifest.json") as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def load_shard(root: str | Path, entry: dict, dtype: str = "uint16") -> tuple[np.ndarray, np.ndarray]:
+    """Memory-map one shard's tokens and context."""
+    root = Path(root)
+    tokens = np.memmap(root / entry["path"], dtype=dtype, mode="r")
+    ctx = np.memmap(root / entry["context"], dtype=np.uint8, mode="r").reshape(-1, 3)
+    return tokens, ctx
