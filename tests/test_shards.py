@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -36,7 +37,7 @@ def test_fit_and_tokenize_from_the_command_line(store: str, tmp_path) -> None:
     # time splits of one day follow each other and do not overlap
     aapl = sorted((f for f in m["files"] if f["instrument"] == "nasdaq/AAPL"), key=lambda f: f["first_ts"])
     assert [f["split"] for f in aapl] == ["train", "val", "test"]
-    assert all(a["last_ts"] <= b["first_ts"] for a, b in zip(aapl, aapl[1:], strict=False))
+    assert all(a["last_ts"] <= b["first_ts"] for a, b in itertools.pairwise(aapl))
     for f in m["files"]:
         tokens, ctx = load_shard(out, f)
         assert len(tokens) == len(ctx) == f["tokens"] > 0

@@ -130,3 +130,38 @@ def test_universal_bins_fit_three_lobster_stocks() -> None:
             out = np.mean((b == 0) | (b == 15))
             assert out < 0.06, key  # the tails hold a few percent, as the 1st/99th percentiles intend
         assert len(np.unique(ids)) > 2000
+
+
+def test_every_id_decodes_to_an_order_the_engine_accepts() -> None:
+    from tradefm.book import OrderBook
+    from tradefm.book.replay import event_arrays
+    from tradefm.tokenizer import decode_order
+
+    day = next(read(data_file("lobster/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")))
+    tok = Tokenizer.fit({"nasdaq/GOOG": [order_flow(day)]})
+    book = OrderBook()
+    book.apply_many(*event_arrays(day, snapshot=True))  # the opening book, as anonymous volume
+    rng = np.random.default_rng(0)
+    next_id, adds, cancels = 1, 0, 0
+    for token in rng.permutation(tok.vocab_size):
+        bid, ask = book.best()
+        ref = (bid + ask) / 2 if bid and ask else float(bid or ask or 5_800_000)
+        order = decode_order(tok, int(token), book, ref, day.instrument.tick_size, day.instrument.size_scale,
+                             next_id, rng)
+        if order is None:
+            continue
+        assert order.price % day.instrument.tick_size == 0 and order.price > 0 and order.size >= 1
+        a, s = tok.decompose(int(token))[:2]
+        assert (order.kind == 1) == (a == 0) and (order.side == 1) == (s == 0)
+        if order.kind == 2:
+            assert any(p == order.price for p, _, _ in book.levels(order.side))
+            cancels += 1
+        else:
+            next_id += 1
+            adds += 1
+        book.apply(order.kind, order.side, order.price, order.size, order.order_id)
+        bid, ask = book.best()
+        assert bid is None or ask is None or bid < ask
+    c = book.counters
+    assert adds > 7000 and cancels > 7000
+    assert c.added == c.resting + c.filled + c.cancelled

@@ -104,6 +104,11 @@ def _strictly_increasing(e: np.ndarray) -> np.ndarray:
     return e
 
 
+def _seconds(log_dt: np.ndarray) -> np.ndarray:
+    dt = np.exp(log_dt) - DT_FLOOR
+    return np.where(dt < DT_FLOOR * 1e-3, 0.0, dt)  # below a ns is float noise around "simultaneous"
+
+
 def _subsample(x: np.ndarray, cap: int) -> np.ndarray:
     return x if len(x) <= cap else x[:: int(np.ceil(len(x) / cap))]
 
@@ -212,7 +217,7 @@ class Tokenizer:
         """Action, side and a concrete value per continuous field (bin median, or a seeded draw in the bin)."""
         a, s, d, v, t = self.decompose(ids)
         return {"action": a, "side": s, "depth_bps": self.depth.value(d, rng), "log_volume": self.volume.value(v, rng),
-                "dt": np.maximum(np.exp(self.dt.value(t, rng)) - DT_FLOOR, 0.0)}
+                "dt": _seconds(self.dt.value(t, rng))}
 
     # ------------------------------------------------------------------ files
     def to_dict(self) -> dict:
@@ -247,3 +252,44 @@ class Tokenizer:
         if d.get("hash") and d["hash"] != tok.hash:
             raise ValueError(f"{path}: content hash mismatch (file says {d['hash']}, content is {tok.hash})")
         return tok
+
+
+@dataclass(frozen=True)
+class Order:
+    """A decoded token as a canonical event the matching engine accepts."""
+
+    kind: int  # Kind.ADD or Kind.CANCEL
+    side: int  # +1 bid / -1 ask
+    price: int  # price units, on the tick grid
+    size: int  # size units, at least 1
+    order_id: int  # a new id for adds; for cancels the resting order chosen (0 = anonymous volume at price)
+    dt: float  # seconds since the previous event
+
+
+def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, size_scale: int, next_id: int,
+                 rng: np.random.Generator | None = None) -> Order | None:
+    """Turn one token into a concrete order against ``book`` (a :class:`tradefm.book.OrderBook`).
+
+    An add is priced ``depth`` bps from ``reference`` (price units), passive side positive, rounded to the
+    nearest tick (at least one tick), and sized ``exp(volume) - 1`` shares/coins in size units (at least 1).
+    A cancel removes from the level of its side nearest to that price (ties: the more passive level); within
+    the level, from the newest order (last in the queue), at most the decoded size; an order whose id the book
+    does not know (snapshot or revealed volume) is cancelled as anonymous volume at that price. With nothing
+    resting on that side, the cancel decodes to ``None``."""
+    v = tok.values([token], rng)
+    action, side_idx = int(v["action"][0]), int(v["side"][0])
+    side = 1 if side_idx == 0 else -1
+    raw = reference * (1.0 - side * float(v["depth_bps"][0]) / 1e4)
+    price = max(tick, int(round(raw / tick)) * tick)
+    size = max(1, int(round(np.expm1(float(v["log_volume"][0])) * size_scale)))
+    dt = float(v["dt"][0])
+    if action == 0:
+        return Order(1, side, price, size, next_id, dt)
+    levels = book.levels(side)
+    if not levels:
+        return None
+    # nearest level; on a tie the more passive one (lower bid, higher ask)
+    _, lvl_price = min((abs(p - price), -side * p) for p, _, _ in levels)
+    lvl_price = -side * lvl_price
+    oid, resting = book.queue(side, lvl_price)[-1]
+    return Order(2, side, lvl_price, min(size, resting), max(oid, 0), dt)
