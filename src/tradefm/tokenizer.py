@@ -280,8 +280,8 @@ def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, 
     action, side_idx = int(v["action"][0]), int(v["side"][0])
     side = 1 if side_idx == 0 else -1
     raw = reference * (1.0 - side * float(v["depth_bps"][0]) / 1e4)
-    price = max(tick, int(round(raw / tick)) * tick)
-    size = max(1, int(round(np.expm1(float(v["log_volume"][0])) * size_scale)))
+    price = max(tick, round(raw / tick) * tick)
+    size = max(1, round(np.expm1(float(v["log_volume"][0])) * size_scale))
     dt = float(v["dt"][0])
     if action == 0:
         return Order(1, side, price, size, next_id, dt)
