@@ -84,15 +84,19 @@ def _ew_vwap(ts: np.ndarray, exec_price: np.ndarray, exec_size: np.ndarray, is_e
     return out
 
 
-def book_mid_before(day: EventDay) -> np.ndarray:
-    """The book mid (price units, NaN when a side is empty) before each canonical event, from the engine."""
+def book_mid_before(day: EventDay, upto: int | None = None) -> np.ndarray:
+    """The book mid (price units, NaN when a side is empty) before each canonical event, from the engine;
+    only the first ``upto`` events are replayed (the rest stay NaN)."""
     t = day.table
-    cols = [t.column(c).to_numpy().astype(np.int64) for c in ("kind", "side", "price", "size", "order_id")]
+    n = t.num_rows if upto is None else min(upto, t.num_rows)
+    cols = [t.column(c).to_numpy()[:n].astype(np.int64) for c in ("kind", "side", "price", "size", "order_id")]
     depth = int(day.notes.get("levels", 0) or 0)
     _, best = OrderBook(replay=True, depth=depth).apply_many(*cols)
-    bid, ask = best[:, 0].astype(float), best[:, 1].astype(float)
-    mid = np.where((bid > 0) & (ask > 0), (bid + ask) / 2, np.nan)
-    return np.concatenate([[np.nan], mid[:-1]])
+    after = np.where((best[:, 0] > 0) & (best[:, 1] > 0), (best[:, 0] + best[:, 1]) / 2, np.nan)
+    mid = np.full(t.num_rows, np.nan)
+    m = min(n, t.num_rows - 1)
+    mid[1:m + 1] = after[:m]  # before event i is after event i - 1
+    return mid
 
 
 def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
@@ -101,59 +105,59 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
     t = day.table
     kind = t.column("kind").to_numpy()
     side = t.column("side").to_numpy()
-    price = t.column("price").to_numpy().astype(np.int64)
-    size = t.column("size").to_numpy().astype(np.int64)
-    ts = t.column("ts").to_numpy().astype(np.int64)
+    price = t.column("price").to_numpy()
+    size = t.column("size").to_numpy()
+    ts = t.column("ts").to_numpy()
     market = ~t.column("snapshot").to_numpy()
     is_exec = np.isin(kind, _EXEC) & market & (side != 0)
 
-    mid = book_mid_before(day)
-    vwap = _ew_vwap(ts, price.astype(float), size.astype(float), is_exec, cfg.half_life_s * 1e9)
-    ref_all = mid if cfg.reference == "mid" else np.where(np.isnan(vwap), mid, vwap)
+    # reference price before each event: EW-VWAP, with the book mid before the day's first execution
+    # (then the book need only be replayed that far), or the book mid throughout
+    if cfg.reference == "mid":
+        ref_all = book_mid_before(day)
+    else:
+        first_exec = int(np.argmax(is_exec)) if is_exec.any() else len(kind)
+        vwap = _ew_vwap(ts, price.astype(float), size.astype(float), is_exec, cfg.half_life_s * 1e9)
+        ref_all = np.where(np.isnan(vwap), book_mid_before(day, upto=first_exec + 1), vwap)
 
     # executions of one aggressor: consecutive, same timestamp, same resting side -> one marketable add
     prev_same = np.zeros(len(kind), dtype=bool)
     prev_same[1:] = is_exec[:-1] & (ts[1:] == ts[:-1]) & (side[1:] == side[:-1])
     group_start = is_exec & ~prev_same
-    starts = np.flatnonzero(group_start)
-    gid = np.cumsum(group_start) - 1
-    g_size = np.bincount(gid[is_exec], weights=size[is_exec], minlength=len(starts)).astype(np.int64)
-    g_max = np.full(len(starts), np.iinfo(np.int64).min)
-    g_min = np.full(len(starts), np.iinfo(np.int64).max)
-    np.maximum.at(g_max, gid[is_exec], price[is_exec])
-    np.minimum.at(g_min, gid[is_exec], price[is_exec])
-    resting = side[starts]
-    g_price = np.where(resting < 0, g_max, g_min)  # a buyer's worst fill is the highest ask, a seller's the lowest bid
+    ex = np.flatnonzero(is_exec)
+    firsts = np.flatnonzero(group_start[ex])  # each aggressor's executions are one run of ``ex``
+    g_size = np.add.reduceat(size[ex], firsts) if len(ex) else np.zeros(0, np.int64)
+    g_max = np.maximum.reduceat(price[ex], firsts) if len(ex) else g_size
+    g_min = np.minimum.reduceat(price[ex], firsts) if len(ex) else g_size
+    g_price = np.where(side[ex[firsts]] < 0, g_max, g_min)  # a buyer's worst fill is the highest ask, etc.
 
     is_order = market & np.isin(kind, (Kind.ADD, Kind.CANCEL, Kind.DELETE, Kind.MODIFY))
-    rows = np.sort(np.concatenate([np.flatnonzero(is_order), starts]))
+    rows = np.flatnonzero(is_order | group_start)
     from_exec = group_start[rows]
     o_side = np.where(from_exec, -side[rows], side[rows])
-    o_price = price[rows].copy()
-    o_size = size[rows].copy()
+    o_price = price[rows].astype(np.int64)
+    o_size = size[rows].astype(np.int64)
     o_price[from_exec] = g_price
     o_size[from_exec] = g_size
     action = np.where(np.isin(kind[rows], (Kind.CANCEL, Kind.DELETE)), CANCEL, ADD).astype(np.int8)
 
     o_ts = ts[rows]
     ref = ref_all[rows]
+    known = ~np.isnan(ref)
     # before any reference exists (empty book, no trade yet) the order is its own reference: depth 0
-    ref = np.where(np.isnan(ref), o_price, ref)
+    ref_or_own = np.where(known, ref, o_price)
     sign = np.where(o_side > 0, 1.0, -1.0)  # bid: below the reference is passive; ask: above
-    depth_bps = sign * (ref - o_price) / ref * 1e4
+    depth_bps = sign * (ref_or_own - o_price) / ref_or_own * 1e4
     dt = np.diff(o_ts, prepend=o_ts[:1]) / 1e9
-    mids = mid[rows]
-    valid = ~np.isnan(mids)
-    seen = np.cumsum(valid) > 0  # the day's first mid is known only from the event where it first exists
-    first_mid = mids[valid][0] if valid.any() else np.nan
-    level_ref = np.where(valid, mids, ref)
-    level_change = np.where(seen, (level_ref - first_mid) / first_mid, 0.0) if valid.any() else np.zeros(len(rows))
+    # price level since the open: the reference against the day's first reference, known from where it exists
+    level_change = np.zeros(len(rows))
+    if known.any():
+        opening = ref[np.argmax(known)]
+        level_change[known] = (ref[known] - opening) / opening
     inst = day.instrument
-    traded = is_exec
-    notional = float((price[traded] / inst.price_scale * size[traded] / inst.size_scale).sum())
+    notional = float((price[is_exec] / inst.price_scale * size[is_exec] / inst.size_scale).sum())
     return OrderFlow(
         ts=o_ts, action=action, side=np.where(o_side > 0, BUY, SELL).astype(np.int8), price=o_price, size=o_size,
         aggressive=from_exec, dt=dt, depth_bps=depth_bps, log_volume=np.log1p(o_size / inst.size_scale),
-        level_change=level_change, flag=np.zeros(len(rows), dtype=np.int8),
-        notional=notional,
+        level_change=level_change, flag=np.zeros(len(rows), dtype=np.int8), notional=notional,
     )
