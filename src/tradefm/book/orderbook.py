@@ -48,7 +48,6 @@ class OrderBook:
         self.replay = replay
         self.depth = depth
         self.state = E.new_state(capacity)
-        self.ids = E.new_index()
 
     # -- capacity
     def _reserve(self, events: int) -> None:
@@ -64,6 +63,11 @@ class OrderBook:
             free = np.zeros(new, dtype=np.int64)
             free[:cap] = st.free
             st = st._replace(orders=orders, levels=levels, free=free)
+        if 2 * (int(st.meta[E.M_HUSED]) + events) > len(st.keys):  # keep the id index at most half full
+            size = E._pow2(4 * (int(st.meta[E.M_LIVE]) + events))
+            keys, vals = np.zeros(size, dtype=np.int64), np.zeros(size, dtype=np.int64)
+            st.meta[E.M_HUSED] = E.rehash(st.keys, st.vals, keys, vals)
+            st = st._replace(keys=keys, vals=vals)
         fill_need = int(st.meta[E.M_LIVE]) + 2 * events + 1
         if fill_need > st.fills.shape[0]:
             st = st._replace(fills=np.zeros((max(fill_need, 2 * st.fills.shape[0]), 4), dtype=np.int64))
@@ -74,14 +78,14 @@ class OrderBook:
     def apply(self, kind: int, side: int, price: int, size: int, order_id: int = 0) -> list[Fill]:
         """Apply one canonical event (:class:`tradefm.events.Kind`, or 0 for a market order)."""
         self._reserve(1)
-        status = E.apply_event(self.state, self.ids, int(kind), int(side), int(price), int(size), int(order_id),
+        status = E.apply_event(self.state, int(kind), int(side), int(price), int(size), int(order_id),
                                self.replay)
         if status == E.DUPLICATE_ORDER:
             raise ValueError(f"order id {order_id} is already resting")
         if status == E.UNKNOWN_ORDER:
             raise KeyError(f"order id {order_id} is not in the book")
         if self.depth:
-            E.truncate(self.state, self.ids, self.depth)
+            E.truncate(self.state, self.depth)
         return self.fills()
 
     def add(self, order_id: int, side: int, price: int, size: int) -> list[Fill]:
@@ -109,7 +113,7 @@ class OrderBook:
 
     # -- batches
     def apply_many(self, kind: np.ndarray, side: np.ndarray, price: np.ndarray, size: np.ndarray,
-                   order_id: np.ndarray, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+                   order_id: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
         """Apply arrays of events in one compiled loop.
 
         Returns the per-event status codes and the best bid and ask after each event ([n, 2], 0 = empty side)."""
@@ -120,24 +124,27 @@ class OrderBook:
         for a in range(0, n, chunk):
             b = min(n, a + chunk)
             self._reserve(b - a)
-            E.apply_batch(self.state, self.ids, *(c[a:b] for c in cols), self.replay, self.depth, status[a:b],
+            E.apply_batch(self.state, *(c[a:b] for c in cols), self.replay, self.depth, status[a:b],
                           best[a:b])
         return status, best
 
     # -- reading the book
     def order(self, order_id: int) -> tuple[int, int, int]:
         """(side, price, remaining size) of a resting order."""
-        slot = self.ids.get(order_id, -1)
-        if slot < 0:
+        slot = E.slot_of(self.state, int(order_id)) if order_id > 0 else E.NIL
+        if slot == E.NIL:
             raise KeyError(f"order id {order_id} is not in the book")
         o = self.state.orders[slot]
         return int(o[E.O_SIDE]), int(o[E.O_PRICE]), int(o[E.O_SIZE])
 
     def _side_of(self, order_id: int) -> int:
-        return self.order(order_id)[0] if order_id in self.ids else 1
+        return self.order(order_id)[0] if self._holds(order_id) else 1
 
     def _price_of(self, order_id: int) -> int:
-        return self.order(order_id)[1] if order_id in self.ids else 0
+        return self.order(order_id)[1] if self._holds(order_id) else 0
+
+    def _holds(self, order_id: int) -> bool:
+        return order_id > 0 and E.slot_of(self.state, int(order_id)) != E.NIL
 
     def levels(self, side: int) -> list[tuple[int, int, int]]:
         """(price, total size, order count) per level, best first."""

@@ -43,7 +43,7 @@ def event_arrays(day: EventDay, snapshot: bool) -> list[np.ndarray]:
     return [t.column(c).to_numpy().astype(np.int64) for c in ("kind", "side", "price", "size", "order_id")]
 
 
-def replay_lobster(path: str | Path, progress: bool = False, chunk_rows: int = 1 << 15) -> list[ReplayReport]:
+def replay_lobster(path: str | Path, progress: bool = False, chunk_rows: int = 4096) -> list[ReplayReport]:
     """Replay every message file of a LOBSTER zip or folder and compare with its orderbook file."""
     reports = []
     for files in lobster.find(Path(path)):
@@ -60,7 +60,7 @@ def replay_lobster(path: str | Path, progress: bool = False, chunk_rows: int = 1
         for rows in lobster.iter_orderbook(files, chunk_rows=chunk_rows):
             n = len(rows)
             book._reserve(n + rows.shape[1])
-            E.replay_check(book.state, book.ids, *(c[done:done + n] for c in cols), rows, done, stats)
+            E.replay_check(book.state, *(c[done:done + n] for c in cols), rows, done, stats)
             done += n
             bar.update(n)
         bar.close()
