@@ -121,7 +121,7 @@ def test_crossed_orderbook_row_is_an_error(tmp_path) -> None:
 def test_skip_bad_counts_and_reports(tmp_path) -> None:
     folder = _broken_copy(tmp_path, 20, _fields(3, "-5"))
     (day,) = read(folder, skip_bad=True)
-    assert day.notes["bad_rows"]["count"] == 1
+    assert day.notes["bad_rows"] == 1 and day.notes["bad_rows_by_reason"] == {"size must be positive": 1}
     assert (day.table.column("kind").to_numpy() > 0).all()
     assert len(day.table) == 999 - 1 + day.notes["snapshot_levels"]
 

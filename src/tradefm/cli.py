@@ -16,7 +16,8 @@ from .events import BadInputError, EventDay, Kind, write_day
 
 
 def _span(day: EventDay) -> str:
-    ts = day.table.column("ts").to_numpy()
+    """First and last market event (snapshot records may carry old entry times)."""
+    ts = day.table.column("ts").to_numpy()[~day.table.column("snapshot").to_numpy()]
     if not len(ts):
         return "-"
     fmt = "%H:%M:%S"
@@ -30,8 +31,7 @@ def summarize(day: EventDay) -> dict[str, object]:
     kinds = Counter(Kind(k).name.lower() for k in t.column("kind").to_numpy()[~snap])
     return {"symbol": day.instrument.symbol, "venue": day.instrument.venue, "date": day.date,
             "events": int((~snap).sum()), "snapshot": int(snap.sum()), "span": _span(day),
-            "kinds": dict(sorted(kinds.items())), **({"bad_rows": day.notes["bad_rows"]} if "bad_rows" in day.notes
-                                                     else {})}
+            "kinds": dict(sorted(kinds.items())), "bad_rows": int(day.notes.get("bad_rows", 0))}
 
 
 def ingest(sources: list[str], out: Path, fmt: str | None, skip_bad: bool, quiet: bool = False) -> list[dict]:
@@ -53,7 +53,7 @@ def ingest(sources: list[str], out: Path, fmt: str | None, skip_bad: bool, quiet
                 kinds = " ".join(f"{k}={v}" for k, v in s["kinds"].items())
                 tqdm.write(f"{Path(src).name}: {s['symbol']} {s['date']} {s['events']:,} events "
                            f"(+{s['snapshot']} snapshot) {s['span']}  {kinds}"
-                           + (f"  skipped {s['bad_rows']['count']} bad rows" if "bad_rows" in s else "") + note)
+                           + (f"  skipped {s['bad_rows']} bad rows" if s["bad_rows"] else "") + note)
     return list(rows.values())
 
 

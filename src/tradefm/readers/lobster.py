@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 
 from ..events import BadInputError, EventDay, Instrument, Kind, Problems, check_events, table_from_columns
+from .generic import bad_notes
 
 NAME = re.compile(r"(?P<ticker>[A-Za-z0-9.\-]+)_(?P<date>\d{4}-\d{2}-\d{2})_(?P<start>\d+)_(?P<end>\d+)_"
                   r"(?P<what>message|orderbook)_(?P<level>\d+)\.csv$")
@@ -242,8 +243,7 @@ def read(path: Path, *, skip_bad: bool = False, with_book: bool = True) -> Itera
             })
         notes: dict[str, object] = {"levels": files.level, "session_ms": [files.start_ms, files.end_ms],
                                     "snapshot_levels": snap.num_rows}
-        if problems.bad.count:
-            notes["bad_rows"] = {"count": problems.bad.count, "by_reason": problems.bad.by_reason}
+        notes.update(bad_notes(problems))
         yield EventDay(
             instrument=Instrument(symbol=files.ticker, venue="nasdaq", price_scale=PRICE_SCALE, tick_size=TICK,
                                   timezone=TZ),
