@@ -18,7 +18,8 @@ def test_ingest_writes_one_parquet_per_symbol_day(tmp_path, capsys) -> None:
     (path,) = list_days(tmp_path)
     assert path.relative_to(tmp_path).as_posix() == "venue=nasdaq/symbol=GOOG/date=2012-06-21/events.parquet"
     day = read_day(path)
-    assert day.instrument.price_scale == 10_000 and day.num_events == 49_482 + day.notes["snapshot_levels"]
+    assert day.instrument.price_scale == 10_000
+    assert day.num_events == 49_482 + day.notes["snapshot_levels"] + day.notes["reveals"]
     assert pq.read_metadata(path).num_rows == day.num_events
     out = capsys.readouterr()
     assert "GOOG 2012-06-21 49,482 events" in out.err + out.out

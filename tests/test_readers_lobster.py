@@ -41,7 +41,9 @@ def test_reads_every_sample_zip_as_downloaded(name: str) -> None:
     assert (np.diff(ts) >= 0).all()
     # 09:30 New York on 2012-06-21 is 13:30 UTC (daylight saving time)
     assert ts[~snap][0] >= 1340285400 * 10**9 and ts[-1] < 1340308800 * 10**9
-    assert snap.sum() == day.notes["snapshot_levels"] > 0
+    src = t.column("src_type").to_numpy(zero_copy_only=False)
+    assert (src[snap] == "orderbook").sum() == day.notes["snapshot_levels"] > 0
+    assert (src[snap] == "reveal").sum() == day.notes["reveals"] > 0  # levels entering the window, in stream
     assert (t.column("order_id").to_numpy()[snap] == 0).all()
 
 
@@ -124,6 +126,7 @@ def test_skip_bad_counts_and_reports(tmp_path) -> None:
     assert day.notes["bad_rows"] == 1 and day.notes["bad_rows_by_reason"] == {"size must be positive": 1}
     assert (day.table.column("kind").to_numpy() > 0).all()
     assert len(day.table) == 999 - 1 + day.notes["snapshot_levels"]
+    assert "not added" in day.notes["reveals"]  # skipped rows break the message/orderbook row pairing
 
 
 def test_unknown_container_is_a_clear_error(tmp_path) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 
+from tradefm.book import OrderBook
 from tradefm.book.replay import replay_lobster
-from tradefm.readers import lobster
+from tradefm.readers import lobster, read
 
 from .conftest import data_file
 
@@ -62,3 +64,48 @@ def test_initial_book_undoes_the_first_message() -> None:
     asks = [(p, q) for s, p, q in book if s == -1]
     assert bids[0] == (5853000, 150) and len(bids) == 9
     assert asks[0] == (5859400, 200) and len(asks) == 10
+
+
+def _rows(name: str) -> tuple[object, np.ndarray]:
+    files = lobster.find(data_file(name))[0]
+    return files, np.concatenate(list(lobster.iter_orderbook(files)))
+
+
+@pytest.mark.parametrize("name", [f"lobster/{z}" for z, _ in ZIPS])
+def test_the_stored_events_alone_rebuild_the_top_of_book(name: str) -> None:
+    """With the reveals in the event stream, no orderbook file is needed: the canonical events reproduce the
+    best bid and ask after every message."""
+    (day,) = read(data_file(name))
+    files, rows = _rows(name)
+    t = day.table
+    cols = [t.column(c).to_numpy() for c in ("kind", "side", "price", "size", "order_id")]
+    _, best = OrderBook(replay=True, depth=files.level).apply_many(*cols)
+    market = ~t.column("snapshot").to_numpy()
+    # the state after a message is the state after the last reveal that follows it
+    last = np.flatnonzero(np.append(market[1:], True))  # rows after which the next row is a message (or none)
+    after = best[last[np.searchsorted(last, np.flatnonzero(market))]]
+    bid = np.where(rows[:, 3] > 0, rows[:, 2], 0)
+    ask = np.where(rows[:, 1] > 0, rows[:, 0], 0)
+    np.testing.assert_array_equal(after[:, 0], bid)
+    np.testing.assert_array_equal(after[:, 1], ask)
+
+
+def test_the_stored_events_alone_rebuild_every_level() -> None:
+    name = "lobster/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip"
+    (day,) = read(data_file(name))
+    files, rows = _rows(name)
+    book = OrderBook(replay=True, depth=files.level)
+    t = day.table
+    market = t.column("snapshot").to_numpy() == 0
+    events = zip(*(t.column(c).to_numpy().tolist() for c in ("kind", "side", "price", "size", "order_id")),
+                 strict=True)
+    states = []
+    for (k, s, p, q, o), is_market in zip(events, market, strict=True):
+        if is_market:
+            states.append(None)  # the state after this message, updated by the reveals that follow it
+        book.apply(k, s, p, q, o)
+        if states:
+            states[-1] = book.top(files.level)
+    got = np.array(states)
+    want = np.where(np.repeat(rows[:, 1::2] > 0, 2, axis=1), rows, 0)
+    assert (got == want).all(axis=1).mean() == 1.0

@@ -29,8 +29,11 @@ def summarize(day: EventDay) -> dict[str, object]:
     t = day.table
     snap = t.column("snapshot").to_numpy()
     kinds = Counter(Kind(k).name.lower() for k in t.column("kind").to_numpy()[~snap])
+    reveals = day.notes.get("reveals")
+    reveals = reveals if isinstance(reveals, int) else 0
     return {"symbol": day.instrument.symbol, "venue": day.instrument.venue, "date": day.date,
-            "events": int((~snap).sum()), "snapshot": int(snap.sum()), "span": _span(day),
+            "events": int((~snap).sum()), "snapshot": int(snap.sum()) - reveals, "reveals": reveals,
+            "span": _span(day),
             "kinds": dict(sorted(kinds.items())), "bad_rows": int(day.notes.get("bad_rows", 0))}
 
 
@@ -52,7 +55,8 @@ def ingest(sources: list[str], out: Path, fmt: str | None, skip_bad: bool, quiet
             if not quiet:
                 kinds = " ".join(f"{k}={v}" for k, v in s["kinds"].items())
                 tqdm.write(f"{Path(src).name}: {s['symbol']} {s['date']} {s['events']:,} events "
-                           f"(+{s['snapshot']} snapshot) {s['span']}  {kinds}"
+                           f"(+{s['snapshot']} snapshot" + (f", {s['reveals']:,} reveals" if s["reveals"] else "")
+                           + f") {s['span']}  {kinds}"
                            + (f"  skipped {s['bad_rows']} bad rows" if s["bad_rows"] else "") + note)
     return list(rows.values())
 
@@ -149,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("fit-tokenizer", help="fit the universal bins on the calibration window of an event store")
     s.add_argument("events", help="event store folder (from ingest)")
     s.add_argument("--out", required=True, help="tokenizer JSON file")
-    s.add_argument("--half-life", type=float, default=30.0, help="EW-VWAP half-life in seconds")
+    s.add_argument("--half-life", type=float, default=10.0, help="EW-VWAP half-life in seconds")
     s.add_argument("--reference", choices=("vwap", "mid"), default="vwap", help="reference price for depth")
     split_options(s)
     s.set_defaults(func=cmd_fit_tokenizer)

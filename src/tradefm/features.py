@@ -34,7 +34,7 @@ _EXEC = (Kind.EXECUTE, Kind.EXECUTE_HIDDEN, Kind.TRADE)
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    half_life_s: float = 30.0  # EW-VWAP half-life; see docs/TOKENS.md for the measurement behind it
+    half_life_s: float = 10.0  # EW-VWAP half-life; docs/TOKENS.md has the measurement behind it
     reference: str = "vwap"  # "vwap" (the paper's) or "mid" (the book's)
 
     def __post_init__(self) -> None:

@@ -435,12 +435,15 @@ R_ROWS, R_MISMATCH, R_FIRST_BAD, R_REVEALS = range(4)
 @kernel
 def replay_check(
     st: BookState, kind: np.ndarray, side: np.ndarray, price: np.ndarray, size: np.ndarray,
-    oid: np.ndarray, rows: np.ndarray, row0: int, stats: np.ndarray,
-) -> None:
+    oid: np.ndarray, rows: np.ndarray, row0: int, stats: np.ndarray, reveals: np.ndarray,
+) -> int:
     """Replay a window-limited feed (depth = ``rows.shape[1] // 4``) and compare the book with each recorded
     row (LOBSTER layout). The only thing taken from a row is a *reveal*: a level beyond the deepest level the
-    book knows, entering the window after a level inside it went away. Everything else must already match."""
+    book knows, entering the window after a level inside it went away. Everything else must already match.
+
+    Each reveal is written to ``reveals`` as (event index, side, price, size); returns how many were written."""
     depth = rows.shape[1] // 4
+    found = 0
     for i in range(len(kind)):
         apply_event(st, kind[i], side[i], price[i], size[i], oid[i], True)
         truncate(st, depth)
@@ -459,10 +462,15 @@ def replay_check(
                     if n > 0 and p_row * sg >= st.levels[s, 0, L_PRICE] * sg:
                         ok = False  # not beyond the deepest known level: no reveal can explain it
                     else:
-                        _rest(st, 0, 1 if s == 0 else -1, p_row, q_row, True)
+                        _rest(st, 0, sg, p_row, q_row, True)
                         stats[R_REVEALS] += 1
+                        if found < len(reveals):
+                            reveals[found, 0], reveals[found, 1] = row0 + i, sg
+                            reveals[found, 2], reveals[found, 3] = p_row, q_row
+                        found += 1
         stats[R_ROWS] += 1
         if not ok:
             if stats[R_MISMATCH] == 0:
                 stats[R_FIRST_BAD] = row0 + i
             stats[R_MISMATCH] += 1
+    return found

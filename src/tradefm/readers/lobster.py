@@ -227,26 +227,63 @@ def initial_book(row0: np.ndarray, first: dict[str, int]) -> list[tuple[int, int
     return [(side, price, size) for (side, price), size in ordered if size > 0]
 
 
-def read(path: Path, *, skip_bad: bool = False, with_book: bool = True) -> Iterator[EventDay]:
+def read(path: Path, *, skip_bad: bool = False, reveals: bool = True) -> Iterator[EventDay]:
     for files in find(Path(path)):
-        problems = Problems(files.where(files.message), skip_bad)
-        table, _ = read_messages(files, problems)
-        snap = table.slice(0, 0)
-        if with_book and files.orderbook is not None and table.num_rows:
-            first = {k: table.column(k)[0].as_py() for k in ("kind", "side", "price", "size")}
-            book = initial_book(first_row(files), first)
-            start = session_start_ns(files.date) + files.start_ms * 1_000_000
-            snap = table_from_columns({
-                "ts": [min(start, table.column("ts")[0].as_py())] * len(book), "kind": [int(Kind.ADD)] * len(book),
-                "side": [b[0] for b in book], "price": [b[1] for b in book], "size": [b[2] for b in book],
-                "order_id": [0] * len(book), "snapshot": [True] * len(book), "src_type": ["orderbook"] * len(book),
-            })
-        notes: dict[str, object] = {"levels": files.level, "session_ms": [files.start_ms, files.end_ms],
-                                    "snapshot_levels": snap.num_rows}
-        notes.update(bad_notes(problems))
-        yield EventDay(
-            instrument=Instrument(symbol=files.ticker, venue="nasdaq", price_scale=PRICE_SCALE, tick_size=TICK,
-                                  timezone=TZ),
-            date=files.date, table=pa.concat_tables([snap, table]), sources=[files.where(files.message)],
-            notes=notes,
-        )
+        yield read_files(files, skip_bad=skip_bad, reveals=reveals)
+
+
+def read_files(files: LobsterFiles, skip_bad: bool = False, reveals: bool = True) -> EventDay:
+    """One symbol-day: the initial book (snapshot), the messages, and, with ``reveals``, each level that enters
+    the window from beyond the book's known depth, as a snapshot add right after the message that uncovered it.
+
+    A level-N file carries only events inside N levels, so without the reveals a book built from the events
+    alone loses its deeper levels; with them, the events alone rebuild every orderbook row (tested)."""
+    problems = Problems(files.where(files.message), skip_bad)
+    table, _ = read_messages(files, problems)
+    snap = table.slice(0, 0)
+    notes: dict[str, object] = {"levels": files.level, "session_ms": [files.start_ms, files.end_ms]}
+    if files.orderbook is not None and table.num_rows:
+        first = {k: table.column(k)[0].as_py() for k in ("kind", "side", "price", "size")}
+        book = initial_book(first_row(files), first)
+        start = session_start_ns(files.date) + files.start_ms * 1_000_000
+        snap = _snapshot_rows(min(start, table.column("ts")[0].as_py()), book, "orderbook")
+    notes["snapshot_levels"] = snap.num_rows
+    notes.update(bad_notes(problems))
+    day = EventDay(
+        instrument=Instrument(symbol=files.ticker, venue="nasdaq", price_scale=PRICE_SCALE, tick_size=TICK,
+                              timezone=TZ),
+        date=files.date, table=pa.concat_tables([snap, table]), sources=[files.where(files.message)], notes=notes,
+    )
+    if reveals and files.orderbook is not None and table.num_rows:
+        if problems.bad.count:  # dropped messages no longer line up with orderbook rows
+            notes["reveals"] = "not added: bad rows were skipped, so messages and orderbook rows do not line up"
+        else:
+            day = _with_reveals(day, files)
+    return day
+
+
+def _snapshot_rows(ts: int | np.ndarray, levels: list[tuple[int, int, int]], src: str) -> pa.Table:
+    n = len(levels)
+    return table_from_columns({
+        "ts": np.broadcast_to(np.asarray(ts, dtype=np.int64), (n,)), "kind": np.full(n, int(Kind.ADD), np.int8),
+        "side": [b[0] for b in levels], "price": [b[1] for b in levels], "size": [b[2] for b in levels],
+        "order_id": np.zeros(n, np.int64), "snapshot": np.ones(n, bool), "src_type": [src] * n,
+    })
+
+
+def _with_reveals(day: EventDay, files: LobsterFiles) -> EventDay:
+    from ..book.replay import replay_files  # the engine finds the reveals: it knows what the book knows
+
+    report, found = replay_files(files, day)
+    if not report.exact:
+        raise BadInputError(files.where(files.orderbook), f"line {report.first_mismatch + 1}", "orderbook row",
+                            "", "the messages do not reproduce this book state (corrupt or mismatched files)")
+    t = day.table
+    n_snap = int(day.notes["snapshot_levels"])
+    msg_ts = t.column("ts").to_numpy()[n_snap:]
+    rev = _snapshot_rows(msg_ts[found[:, 0]], [tuple(r) for r in found[:, 1:].tolist()], "reveal")
+    # order: snapshot, then each message followed by the reveals it uncovered
+    key = np.concatenate([np.full(n_snap, -1), 2 * np.arange(len(msg_ts)), 2 * found[:, 0] + 1])
+    table = pa.concat_tables([t, rev]).take(pa.array(np.argsort(key, kind="stable")))
+    notes = {**day.notes, "reveals": len(found)}
+    return EventDay(day.instrument, day.date, table, day.sources, notes)
