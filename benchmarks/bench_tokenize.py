@@ -5,8 +5,8 @@ It ingests the real samples in ../shared/data (LOBSTER zips and the Bitstamp 202
 store, fits a tokenizer, then times, pinned to one core and in one run:
   floor:    pyarrow.parquet.read_table of every symbol-day file;
   tradefm:  tradefm.shards.tokenize (read + features + tokens + shard files + manifest).
-Peak memory (max RSS) is measured in fresh subprocesses on stores of 1x and 4x the days, to show it does not
-grow with the number of files.
+Peak memory (VmHWM) is measured in fresh subprocesses on stores of 1x, 2x, 4x and 8x the days, to show it does
+not grow with the number of files.
 """
 
 from __future__ import annotations
@@ -72,9 +72,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        store, store4 = tmp / "events", tmp / "events4"
+        store = tmp / "events"
         build_store(store, 1)
-        build_store(store4, 4)
         tok = fit_tokenizer(store, progress=False)
         tok_path = tok.save(tmp / "tok.json")
         days = list_days(store)
@@ -93,7 +92,11 @@ def main() -> None:
         ours = best(lambda: tokenize(store, tok, tmp / "shards", progress=False))
         largest = max(days, key=lambda p: pq.read_metadata(p).num_rows)
         largest_name, largest_rows = largest.parent.parent.name, pq.read_metadata(largest).num_rows
-        rss1, rss4 = peak_rss_mb(store, tok_path), peak_rss_mb(store4, tok_path)
+        rss = {}
+        for copies in (1, 2, 4, 8):
+            many = tmp / f"events{copies}"
+            build_store(many, copies)
+            rss[copies * len(days)] = peak_rss_mb(many, tok_path)
         tokens = json.loads((tmp / "shards" / "manifest.json").read_text())["counts"]
     rows = [
         ("pyarrow read_table (floor)", floor, events / floor, 1.0),
@@ -104,8 +107,8 @@ def main() -> None:
     print("| step | seconds | events/s | x floor |\n|---|---|---|---|")
     for name, sec, rate, ratio in rows:
         print(f"| {name} | {sec:.3f} | {rate / 1e6:.2f} M | {ratio:.2f} |")
-    print(f"\npeak RSS of `tokenize` in a fresh process: {rss1:.0f} MB for {len(days)} days, "
-          f"{rss4:.0f} MB for {4 * len(days)} days")
+    print("\npeak RSS of `tokenize` in a fresh process: "
+          + ", ".join(f"{mb:.0f} MB for {n} days" for n, mb in rss.items()))
     print(f"(this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)")
 
 

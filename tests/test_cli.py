@@ -54,6 +54,7 @@ def test_demo_runs_on_the_samples(tmp_path, capsys) -> None:
     assert main(["demo", "--data", str(data), "--out", str(tmp_path)]) == 0
     summary = (tmp_path / "summary.md").read_text()
     assert summary.count("100.00%") == 6
+    assert "nasdaq/AAPL" in summary and (tmp_path / "shards" / "manifest.json").exists()
 
 
 def test_demo_without_data_says_where_to_get_it(tmp_path, capsys, monkeypatch) -> None:

@@ -90,7 +90,7 @@ def cmd_fit_tokenizer(args: argparse.Namespace) -> int:
     from .features import FeatureConfig
     from .shards import fit_tokenizer
 
-    tok = fit_tokenizer(args.events, _splits(args), features=FeatureConfig(args.half_life, args.reference))
+    tok = fit_tokenizer(args.events, _splits(args), features=FeatureConfig(args.half_life, args.reference, args.volume))
     tok.save(args.out)
     tiers = ", ".join(f"{k}: tier {v['tier']}" for k, v in tok.instruments.items())
     print(f"tokenizer {tok.hash} ({tok.vocab_size:,} ids) fitted on {len(tok.instruments)} instruments "
@@ -108,24 +108,56 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     return 0
 
 
+def token_report(stats: dict[str, dict]) -> str:
+    """Markdown: out-of-range shares per instrument, then each field's histogram (percent per bin)."""
+    lines = ["| instrument | tokens | depth out of range | volume out of range | dt out of range |",
+             "|---|---|---|---|---|"]
+    for k, v in stats.items():
+        shares = " | ".join(f"{v['out_of_range'][f]:.1%}" for f in ("depth", "volume", "dt"))
+        lines.append(f"| {k} | {v['tokens']:,} | {shares} |")
+    for field in ("depth", "volume", "dt"):
+        n = len(next(iter(stats.values()))["hist"][field])
+        lines += ["", f"{field} bins (% of the instrument's tokens; bins 0 and {n - 1} are out of range):", "",
+                  "| instrument | " + " | ".join(str(b) for b in range(n)) + " |", "|---" * (n + 1) + "|"]
+        lines += [f"| {k} | " + " | ".join(f"{100 * x:.1f}" for x in v["hist"][field]) + " |" for k, v in stats.items()]
+    return "\n".join(lines)
+
+
+def cmd_token_stats(args: argparse.Namespace) -> int:
+    from .shards import token_stats
+    from .tokenizer import Tokenizer
+
+    print(token_report(token_stats(args.shards, Tokenizer.load(args.tokenizer))))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .book.replay import replay_lobster
     from .samples import find_samples
+    from .shards import fit_tokenizer, token_stats, tokenize
 
     out = Path(args.out)
     zips = find_samples(args.data)
     print(f"LOBSTER samples: {', '.join(z.name for z in zips)}")
     ingested = ingest([str(z) for z in zips], out / "events", "lobster", False)
     reports = [r for z in tqdm(zips, desc="replay", unit="file") for r in replay_lobster(z)]
+    tok = fit_tokenizer(out / "events")
+    tok.save(out / "tokenizer.json")
+    manifest = tokenize(out / "events", tok, out / "shards")
+    stats = token_stats(out / "shards", tok)
+
     lines = ["| symbol | levels | messages | rows exact | reveals | unknown-id refs |", "|---|---|---|---|---|---|"]
     lines += [f"| {r.symbol} | {r.levels} | {r.rows:,} | {r.matched_rows / r.rows:.2%} | {r.reveals:,} | "
               f"{r.counters.unknown_refs:,} |" for r in reports]
-    table = "\n".join(lines)
+    counts = ", ".join(f"{k} {v:,}" for k, v in manifest["counts"].items() if v)
+    body = ("# tradefm demo\n\n## Book replay against LOBSTER's own orderbook files\n\n" + "\n".join(lines)
+            + f"\n\n## Tokens\n\nTokenizer `{tok.hash}` ({tok.vocab_size:,} ids); tokens per split: {counts}.\n\n"
+            + token_report(stats) + "\n")
     summary = out / "summary.md"
-    summary.write_text("# tradefm demo\n\nBook replay against LOBSTER's own orderbook files:\n\n" + table + "\n")
-    (out / "summary.json").write_text(json.dumps({"ingest": ingested, "replay": [r.as_dict() for r in reports]},
-                                                 indent=2, default=str))
-    print("\n" + table + f"\n\nwritten: {summary}")
+    summary.write_text(body)
+    (out / "summary.json").write_text(json.dumps({"ingest": ingested, "replay": [r.as_dict() for r in reports],
+                                                  "tokens": manifest["counts"]}, indent=2, default=str))
+    print("\n" + "\n".join(lines) + f"\n\ntokens per split: {counts}\nwritten: {summary}")
     return 0 if all(r.exact for r in reports) else 1
 
 
@@ -155,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="tokenizer JSON file")
     s.add_argument("--half-life", type=float, default=10.0, help="EW-VWAP half-life in seconds")
     s.add_argument("--reference", choices=("vwap", "mid"), default="vwap", help="reference price for depth")
+    s.add_argument("--volume", choices=("size", "notional"), default="size", help="volume in units or in currency")
     split_options(s)
     s.set_defaults(func=cmd_fit_tokenizer)
 
@@ -164,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     split_options(s)
     s.set_defaults(func=cmd_tokenize)
+
+    s = sub.add_parser("token-stats", help="out-of-range shares and bin histograms per instrument of shards")
+    s.add_argument("shards")
+    s.add_argument("--tokenizer", required=True)
+    s.set_defaults(func=cmd_token_stats)
 
     s = sub.add_parser("demo", help="run the pipeline end to end on the LOBSTER samples")
     s.add_argument("--data", help="folder with the LOBSTER sample zips")

@@ -9,7 +9,8 @@ Per order event, using only events up to it:
 - ``dt``: seconds since the previous order event of the symbol;
 - ``depth_bps``: distance of the order's price from the reference price, in basis points, signed so that
   positive is away from the market (passive) and negative is through it (aggressive), on both sides;
-- ``log_volume``: log(1 + size in shares / contracts / coins);
+- ``log_volume``: log(1 + size in shares / contracts / coins), or of its value in currency (``volume="notional"``:
+  a coin and a share are not the same amount of anything, and the paper's unit squeezes BTC into one bin);
 - ``level_change``: (reference mid − the day's first mid) / first mid;
 - ``flag``: 0 for the background market, 1 for a participant's own (injected) orders.
 
@@ -30,16 +31,31 @@ from .events import EventDay, Kind
 ADD, CANCEL = 0, 1  # action
 BUY, SELL = 0, 1  # side index in tokens (bid/buy side first)
 _EXEC = (Kind.EXECUTE, Kind.EXECUTE_HIDDEN, Kind.TRADE)
+COLUMNS = ["ts", "kind", "side", "price", "size", "order_id", "snapshot"]  # what features read of an event
+
+
+def _kinds(*kinds: int) -> np.ndarray:
+    """A lookup table: ``_kinds(...)[kind]`` is a fast ``isin`` for small codes."""
+    table = np.zeros(256, dtype=bool)
+    table[list(kinds)] = True
+    return table
+
+
+_IS_EXEC, _IS_CANCEL = _kinds(*_EXEC), _kinds(Kind.CANCEL, Kind.DELETE)
+_IS_ORDER = _kinds(Kind.ADD, Kind.CANCEL, Kind.DELETE, Kind.MODIFY)
 
 
 @dataclass(frozen=True)
 class FeatureConfig:
     half_life_s: float = 10.0  # EW-VWAP half-life; docs/TOKENS.md has the measurement behind it
     reference: str = "vwap"  # "vwap" (the paper's) or "mid" (the book's)
+    volume: str = "size"  # "size": log(1 + shares/contracts/coins) (the paper's); "notional": log(1 + currency)
 
     def __post_init__(self) -> None:
         if self.reference not in ("vwap", "mid"):
             raise ValueError(f"reference must be 'vwap' or 'mid', not {self.reference!r}")
+        if self.volume not in ("size", "notional"):
+            raise ValueError(f"volume must be 'size' or 'notional', not {self.volume!r}")
         if not self.half_life_s > 0:
             raise ValueError("half_life_s must be positive")
 
@@ -109,7 +125,8 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
     size = t.column("size").to_numpy()
     ts = t.column("ts").to_numpy()
     market = ~t.column("snapshot").to_numpy()
-    is_exec = np.isin(kind, _EXEC) & market & (side != 0)
+    kind_u8 = kind.astype(np.uint8)
+    is_exec = _IS_EXEC[kind_u8] & market & (side != 0)
 
     # reference price before each event: EW-VWAP, with the book mid before the day's first execution
     # (then the book need only be replayed that far), or the book mid throughout
@@ -131,7 +148,7 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
     g_min = np.minimum.reduceat(price[ex], firsts) if len(ex) else g_size
     g_price = np.where(side[ex[firsts]] < 0, g_max, g_min)  # a buyer's worst fill is the highest ask, etc.
 
-    is_order = market & np.isin(kind, (Kind.ADD, Kind.CANCEL, Kind.DELETE, Kind.MODIFY))
+    is_order = market & _IS_ORDER[kind_u8]
     rows = np.flatnonzero(is_order | group_start)
     from_exec = group_start[rows]
     o_side = np.where(from_exec, -side[rows], side[rows])
@@ -139,7 +156,7 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
     o_size = size[rows].astype(np.int64)
     o_price[from_exec] = g_price
     o_size[from_exec] = g_size
-    action = np.where(np.isin(kind[rows], (Kind.CANCEL, Kind.DELETE)), CANCEL, ADD).astype(np.int8)
+    action = _IS_CANCEL[kind_u8[rows]].astype(np.int8)  # CANCEL = 1, ADD = 0
 
     o_ts = ts[rows]
     ref = ref_all[rows]
@@ -155,9 +172,12 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
         opening = ref[np.argmax(known)]
         level_change[known] = (ref[known] - opening) / opening
     inst = day.instrument
+    volume = o_size / inst.size_scale
+    if cfg.volume == "notional":
+        volume = volume * o_price / inst.price_scale
     notional = float((price[is_exec] / inst.price_scale * size[is_exec] / inst.size_scale).sum())
     return OrderFlow(
         ts=o_ts, action=action, side=np.where(o_side > 0, BUY, SELL).astype(np.int8), price=o_price, size=o_size,
-        aggressive=from_exec, dt=dt, depth_bps=depth_bps, log_volume=np.log1p(o_size / inst.size_scale),
+        aggressive=from_exec, dt=dt, depth_bps=depth_bps, log_volume=np.log1p(volume),
         level_change=level_change, flag=np.zeros(len(rows), dtype=np.int8), notional=notional,
     )

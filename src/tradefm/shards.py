@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .events import atomic_path, list_days, read_day
-from .features import FeatureConfig, OrderFlow, order_flow
+from .features import COLUMNS, FeatureConfig, OrderFlow, order_flow
 from .tokenizer import Tokenizer, TokenizerConfig
 
 SPLITS = ("train", "val", "test", "test_symbol", "test_venue")
@@ -63,7 +63,7 @@ def iter_flows(events_dir: str | Path, features: FeatureConfig, progress: bool =
     if not days:
         raise FileNotFoundError(f"{events_dir}: no symbol-days (run `tradefm ingest` first)")
     for path in tqdm(days, desc=desc, unit="day", disable=not progress):
-        day = read_day(path)
+        day = read_day(path, columns=COLUMNS)
         inst = day.instrument
         yield inst.venue, inst.symbol, day.date, f"{inst.venue}/{inst.symbol}", order_flow(day, features)
 
@@ -125,3 +125,22 @@ def load_shard(root: str | Path, entry: dict, dtype: str = "uint16") -> tuple[np
     tokens = np.memmap(root / entry["path"], dtype=dtype, mode="r")
     ctx = np.memmap(root / entry["context"], dtype=np.uint8, mode="r").reshape(-1, 3)
     return tokens, ctx
+
+
+def token_stats(root: str | Path, tokenizer: Tokenizer) -> dict[str, dict]:
+    """Per instrument: tokens, share of each field's out-of-range bins, and the histogram of each field."""
+    root = Path(root)
+    manifest = json.loads((root / "manifest.json").read_text())
+    if manifest["tokenizer_hash"] != tokenizer.hash:
+        raise ValueError(f"{root}: shards were made by tokenizer {manifest['tokenizer_hash']}, not {tokenizer.hash}")
+    by_inst: dict[str, list[np.ndarray]] = defaultdict(list)
+    for entry in manifest["files"]:
+        by_inst[entry["instrument"]].append(np.asarray(load_shard(root, entry, manifest["token_dtype"])[0]))
+    out = {}
+    for inst, parts in sorted(by_inst.items()):
+        fields = tokenizer.decompose(np.concatenate(parts))
+        hist = {name: np.bincount(f, minlength=r) / len(f) for name, f, r in
+                zip(("action", "side", "depth", "volume", "dt"), fields, tokenizer.config.radix, strict=True)}
+        out[inst] = {"tokens": len(fields[0]), "hist": hist,
+                     "out_of_range": {k: float(h[0] + h[-1]) for k, h in hist.items() if len(h) > 2}}
+    return out

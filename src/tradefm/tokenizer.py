@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
 from .features import FeatureConfig, OrderFlow
 
@@ -113,6 +114,29 @@ def _subsample(x: np.ndarray, cap: int) -> np.ndarray:
     return x if len(x) <= cap else x[:: int(np.ceil(len(x) / cap))]
 
 
+@njit(cache=True)
+def _bin(edges: np.ndarray, x: float) -> int:
+    """``Bins.index`` for one value: the number of edges <= x (NaN compares false: bin 0)."""
+    b = 0
+    while b < len(edges) and edges[b] <= x:
+        b += 1
+    return b
+
+
+@njit(cache=True)
+def _encode(action, side, depth, log_volume, dt, level, flag, e_depth, e_volume, e_dt, e_level, radix, tier,
+            tokens, ctx) -> None:
+    """One pass over a day: every field binned and composed, no temporaries."""
+    for i in range(len(action)):
+        t = action[i] * radix[1] + side[i]
+        t = t * radix[2] + _bin(e_depth, depth[i])
+        t = t * radix[3] + _bin(e_volume, log_volume[i])
+        tokens[i] = t * radix[4] + _bin(e_dt, np.log(dt[i] + DT_FLOOR))
+        ctx[i, 0] = tier
+        ctx[i, 1] = _bin(e_level, level[i])
+        ctx[i, 2] = flag[i]
+
+
 @dataclass
 class Tokenizer:
     config: TokenizerConfig
@@ -193,24 +217,20 @@ class Tokenizer:
         return np.dtype(np.uint16) if self.vocab_size <= 1 << 16 else np.dtype(np.uint32)
 
     # ------------------------------------------------------------------ encode / decode
-    def field_bins(self, flow: OrderFlow) -> tuple[np.ndarray, ...]:
-        return (flow.action.astype(np.int64), flow.side.astype(np.int64), self.depth.index(flow.depth_bps),
-                self.volume.index(flow.log_volume), self.dt.index(np.log(flow.dt + DT_FLOOR)))
-
     def encode(self, flow: OrderFlow, instrument: str, adv: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Tokens and context ([n, 3] uint8: tier, level-change bin, market/participant flag) of one symbol-day.
 
         The tier is a static attribute of the instrument: its calibration value when the tokenizer knows it,
         else the ``adv`` given, else the middle tier (never the day's own, later, volume)."""
-        tokens = self.compose(*self.field_bins(flow)).astype(self.token_dtype)
         if instrument in self.instruments:
             tier = int(self.instruments[instrument]["tier"])
         else:
             tier = self.tier_of(adv) if adv is not None else self.config.tiers // 2
+        tokens = np.empty(len(flow), dtype=self.token_dtype)
         ctx = np.empty((len(flow), 3), dtype=np.uint8)
-        ctx[:, 0] = tier
-        ctx[:, 1] = self.level.index(flow.level_change)
-        ctx[:, 2] = flow.flag
+        e = [np.asarray(b.edges) for b in (self.depth, self.volume, self.dt, self.level)]
+        _encode(flow.action, flow.side, flow.depth_bps, flow.log_volume, flow.dt, flow.level_change, flow.flag,
+                *e, np.asarray(self.config.radix, dtype=np.int64), tier, tokens, ctx)
         return tokens, ctx
 
     def values(self, ids, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
