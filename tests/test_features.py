@@ -84,3 +84,42 @@ def test_vwap_and_mid_references_agree_closely(aapl: EventDay) -> None:
 def test_bad_config() -> None:
     with pytest.raises(ValueError, match="reference"):
         FeatureConfig(reference="last")
+
+
+def test_tokens_before_a_perturbation_are_unchanged(aapl: EventDay) -> None:
+    from tradefm.tokenizer import Tokenizer
+
+    full = order_flow(aapl)
+    tok = Tokenizer.fit({"nasdaq/AAPL": [full]})
+    cut = 40_000
+    t = aapl.table
+    tail = t.slice(cut)
+    tail = tail.set_column(tail.schema.get_field_index("price"), t.schema.field("price"),
+                           pa.array(tail.column("price").to_numpy()[::-1].copy()))  # the future, scrambled
+    changed = order_flow(_with_table(aapl, pa.concat_tables([t.slice(0, cut), tail])))
+    n = int((full.ts < t.column("ts")[cut].as_py()).sum())
+    a, ca = tok.encode(full, "nasdaq/AAPL")
+    b, cb = tok.encode(changed, "nasdaq/AAPL")
+    np.testing.assert_array_equal(a[:n], b[:n])
+    np.testing.assert_array_equal(ca[:n], cb[:n])
+    assert not np.array_equal(a[n:], b[n: len(a)])  # and the perturbation did reach the tokens after it
+
+
+@pytest.mark.parametrize("keep", ["no executions", "one event", "snapshot only"])
+def test_degenerate_days(aapl: EventDay, keep: str) -> None:
+    from tradefm.tokenizer import Tokenizer
+
+    t = aapl.table.slice(0, 5000)
+    kind, snap = t.column("kind").to_numpy(), t.column("snapshot").to_numpy()
+    mask = {"no executions": ~np.isin(kind, (4, 5)), "one event": np.arange(len(t)) <= int(np.argmin(snap)),
+            "snapshot only": snap}[keep]
+    flow = order_flow(_with_table(aapl, t.filter(pa.array(mask))))
+    assert len(flow) == {"no executions": int((~snap & np.isin(kind, (1, 2, 3))).sum()), "one event": 1,
+                         "snapshot only": 0}[keep]
+    assert not flow.aggressive.any()
+    for f in ("dt", "depth_bps", "log_volume", "level_change"):
+        assert np.isfinite(getattr(flow, f)).all()
+    tok = Tokenizer.fit({"nasdaq/AAPL": [order_flow(aapl)]})
+    ids, ctx = tok.encode(flow, "nasdaq/AAPL")
+    assert ctx.shape == (len(flow), 3)
+    assert len(ids) == len(flow) and (ids < tok.vocab_size).all()
