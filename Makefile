@@ -3,12 +3,16 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# PyTorch first, pinned, so that the project's `torch>=2.5` is already met: on a CPU-only machine point this at a
+# CPU build (e.g. TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"); GPU users keep the default.
+TORCH ?= torch==2.13.0
 
 .PHONY: demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	touch $(STAMP)
 

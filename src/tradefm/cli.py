@@ -131,6 +131,41 @@ def cmd_token_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _overrides(pairs: list[str]) -> dict[str, object]:
+    """--set key=value, with values read as JSON when they parse (numbers, true/false, lists)."""
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--set wants key=value, not {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import TrainConfig, train
+
+    cfg = TrainConfig.load(args.config, **_overrides(args.set))
+    m = train(cfg)
+    if "val_ppl" in m:
+        print(f"step {m['step']}: train loss {m['loss']:.3f}, validation perplexity {m['val_ppl']:.1f} "
+              f"-> {Path(cfg.out) / 'model'}")
+    return 0
+
+
+def cmd_perplexity(args: argparse.Namespace) -> int:
+    from .evaluation.perplexity import perplexity, table
+    from .model import TradeFM
+
+    splits = tuple(args.split) or ("val", "test", "test_symbol", "test_venue")
+    rows = perplexity(TradeFM.from_pretrained(args.model), args.shards, splits)
+    print(table(rows))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .book.replay import replay_lobster
     from .samples import find_samples
@@ -202,6 +237,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("shards")
     s.add_argument("--tokenizer", required=True)
     s.set_defaults(func=cmd_token_stats)
+
+    s = sub.add_parser("train", help="train a model on token shards (also under torchrun, for DDP/FSDP)")
+    s.add_argument("config", help="a TOML or JSON file of training settings (see docs/TRAINING.md)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("perplexity", help="loss and perplexity per instrument and venue, with bootstrap CIs")
+    s.add_argument("model", help="a folder saved by training (model.safetensors + config.json)")
+    s.add_argument("shards")
+    s.add_argument("--split", action="append", default=[], help="splits to score (default: all but train)")
+    s.set_defaults(func=cmd_perplexity)
 
     s = sub.add_parser("demo", help="run the pipeline end to end on the LOBSTER samples")
     s.add_argument("--data", help="folder with the LOBSTER sample zips")

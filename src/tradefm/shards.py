@@ -111,6 +111,7 @@ def tokenize(events_dir: str | Path, tokenizer: Tokenizer, out: str | Path, spli
                           "path": f"{split}/{stem}.tokens.bin", "context": f"{split}/{stem}.context.bin",
                           "first_ts": int(flow.ts[part.start]), "last_ts": int(flow.ts[part.stop - 1])})
             counts[split] += n
+    tokenizer.save(out / "tokenizer.json")  # the shards carry the token space they are written in
     manifest = {"tokenizer_hash": tokenizer.hash, "vocab_size": tokenizer.vocab_size,
                 "token_dtype": tokenizer.token_dtype.name, "context_fields": ["tier", "level", "flag"],
                 "splits": asdict(splits), "counts": counts, "files": files, "events_dir": str(events_dir)}

@@ -1,0 +1,116 @@
+"""Perplexity of a model on token shards, per instrument and per venue, with bootstrap confidence intervals.
+
+The same table answers zero-shot transfer: train on one market, score another market's shards written in the
+same token space. Each shard is cut into non-overlapping windows of the model's context; a window's mean
+negative log-likelihood is the unit the bootstrap resamples. Beside each perplexity stands the unigram
+baseline: token frequencies of the training split (add-one smoothed) scored on the same tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..model import TradeFM
+from ..shards import load_shard
+
+
+@dataclass(frozen=True)
+class Perplexity:
+    group: str  # an instrument (venue/symbol) or a venue
+    split: str
+    tokens: int
+    loss: float  # mean NLL per token, nats
+    ppl: float
+    ppl_low: float  # 95% bootstrap interval
+    ppl_high: float
+    unigram_ppl: float
+
+
+def unigram_logprobs(root: Path, manifest: dict, vocab: int) -> np.ndarray:
+    counts = np.ones(vocab)  # add-one: a token never seen in training still has a probability
+    for f in manifest["files"]:
+        if f["split"] == "train":
+            counts += np.bincount(load_shard(root, f, manifest["token_dtype"])[0], minlength=vocab)[:vocab]
+    return np.log(counts / counts.sum())
+
+
+@torch.no_grad()
+def window_nll(model: TradeFM, tokens: np.ndarray, ctx: np.ndarray, batch: int = 8) -> list[tuple[float, int]]:
+    """(sum of NLL, tokens scored) per non-overlapping window of the model's context."""
+    t = model.cfg.context
+    starts = list(range(0, len(tokens) - 1, t))
+    out = []
+    for i in range(0, len(starts), batch):
+        group = [(s, min(s + t, len(tokens) - 1)) for s in starts[i:i + batch]]
+        width = max(e - s for s, e in group)
+        x = torch.zeros((len(group), width), dtype=torch.long)
+        y = torch.full((len(group), width), -100, dtype=torch.long)  # -100: padding, not scored
+        c = torch.zeros((len(group), width, ctx.shape[1]), dtype=torch.long)
+        for j, (s, e) in enumerate(group):
+            x[j, :e - s] = torch.from_numpy(tokens[s:e].astype(np.int64))
+            y[j, :e - s] = torch.from_numpy(tokens[s + 1:e + 1].astype(np.int64))
+            c[j, :e - s] = torch.from_numpy(np.asarray(ctx[s:e], dtype=np.int64))
+        logits, _ = model(x, c)
+        nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100,
+                                                reduction="none").view(len(group), width)
+        out += [(float(nll[j].sum()), e - s) for j, (s, e) in enumerate(group)]
+    return out
+
+
+def _bootstrap(windows: list[tuple[float, int]], rng: np.random.Generator, n: int = 1000) -> tuple[float, float]:
+    nll = np.array([w[0] for w in windows])
+    cnt = np.array([w[1] for w in windows])
+    idx = rng.integers(0, len(windows), size=(n, len(windows)))
+    losses = nll[idx].sum(1) / cnt[idx].sum(1)
+    lo, hi = np.quantile(losses, [0.025, 0.975])
+    return math.exp(lo), math.exp(hi)
+
+
+def perplexity(model: TradeFM, shards: str | Path, splits: tuple[str, ...] = ("val", "test", "test_symbol",
+               "test_venue"), seed: int = 0, progress: bool = True) -> list[Perplexity]:
+    """Loss and perplexity per instrument and per venue (and split), with 95% bootstrap intervals."""
+    root = Path(shards)
+    manifest = json.loads((root / "manifest.json").read_text())
+    tok_file = root / "tokenizer.json"
+    if manifest["vocab_size"] != model.cfg.vocab_size:
+        raise ValueError(f"{root}: vocabulary {manifest['vocab_size']} is not the model's {model.cfg.vocab_size}")
+    if tok_file.exists():
+        saved = json.loads(tok_file.read_text()).get("hash")
+        if saved and saved != manifest["tokenizer_hash"]:
+            raise ValueError(f"{root}: tokenizer.json does not match the manifest")
+    uni = unigram_logprobs(root, manifest, model.cfg.vocab_size)
+    model.eval()
+    groups: dict[tuple[str, str], list[tuple[float, int]]] = defaultdict(list)
+    uni_nll: dict[tuple[str, str], float] = defaultdict(float)
+    files = [f for f in manifest["files"] if f["split"] in splits]
+    for f in tqdm(files, desc="perplexity", unit="shard", disable=not progress):
+        tokens, ctx = load_shard(root, f, manifest["token_dtype"])
+        windows = window_nll(model, tokens, ctx)
+        scored = -uni[tokens[1:].astype(np.int64)].sum()
+        for key in ((f["instrument"], f["split"]), (f["instrument"].split("/")[0], f["split"])):
+            groups[key] += windows
+            uni_nll[key] += scored
+    rng = np.random.default_rng(seed)
+    rows = []
+    for (group, split), windows in sorted(groups.items()):
+        n = sum(w[1] for w in windows)
+        loss = sum(w[0] for w in windows) / n
+        lo, hi = _bootstrap(windows, rng)
+        rows.append(Perplexity(group, split, n, loss, math.exp(loss), lo, hi, math.exp(uni_nll[(group, split)] / n)))
+    return rows
+
+
+def table(rows: list[Perplexity]) -> str:
+    lines = ["| group | split | tokens | loss (nats) | perplexity | 95% CI | unigram perplexity |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.group} | {r.split} | {r.tokens:,} | {r.loss:.3f} | {r.ppl:.1f} | {r.ppl_low:.1f}-{r.ppl_high:.1f}"
+              f" | {r.unigram_ppl:.1f} |" for r in rows]
+    return "\n".join(lines)

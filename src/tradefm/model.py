@@ -1,0 +1,236 @@
+"""The TradeFM model: a Llama-family decoder over order-flow tokens, in one file.
+
+Input is tabular: each position has an event token and context fields (liquidity tier, price-level bin,
+market/participant flag). Each has its own embedding table; the embeddings are concatenated and projected to
+the model width. Then: pre-norm blocks of RMSNorm, grouped-query attention with rotary positions through
+``scaled_dot_product_attention``, and a SwiGLU feed-forward. Only the event token is predicted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.json"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = 16_384
+    context: int = 1024  # longest sequence (the RoPE table and the KV cache are this long)
+    width: int = 1024
+    layers: int = 32
+    heads: int = 32
+    kv_heads: int = 8  # grouped-query attention: heads share this many key/value heads
+    ffn_hidden: int = 4096
+    context_fields: tuple[int, ...] = (3, 32, 2)  # vocabulary of each context field: tier, level bin, flag
+    field_width: int = 64  # embedding width of each context field
+    rope_theta: float = 10_000.0
+    norm_eps: float = 1e-5
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.width % self.heads or self.heads % self.kv_heads:
+            raise ValueError("width must divide by heads, and heads by kv_heads")
+        if (self.width // self.heads) % 2:
+            raise ValueError("the head width must be even for rotary positions")
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # trains in minutes on 2 CPU cores
+    "tiny": ModelConfig(context=256, width=128, layers=4, heads=4, kv_heads=2, ffn_hidden=384, field_width=16),
+    # ~20M parameters
+    "small": ModelConfig(context=512, width=384, layers=6, heads=6, kv_heads=2, ffn_hidden=768, field_width=32),
+    "125m": ModelConfig(context=1024, width=768, layers=14, heads=12, kv_heads=4, ffn_hidden=2560),
+    "250m": ModelConfig(context=1024, width=1024, layers=18, heads=16, kv_heads=4, ffn_hidden=3072),
+    # the paper's: context 1024, width 1024, 32 layers, 32 heads with GQA
+    "524m": ModelConfig(context=1024, width=1024, layers=32, heads=32, kv_heads=8, ffn_hidden=4096),
+}
+
+
+def preset(name: str, **overrides: object) -> ModelConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return replace(PRESETS[name], **overrides)
+
+
+def rope_table(cfg: ModelConfig, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotary angles, [context, head_dim / 2]."""
+    inv = 1.0 / (cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2, device=device).float() / cfg.head_dim))
+    angles = torch.outer(torch.arange(cfg.context, device=device).float(), inv)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs of channels of ``x`` [B, H, T, D] by position-dependent angles."""
+    x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
+    out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+    return out.type_as(x)
+
+
+@dataclass
+class KVCache:
+    """Keys and values of every layer for batched generation, filled left to right."""
+
+    k: list[torch.Tensor] = field(default_factory=list)  # per layer [B, kv_heads, context, head_dim]
+    v: list[torch.Tensor] = field(default_factory=list)
+    length: int = 0
+
+    @classmethod
+    def empty(cls, cfg: ModelConfig, batch: int, device: torch.device | str, dtype: torch.dtype) -> KVCache:
+        shape = (batch, cfg.kv_heads, cfg.context, cfg.head_dim)
+        return cls([torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.layers)],
+                   [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.layers)])
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.q = nn.Linear(cfg.width, cfg.heads * cfg.head_dim, bias=False)
+        self.kv = nn.Linear(cfg.width, 2 * cfg.kv_heads * cfg.head_dim, bias=False)
+        self.o = nn.Linear(cfg.heads * cfg.head_dim, cfg.width, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
+                layer: int = 0) -> torch.Tensor:
+        b, t, _ = x.shape
+        cfg = self.cfg
+        q = self.q(x).view(b, t, cfg.heads, cfg.head_dim).transpose(1, 2)
+        k, v = self.kv(x).view(b, t, 2, cfg.kv_heads, cfg.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        causal = True
+        if cache is not None:  # append this step's keys and values, attend to everything so far
+            start = cache.length
+            cache.k[layer][:, :, start:start + t] = k
+            cache.v[layer][:, :, start:start + t] = v
+            k, v = cache.k[layer][:, :, :start + t], cache.v[layer][:, :, :start + t]
+            causal = t > 1  # one new query may see every cached key; a prompt needs the causal mask
+            if causal and start > 0:
+                raise ValueError("a multi-token step after the first needs an explicit mask")
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=cfg.kv_heads != cfg.heads,
+                                           dropout_p=cfg.dropout if self.training else 0.0)
+        return self.o(y.transpose(1, 2).reshape(b, t, cfg.heads * cfg.head_dim))
+
+
+class FeedForward(nn.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.gate_up = nn.Linear(cfg.width, 2 * cfg.ffn_hidden, bias=False)
+        self.down = nn.Linear(cfg.ffn_hidden, cfg.width, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.attn_norm = nn.RMSNorm(cfg.width, eps=cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.ffn_norm = nn.RMSNorm(cfg.width, eps=cfg.norm_eps)
+        self.ffn = FeedForward(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
+                layer: int = 0) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.attn_norm(x), cos, sin, cache, layer))
+        return x + self.drop(self.ffn(self.ffn_norm(x)))
+
+
+class TradeFM(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.token_embed = nn.Embedding(cfg.vocab_size, cfg.width)
+        self.field_embeds = nn.ModuleList(nn.Embedding(n, cfg.field_width) for n in cfg.context_fields)
+        self.project = nn.Linear(cfg.width + cfg.field_width * len(cfg.context_fields), cfg.width, bias=False)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
+        self.norm = nn.RMSNorm(cfg.width, eps=cfg.norm_eps)
+        self.head = nn.Linear(cfg.width, cfg.vocab_size, bias=False)
+        cos, sin = rope_table(cfg)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.checkpointing = False
+        self.apply(self._init)
+        for name, p in self.named_parameters():  # residual branches scaled down with depth (GPT-2)
+            if name.endswith(("attn.o.weight", "ffn.down.weight")):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.layers))
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear | nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def embed(self, tokens: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """[B, T] tokens and [B, T, fields] context -> [B, T, width]."""
+        parts = [self.token_embed(tokens)] + [e(context[..., i]) for i, e in enumerate(self.field_embeds)]
+        return self.project(torch.cat(parts, dim=-1))
+
+    def forward(self, tokens: torch.Tensor, context: torch.Tensor, targets: torch.Tensor | None = None,
+                cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits [B, T, vocab] (the last position only when generating with a cache) and the mean
+        cross-entropy against ``targets`` if given."""
+        t = tokens.shape[1]
+        start = cache.length if cache is not None else 0
+        if start + t > self.cfg.context:
+            raise ValueError(f"sequence of {start + t} is longer than the model's context {self.cfg.context}")
+        cos, sin = self.rope_cos[start:start + t], self.rope_sin[start:start + t]
+        x = self.embed(tokens, context.long())
+        for i, block in enumerate(self.blocks):
+            if self.checkpointing and self.training:
+                x = torch.utils.checkpoint.checkpoint(block, x, cos, sin, use_reentrant=False)
+            else:
+                x = block(x, cos, sin, cache, i)
+        if cache is not None:
+            cache.length += t
+            return self.head(self.norm(x[:, -1:])), None
+        logits = self.head(self.norm(x))
+        loss = None if targets is None else F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten().long())
+        return logits, loss
+
+    # ------------------------------------------------------------------ files
+    def save_pretrained(self, directory: str | Path, tokenizer: object | None = None) -> Path:
+        """safetensors weights + JSON config (+ the tokenizer file): one folder is a complete model."""
+        from safetensors.torch import save_file
+
+        from .events import atomic_path
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        with atomic_path(directory / WEIGHTS) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt"})
+        with atomic_path(directory / CONFIG) as tmp:
+            tmp.write_text(json.dumps({"model_type": "tradefm", **asdict(self.cfg)}, indent=1))
+        if tokenizer is not None:
+            tokenizer.save(directory / TOKENIZER)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> TradeFM:
+        """Load a saved folder; safetensors never unpickles anything."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        raw = json.loads((directory / CONFIG).read_text())
+        raw.pop("model_type", None)
+        raw["context_fields"] = tuple(raw["context_fields"])
+        model = cls(ModelConfig(**raw))
+        model.load_state_dict(load_file(str(directory / WEIGHTS), device=str(device)))
+        return model.to(device)

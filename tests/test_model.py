@@ -1,0 +1,90 @@
+"""The model: the paper's 524M shape, causality, the KV cache, context fields, and self-contained folders."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tradefm.model import PRESETS, KVCache, ModelConfig, TradeFM, preset
+
+
+def _batch(cfg: ModelConfig, b: int = 2, t: int = 24, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, cfg.vocab_size, (b, t), generator=g)
+    ctx = torch.stack([torch.randint(0, n, (b, t), generator=g) for n in cfg.context_fields], dim=-1)
+    return tokens, ctx
+
+
+def test_the_524m_preset_is_the_papers_shape() -> None:
+    cfg = PRESETS["524m"]
+    assert (cfg.context, cfg.width, cfg.layers, cfg.heads) == (1024, 1024, 32, 32)
+    assert cfg.kv_heads < cfg.heads  # grouped-query attention
+    with torch.device("meta"):
+        model = TradeFM(cfg)
+    assert abs(model.num_params() - 524e6) / 524e6 < 0.02
+
+
+@pytest.mark.parametrize(("name", "low", "high"), [("tiny", 1e6, 10e6), ("small", 15e6, 25e6),
+                                                   ("125m", 115e6, 135e6), ("250m", 235e6, 265e6)])
+def test_preset_sizes(name: str, low: float, high: float) -> None:
+    with torch.device("meta"):
+        assert low < TradeFM(PRESETS[name]).num_params() < high
+
+
+def test_predictions_do_not_see_the_future() -> None:
+    torch.manual_seed(0)
+    model = TradeFM(preset("tiny")).eval()
+    tokens, ctx = _batch(model.cfg)
+    a, _ = model(tokens, ctx)
+    tokens2, ctx2 = tokens.clone(), ctx.clone()
+    tokens2[:, 12:] = (tokens2[:, 12:] + 7) % model.cfg.vocab_size
+    ctx2[:, 12:, 1] = (ctx2[:, 12:, 1] + 3) % 32
+    b, _ = model(tokens2, ctx2)
+    torch.testing.assert_close(a[:, :12], b[:, :12])
+    assert not torch.allclose(a[:, 12:], b[:, 12:])
+
+
+def test_context_fields_condition_the_prediction() -> None:
+    torch.manual_seed(0)
+    model = TradeFM(preset("tiny")).eval()
+    tokens, ctx = _batch(model.cfg)
+    flagged = ctx.clone()
+    flagged[..., 2] = 1  # every event a participant's
+    assert not torch.allclose(model(tokens, ctx)[0], model(tokens, flagged)[0])
+
+
+def test_kv_cache_gives_the_same_logits_as_a_full_pass() -> None:
+    torch.manual_seed(0)
+    model = TradeFM(preset("tiny")).eval()
+    tokens, ctx = _batch(model.cfg, b=3, t=30)
+    full, _ = model(tokens, ctx)
+    cache = KVCache.empty(model.cfg, 3, "cpu", torch.float32)
+    with torch.no_grad():
+        first, _ = model(tokens[:, :10], ctx[:, :10], cache=cache)
+        torch.testing.assert_close(first[:, 0], full[:, 9], atol=1e-5, rtol=1e-4)
+        for t in range(10, 30):
+            step, _ = model(tokens[:, t:t + 1], ctx[:, t:t + 1], cache=cache)
+            torch.testing.assert_close(step[:, 0], full[:, t], atol=1e-5, rtol=1e-4)
+    too_long = _batch(model.cfg, b=1, t=model.cfg.context + 1)
+    with pytest.raises(ValueError, match="longer than"):
+        model(*too_long)
+
+
+def test_a_saved_folder_is_a_complete_model(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = TradeFM(preset("tiny", layers=2)).eval()
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["layers"] == 2
+    assert (tmp_path / "model.safetensors").read_bytes()[:8] != b"\x80\x04\x95"  # not a pickle
+    again = TradeFM.from_pretrained(tmp_path).eval()
+    tokens, ctx = _batch(model.cfg)
+    torch.testing.assert_close(model(tokens, ctx)[0], again(tokens, ctx)[0])
+
+
+def test_config_checks() -> None:
+    with pytest.raises(ValueError):
+        ModelConfig(width=100, heads=3)
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("1b")
