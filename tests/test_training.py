@@ -98,17 +98,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ddp_on_two_cpu_processes_matches_one_process(shards: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_two_cpu_processes_match_one_process(shards: Path, tmp_path: Path, mode: str) -> None:
+    """torchrun with gloo: DDP (replicas) and FSDP2 (shards) take the steps one process takes on the same
+    global batch."""
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir()
     two.mkdir()
     assert _cli("train", str(_config(one, shards, max_steps=6))).wait() == 0
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", "-m", "tradefm.cli", "train", str(_config(two, shards, max_steps=6))]
+           f"--master_port={_free_port()}", "-m", "tradefm.cli", "train",
+           str(_config(two, shards, max_steps=6, fsdp=mode == "fsdp"))]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    replicas = json.loads((two / "run" / "replicas.json").read_text())
-    assert len(replicas) == 2 and replicas[0] == replicas[1]  # both ranks hold identical weights
+    if mode == "ddp":
+        replicas = json.loads((two / "run" / "replicas.json").read_text())
+        assert len(replicas) == 2 and replicas[0] == replicas[1]  # both ranks hold identical weights
     a = TradeFM.from_pretrained(one / "run" / "model").state_dict()
     b = TradeFM.from_pretrained(two / "run" / "model").state_dict()
     np.testing.assert_allclose(_losses(one / "run"), _losses(two / "run"), rtol=1e-5)

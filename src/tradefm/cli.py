@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from datetime import UTC, datetime
@@ -150,7 +151,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig.load(args.config, **_overrides(args.set))
     m = train(cfg)
-    if "val_ppl" in m:
+    if "val_ppl" in m and os.environ.get("RANK", "0") == "0":
         print(f"step {m['step']}: train loss {m['loss']:.3f}, validation perplexity {m['val_ppl']:.1f} "
               f"-> {Path(cfg.out) / 'model'}")
     return 0
