@@ -1,0 +1,152 @@
+"""A simulated market: a matching engine seeded with a real book, and the record of what happened in it.
+
+Every generator (the model's closed-loop rollouts, Compound Hawkes, zero intelligence) submits orders here. The
+record is written the way a feed would report it: adds, cancels and deletes, and each fill as an execution of
+the resting order (LOBSTER's type 4), followed by the rest of a marketable order if it rests. So a generated day
+is a canonical :class:`~tradefm.events.EventDay` like a real one, and every metric and exporter reads both.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..book import OrderBook
+from ..book import engine as E
+from ..events import EventDay, Kind, table_from_columns
+
+_COLUMNS = ("ts", "kind", "side", "price", "size", "order_id", "flag")
+
+
+def book_at(day: EventDay, ts: int) -> OrderBook:
+    """The book of a real day just before ``ts`` (the engine in replay mode over the events before it, keeping
+    only the levels the feed reports: deeper ones would be stale)."""
+    t = day.table
+    n = int(np.searchsorted(t.column("ts").to_numpy(), ts, side="left"))
+    cols = [t.column(c).to_numpy()[:n] for c in ("kind", "side", "price", "size", "order_id")]
+    book = OrderBook(replay=True, depth=int(day.notes.get("levels", 0) or 0))
+    book.apply_many(*cols)
+    return book
+
+
+class Market:
+    """One simulated symbol-day: submit orders at times, read the book, get the record back as an EventDay."""
+
+    def __init__(self, day: EventDay, start_ts: int, depth: int = 0) -> None:
+        """Start from the real book of ``day`` just before ``start_ts``; its resting volume becomes the
+        snapshot (anonymous, as a feed's opening book is). ``depth`` > 0 keeps only that many levels."""
+        real = book_at(day, start_ts)
+        self.instrument, self.date = day.instrument, day.date
+        self.book = OrderBook(replay=False)
+        self.rows: dict[str, list[int]] = {c: [] for c in _COLUMNS}
+        self.snapshot = 0
+        for side in (1, -1):
+            for price, size, _ in real.levels(side)[: depth or None]:
+                self._record(start_ts, Kind.ADD, side, price, size, 0, 0)
+                self.book.apply(Kind.ADD, side, price, size, 0)
+                self.snapshot += 1
+        self.ts = start_ts
+        self.next_id = 1 << 40  # far above real ids, so a generated id never meets a recorded one
+
+    def _record(self, ts: int, kind: int, side: int, price: int, size: int, oid: int, flag: int) -> None:
+        for c, v in zip(_COLUMNS, (ts, int(kind), side, price, size, oid, flag), strict=True):
+            self.rows[c].append(v)
+
+    def new_id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+    def limit(self, ts: int, side: int, price: int, size: int, flag: int = 0) -> list:
+        """A limit order (marketable or not); returns the fills. Records executions, then the rest if it rests."""
+        self.ts = max(self.ts, ts)
+        oid = self.new_id()
+        fills = self.book.add(oid, side, price, size)
+        for f in fills:
+            self._record(self.ts, Kind.EXECUTE, -side, f.price, f.size, max(f.maker_id, 0), flag)
+        rest = size - sum(f.size for f in fills)
+        if rest > 0:
+            self._record(self.ts, Kind.ADD, side, price, rest, oid, flag)
+        return fills
+
+    def market(self, ts: int, side: int, size: int, flag: int = 0) -> list:
+        """A market order: trades what the other side holds, the rest is dropped."""
+        self.ts = max(self.ts, ts)
+        fills = self.book.market(side, size, order_id=self.new_id())
+        for f in fills:
+            self._record(self.ts, Kind.EXECUTE, -side, f.price, f.size, max(f.maker_id, 0), flag)
+        return fills
+
+    def cancel(self, ts: int, side: int, price: int, size: int, order_id: int, flag: int = 0) -> int:
+        """Cancel up to ``size`` of a resting order (``order_id`` 0: anonymous volume at ``price``).
+        Returns what was cancelled."""
+        self.ts = max(self.ts, ts)
+        if order_id > 0:
+            _, price, left = self.book.order(order_id)
+            size = min(size, left)
+            kind = Kind.DELETE if size == left else Kind.CANCEL
+        else:
+            anonymous = sum(q for oid, q in self.book.queue(side, price) if oid < 0)
+            size = min(size, anonymous)
+            kind = Kind.CANCEL
+        if size <= 0:
+            return 0
+        self.book.apply(kind, side, price, size, order_id)
+        self._record(self.ts, kind, side, price, size, order_id, flag)
+        return size
+
+    def best(self) -> tuple[int | None, int | None]:
+        return self.book.best()
+
+    def mid(self) -> float | None:
+        bid, ask = self.book.best()
+        return (bid + ask) / 2 if bid and ask else None
+
+    @property
+    def events(self) -> int:
+        return len(self.rows["ts"]) - self.snapshot
+
+    def flags(self) -> np.ndarray:
+        """0 background market, 1 participant, per recorded row (snapshot rows first)."""
+        return np.asarray(self.rows["flag"], dtype=np.int8)
+
+    def to_day(self, source: str) -> EventDay:
+        n = len(self.rows["ts"])
+        snap = np.zeros(n, dtype=bool)
+        snap[: self.snapshot] = True
+        table = table_from_columns({
+            "ts": np.asarray(self.rows["ts"], dtype=np.int64), "kind": np.asarray(self.rows["kind"], dtype=np.int8),
+            "side": np.asarray(self.rows["side"], dtype=np.int8), "price": np.asarray(self.rows["price"]),
+            "size": np.asarray(self.rows["size"]), "order_id": np.asarray(self.rows["order_id"]),
+            "snapshot": snap, "src_type": np.where(self.flags() == 1, "participant", source).astype(object),
+        })
+        return EventDay(self.instrument, self.date, table, [source], {"generated_by": source,
+                                                                      "snapshot_levels": self.snapshot})
+
+
+def lobster_files(day: EventDay, depth: int = 10) -> tuple[str, str]:
+    """A day as LOBSTER message and orderbook CSV text (seconds after midnight in the venue's zone; prices and
+    sizes as they are; empty levels as LOBSTER's dummy prices), for tools that read LOBSTER."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    t = day.table
+    market = ~t.column("snapshot").to_numpy()
+    midnight = datetime.fromisoformat(day.date).replace(tzinfo=ZoneInfo(day.instrument.timezone))
+    base = int(midnight.timestamp()) * 1_000_000_000
+    book = OrderBook(replay=True)
+    cols = [t.column(c).to_numpy() for c in ("kind", "side", "price", "size", "order_id")]
+    book.apply_many(*(c[~market] for c in cols))
+    msg, ob = [], []
+    row = np.zeros(4 * depth, dtype=np.int64)
+    for k, s, p, q, o, ts in zip(*(c[market] for c in cols), t.column("ts").to_numpy()[market], strict=True):
+        book.apply(int(k), int(s), int(p), int(q), int(o))
+        ns = int(ts) - base
+        msg.append(f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d},{int(k)},{int(o)},{int(q)},{int(p)},{int(s)}")
+        E.top(book.state, depth, row)
+        out = row.copy()
+        for j in range(depth):  # LOBSTER's dummies for empty levels
+            if out[4 * j + 1] == 0:
+                out[4 * j] = 9999999999
+            if out[4 * j + 3] == 0:
+                out[4 * j + 2] = -9999999999
+        ob.append(",".join(map(str, out)))
+    return "\n".join(msg) + "\n", "\n".join(ob) + "\n"
