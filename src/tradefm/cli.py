@@ -167,6 +167,48 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _start_ts(day: EventDay, start: str | None) -> int:
+    """--start as a fraction of the day's session (0.85) or a local clock time (14:30 or 14:30:15)."""
+    from zoneinfo import ZoneInfo
+
+    ts = day.table.column("ts").to_numpy()[~day.table.column("snapshot").to_numpy()]
+    start = start or "0.85"
+    if ":" not in start:
+        return int(ts[0] + float(start) * (ts[-1] - ts[0]))
+    clock = datetime.fromisoformat(f"{day.date}T{start}").replace(tzinfo=ZoneInfo(day.instrument.timezone))
+    return int(clock.timestamp() * 1e9)
+
+
+def _participant(spec: str | None):
+    """--twap SIDE:SIZE:MINUTES:SLICES (side buy or sell)."""
+    if not spec:
+        return None
+    from .generation.rollout import twap
+
+    side, size, minutes, slices = spec.split(":")
+    if side not in ("buy", "sell"):
+        raise ValueError(f"--twap side must be buy or sell, not {side!r}")
+    return twap(1 if side == "buy" else -1, int(size), float(minutes), int(slices))
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .events import read_day
+    from .generation.output import write_rollouts
+    from .generation.rollout import Sampling, generate
+    from .model import TradeFM
+    from .tokenizer import Tokenizer
+
+    model = TradeFM.from_pretrained(args.model)
+    tok = Tokenizer.load(Path(args.model) / "tokenizer.json")
+    day = read_day(args.source)
+    sampling = Sampling(args.temperature, args.top_k, args.top_p, args.repetition_penalty)
+    days = generate(model, tok, day, _start_ts(day, args.start), args.events, args.rollouts, args.seed, sampling,
+                    _participant(args.twap), progress=True)
+    folders = write_rollouts(days, args.out)
+    print(f"{len(folders)} rollouts of {args.events:,} events -> {args.out}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .book.replay import replay_lobster
     from .samples import find_samples
@@ -249,6 +291,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("shards")
     s.add_argument("--split", action="append", default=[], help="splits to score (default: all but train)")
     s.set_defaults(func=cmd_perplexity)
+
+    s = sub.add_parser("generate", help="closed-loop rollouts of a model from a real book (Parquet + LOBSTER CSV)")
+    s.add_argument("model", help="a model folder (with tokenizer.json)")
+    s.add_argument("--from", dest="source", required=True, help="a symbol-day events.parquet (from ingest)")
+    s.add_argument("--start", help="fraction of the session (0.85, the default) or local time (14:30)")
+    s.add_argument("--events", type=int, default=1000)
+    s.add_argument("--rollouts", type=int, default=4)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--top-k", type=int, default=0)
+    s.add_argument("--top-p", type=float, default=1.0)
+    s.add_argument("--repetition-penalty", type=float, default=1.2)
+    s.add_argument("--twap", metavar="SIDE:SIZE:MINUTES:SLICES", help="inject a TWAP participant, e.g. sell:5000:10:20")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_generate)
 
     s = sub.add_parser("demo", help="run the pipeline end to end on the LOBSTER samples")
     s.add_argument("--data", help="folder with the LOBSTER sample zips")

@@ -75,6 +75,7 @@ class OrderFlow:
     log_volume: np.ndarray  # float64
     level_change: np.ndarray  # float64
     flag: np.ndarray  # int8
+    reference: np.ndarray  # float64 price units: the reference price before the event (NaN before one exists)
     notional: float  # traded value of the day, currency units (for the liquidity tier)
 
     def __len__(self) -> int:
@@ -179,5 +180,5 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
     return OrderFlow(
         ts=o_ts, action=action, side=np.where(o_side > 0, BUY, SELL).astype(np.int8), price=o_price, size=o_size,
         aggressive=from_exec, dt=dt, depth_bps=depth_bps, log_volume=np.log1p(volume),
-        level_change=level_change, flag=np.zeros(len(rows), dtype=np.int8), notional=notional,
+        level_change=level_change, flag=np.zeros(len(rows), dtype=np.int8), reference=ref, notional=notional,
     )

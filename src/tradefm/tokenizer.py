@@ -287,7 +287,7 @@ class Order:
 
 
 def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, size_scale: int, next_id: int,
-                 rng: np.random.Generator | None = None) -> Order | None:
+                 rng: np.random.Generator | None = None, price_scale: int = 1) -> Order | None:
     """Turn one token into a concrete order against ``book`` (a :class:`tradefm.book.OrderBook`).
 
     An add is priced ``depth`` bps from ``reference`` (price units), passive side positive, rounded to the
@@ -301,7 +301,10 @@ def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, 
     side = 1 if side_idx == 0 else -1
     raw = reference * (1.0 - side * float(v["depth_bps"][0]) / 1e4)
     price = max(tick, round(raw / tick) * tick)
-    size = max(1, round(np.expm1(float(v["log_volume"][0])) * size_scale))
+    amount = float(np.expm1(float(v["log_volume"][0])))
+    if tok.features.volume == "notional":  # currency back to units at this order's price
+        amount /= price / price_scale
+    size = max(1, round(amount * size_scale))
     dt = float(v["dt"][0])
     if action == 0:
         return Order(1, side, price, size, next_id, dt)

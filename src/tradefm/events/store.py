@@ -43,9 +43,14 @@ def atomic_path(final: Path) -> Iterator[Path]:
 
 
 def write_day(day: EventDay, root: str | Path) -> Path:
-    """Write one symbol-day; a crash or error leaves no partial file behind."""
+    """Write one symbol-day into a store; a crash or error leaves no partial file behind."""
+    return write_day_file(day, day_path(root, day.instrument.venue, day.instrument.symbol, day.date))
+
+
+def write_day_file(day: EventDay, path: str | Path) -> Path:
+    """Write one symbol-day to a given Parquet file, atomically, with its instrument and notes as metadata."""
     table = day.table.select(SCHEMA.names).cast(SCHEMA).replace_schema_metadata(day.metadata())
-    path = day_path(root, day.instrument.venue, day.instrument.symbol, day.date)
+    path = Path(path)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
     return path

@@ -1,0 +1,220 @@
+"""Closed-loop rollouts: the model writes order flow, the matching engine answers, the answer is the next context.
+
+Each rollout owns a :class:`~tradefm.generation.market.Market` seeded with the real book at the start time. At
+every step the batched model (with its KV cache) gives next-token logits for all rollouts; a token is sampled
+(temperature, top-k, top-p, repetition penalty), decoded into a concrete order against that rollout's book,
+and applied: marketable orders fill, cancels remove resting orders by the tokenizer's rule. The book it leaves
+moves the reference price (EW-VWAP of the rollout's own fills, the book mid before any), which sets the next
+step's price-level context; time advances by the decoded dt. Participants' orders (a schedule, or a callback)
+are injected into the market and into the token stream with the participant flag set.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..events import EventDay
+from ..features import FeatureConfig, OrderFlow, order_flow
+from ..model import KVCache, TradeFM
+from ..tokenizer import Tokenizer, decode_order
+from .market import Market
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 1.0
+    top_k: int = 0  # 0: no limit
+    top_p: float = 1.0
+    repetition_penalty: float = 1.2  # the paper's rollouts used 1.2; 1.0 switches it off
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.repetition_penalty <= 0:
+            raise ValueError("need temperature > 0, 0 < top_p <= 1 and repetition_penalty > 0")
+
+
+def sample(logits: torch.Tensor, history: torch.Tensor, cfg: Sampling, gen: torch.Generator) -> torch.Tensor:
+    """Next token per row of ``logits`` [B, V]; ``history`` [B, W] holds the tokens in view (for the penalty)."""
+    logits = logits.float().clone()
+    if cfg.repetition_penalty != 1.0 and history.numel():
+        seen = logits.gather(1, history)
+        logits.scatter_(1, history, torch.where(seen > 0, seen / cfg.repetition_penalty, seen * cfg.repetition_penalty))
+    logits /= cfg.temperature
+    if cfg.top_k:
+        kth = torch.topk(logits, min(cfg.top_k, logits.shape[1])).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    if cfg.top_p < 1.0:
+        order = logits.argsort(dim=1, descending=True)
+        probs = logits.gather(1, order).softmax(dim=1)
+        drop = probs.cumsum(dim=1) - probs > cfg.top_p  # keep the smallest prefix reaching top_p (at least one)
+        logits = logits.scatter(1, order, logits.gather(1, order).masked_fill(drop, -math.inf))
+    return torch.multinomial(logits.softmax(dim=1), 1, generator=gen).squeeze(1)
+
+
+@dataclass(frozen=True)
+class ScheduledOrder:
+    """A participant's order: ``at_s`` seconds after the rollout starts; ``price`` None is a market order."""
+
+    at_s: float
+    side: int  # +1 buy, -1 sell
+    size: int  # size units
+    price: int | None = None
+
+
+def twap(side: int, total: int, minutes: float, slices: int, start_s: float = 0.0) -> list[ScheduledOrder]:
+    """Sell (side -1) or buy ``total`` in ``slices`` equal market orders spread evenly over ``minutes``."""
+    sizes = np.full(slices, total // slices)
+    sizes[: total % slices] += 1
+    step = minutes * 60 / slices
+    return [ScheduledOrder(start_s + i * step, side, int(q)) for i, q in enumerate(sizes) if q > 0]
+
+
+Participant = list[ScheduledOrder] | Callable[[Market, float], list[ScheduledOrder]]
+
+
+class _Reference:
+    """The rollout's reference price: EW-VWAP of its fills (time half-life), the book mid before any fill."""
+
+    def __init__(self, half_life_s: float, start: float) -> None:
+        self.lam = math.log(2) / (half_life_s * 1e9)
+        self.num, self.den, self.last = start, 1.0, 0
+
+    def fill(self, ts: int, price: float, size: float) -> None:
+        decay = math.exp(-self.lam * (ts - self.last)) if self.last else 1.0
+        self.num, self.den, self.last = self.num * decay + price * size, self.den * decay + size, ts
+
+    @property
+    def value(self) -> float:
+        return self.num / self.den
+
+
+class Rollouts:
+    """R rollouts of one model from one real start, advanced together in one batch."""
+
+    def __init__(self, model: TradeFM, tokenizer: Tokenizer, day: EventDay, start_ts: int, rollouts: int = 4,
+                 seed: int = 0, sampling: Sampling | None = None, prompt: int | None = None,
+                 participant: Participant | None = None) -> None:
+        self.model, self.tok, self.day = model.eval(), tokenizer, day
+        self.sampling = sampling or Sampling()
+        self.participant = participant
+        self.inst = day.instrument
+        self.key = f"{self.inst.venue}/{self.inst.symbol}"
+        flow = order_flow(day, tokenizer.features)
+        known = ~np.isnan(flow.reference)
+        self.opening = float(flow.reference[np.argmax(known)]) if known.any() else float("nan")
+        before = flow.ts < start_ts
+        tokens, ctx = tokenizer.encode(flow, self.key)
+        n_prompt = min(int(before.sum()), prompt or model.cfg.context // 2, model.cfg.context - 1)
+        if n_prompt < 1:
+            raise ValueError("the start leaves no real order flow before it to prompt the model with")
+        last = int(before.sum())
+        self.tokens = torch.from_numpy(tokens[last - n_prompt:last].astype(np.int64)).repeat(rollouts, 1)
+        self.ctx = torch.from_numpy(ctx[last - n_prompt:last].astype(np.int64)).repeat(rollouts, 1, 1)
+        self.tier = int(ctx[0, 0]) if len(ctx) else 0
+        start_ref = float(flow.reference[last - 1]) if known[last - 1] else float(flow.price[last - 1])
+        self.markets = [Market(day, start_ts) for _ in range(rollouts)]
+        self.refs = [_Reference(tokenizer.features.half_life_s, start_ref) for _ in range(rollouts)]
+        self.rngs = [np.random.default_rng([seed, r]) for r in range(rollouts)]
+        self.gen = torch.Generator().manual_seed(seed)
+        self.start_ts = start_ts
+        self.ts = [start_ts] * rollouts
+        self.pending = [sorted(participant, key=lambda o: o.at_s) if isinstance(participant, list) else []
+                        for _ in range(rollouts)]
+
+    # ------------------------------------------------------------------ context
+    def _context(self, r: int, flag: int) -> list[int]:
+        ref = self.refs[r].value
+        change = (ref - self.opening) / self.opening if math.isfinite(self.opening) else 0.0
+        level = int(self.tok.level.index(np.array([change]))[0])
+        return [self.tier, level, flag]
+
+    def _apply(self, r: int, token: int) -> None:
+        m, ref = self.markets[r], self.refs[r]
+        order = decode_order(self.tok, token, m.book, ref.value, self.inst.tick_size, self.inst.size_scale,
+                             m.next_id + 1, self.rngs[r], self.inst.price_scale)
+        if order is None:
+            return
+        self.ts[r] += int(order.dt * 1e9)
+        if order.kind == 1:
+            for f in m.limit(self.ts[r], order.side, order.price, order.size):
+                ref.fill(self.ts[r], f.price, f.size)
+        else:
+            m.cancel(self.ts[r], order.side, order.price, order.size, order.order_id)
+
+    def _participant_token(self, r: int, o: ScheduledOrder) -> int:
+        """Execute a participant's order and return the token that describes it."""
+        m, ref = self.markets[r], self.refs[r]
+        ts = max(self.ts[r], self.start_ts + int(o.at_s * 1e9))
+        dt = (ts - self.ts[r]) / 1e9
+        self.ts[r] = ts
+        reference = ref.value
+        fills = m.market(ts, o.side, o.size, flag=1) if o.price is None else m.limit(ts, o.side, o.price, o.size, 1)
+        for f in fills:
+            ref.fill(ts, f.price, f.size)
+        price = (max if o.side > 0 else min)((f.price for f in fills), default=o.price or reference)
+        depth = (1 if o.side > 0 else -1) * (reference - price) / reference * 1e4
+        one = OrderFlow(ts=np.array([ts]), action=np.zeros(1, np.int8), side=np.array([int(o.side < 0)], np.int8),
+                        price=np.array([price]), size=np.array([o.size]), aggressive=np.array([o.price is None]),
+                        dt=np.array([dt]), depth_bps=np.array([depth]),
+                        log_volume=np.log1p(np.array([self._volume(o.size, price)])), level_change=np.zeros(1),
+                        flag=np.ones(1, np.int8), reference=np.array([reference]), notional=0.0)
+        return int(self.tok.encode(one, self.key)[0][0])
+
+    def _volume(self, size: int, price: float) -> float:
+        v = size / self.inst.size_scale
+        return v * price / self.inst.price_scale if self.tok.features.volume == "notional" else v
+
+    def _due(self, r: int) -> ScheduledOrder | None:
+        elapsed = (self.ts[r] - self.start_ts) / 1e9
+        if callable(self.participant):
+            due = self.participant(self.markets[r], elapsed)
+            return due[0] if due else None
+        if self.pending[r] and self.pending[r][0].at_s <= elapsed:
+            return self.pending[r].pop(0)
+        return None
+
+    # ------------------------------------------------------------------ the loop
+    @torch.no_grad()
+    def run(self, events: int, progress: bool = False) -> list[EventDay]:
+        """Generate ``events`` order events per rollout (participant orders included); one EventDay each."""
+        from tqdm.auto import tqdm
+
+        n = len(self.markets)
+        cfg = self.model.cfg
+        cache = KVCache.empty(cfg, n, "cpu", torch.float32)
+        logits, _ = self.model(self.tokens, self.ctx, cache=cache)
+        for _ in tqdm(range(events), desc="generate", unit="event", disable=not progress):
+            nxt = sample(logits[:, -1], self.tokens[:, -cfg.context:], self.sampling, self.gen)
+            ctx_rows = []
+            for r in range(n):
+                due = self._due(r)
+                if due is not None:  # the participant acts now; the model's sample is set aside
+                    nxt[r] = self._participant_token(r, due)
+                    ctx_rows.append(self._context(r, 1))
+                else:
+                    self._apply(r, int(nxt[r]))
+                    ctx_rows.append(self._context(r, 0))
+            self.tokens = torch.cat([self.tokens, nxt[:, None]], dim=1)
+            self.ctx = torch.cat([self.ctx, torch.tensor(ctx_rows)[:, None]], dim=1)
+            if cache.length + 1 > cfg.context:  # the window is full: keep its second half and go on
+                keep = cfg.context // 2
+                cache = KVCache.empty(cfg, n, "cpu", torch.float32)
+                logits, _ = self.model(self.tokens[:, -keep:], self.ctx[:, -keep:], cache=cache)
+            else:
+                logits, _ = self.model(nxt[:, None], self.ctx[:, -1:], cache=cache)
+        return [m.to_day("tradefm") for m in self.markets]
+
+
+def generate(model: TradeFM, tokenizer: Tokenizer, day: EventDay, start_ts: int, events: int, rollouts: int = 4,
+             seed: int = 0, sampling: Sampling | None = None, participant: Participant | None = None,
+             progress: bool = False) -> list[EventDay]:
+    """Closed-loop rollouts from the real book of ``day`` at ``start_ts``."""
+    return Rollouts(model, tokenizer, day, start_ts, rollouts, seed, sampling, participant=participant).run(
+        events, progress)
+
+
+__all__ = ["FeatureConfig", "Rollouts", "Sampling", "ScheduledOrder", "generate", "sample", "twap"]

@@ -1,0 +1,101 @@
+"""Closed-loop rollouts on a real LOBSTER book: determinism, output formats, participants, sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from tradefm.book.replay import replay_lobster
+from tradefm.features import order_flow
+from tradefm.generation.output import write_rollouts
+from tradefm.generation.rollout import Sampling, ScheduledOrder, generate, sample, twap
+from tradefm.model import TradeFM, preset
+from tradefm.readers import read
+from tradefm.tokenizer import Tokenizer
+
+from .conftest import data_file
+
+
+@pytest.fixture(scope="module")
+def setup():
+    day = next(read(data_file("lobster/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")))
+    tok = Tokenizer.fit({"nasdaq/GOOG": [order_flow(day)]})
+    torch.manual_seed(0)
+    model = TradeFM(preset("tiny", layers=2, context=64))
+    ts = day.table.column("ts").to_numpy()
+    return model, tok, day, int(ts[0] + 0.5 * (ts[-1] - ts[0]))
+
+
+def test_same_seed_same_bytes(setup, tmp_path) -> None:
+    model, tok, day, start = setup
+    runs = []
+    for name in ("a", "b"):
+        days = generate(model, tok, day, start, events=150, rollouts=3, seed=7)
+        write_rollouts(days, tmp_path / name)
+        runs.append(sorted((tmp_path / name).rglob("*")))
+    for a, b in zip(*runs, strict=True):
+        assert a.name == b.name
+        if a.suffix == ".csv":
+            assert a.read_bytes() == b.read_bytes()
+    ta = pq.read_table(tmp_path / "a" / "rollout_00" / "events.parquet")
+    assert ta.equals(pq.read_table(tmp_path / "b" / "rollout_00" / "events.parquet"))
+    other = generate(model, tok, day, start, events=150, rollouts=3, seed=8)
+    assert not other[0].table.equals(ta.replace_schema_metadata(None))
+
+
+def test_rollouts_are_feed_like_days_lobster_tools_can_read(setup, tmp_path) -> None:
+    model, tok, day, start = setup
+    days = generate(model, tok, day, start, events=300, rollouts=2, seed=1)
+    for g in days:
+        t = g.table
+        market = ~t.column("snapshot").to_numpy()
+        assert (np.diff(t.column("ts").to_numpy()[market]) >= 0).all()
+        kinds = set(t.column("kind").to_numpy()[market].tolist())
+        assert kinds <= {1, 2, 3, 4} and 1 in kinds
+    assert not days[0].table.equals(days[1].table)  # rollouts differ from each other
+    folders = write_rollouts(days, tmp_path)
+    (report,) = replay_lobster(folders[0])  # our own LOBSTER reader and replay on the exported files
+    assert report.exact and report.rows == int((~days[0].table.column("snapshot").to_numpy()).sum())
+
+
+def test_a_twap_participant_is_executed_and_flagged(setup) -> None:
+    model, tok, day, start = setup
+    plan = twap(side=-1, total=3000, minutes=0.5, slices=10)
+    (g,) = generate(model, tok, day, start, events=400, rollouts=1, seed=3, participant=plan)
+    t = g.table
+    src = t.column("src_type").to_numpy(zero_copy_only=False)
+    mine = src == "participant"
+    kinds = t.column("kind").to_numpy()[mine]
+    assert (kinds == 4).all() and t.column("size").to_numpy()[mine].sum() <= 3000
+    assert mine.sum() >= 10  # every slice traded (a slice may take several resting orders)
+    assert (t.column("side").to_numpy()[mine] == 1).all()  # a sell hits bids
+
+
+def test_participant_callback(setup) -> None:
+    model, tok, day, start = setup
+    calls = []
+
+    def buy_when_idle(market, elapsed: float) -> list[ScheduledOrder]:
+        calls.append(elapsed)
+        return [ScheduledOrder(elapsed, 1, 100)] if len(calls) % 50 == 0 else []
+
+    (g,) = generate(model, tok, day, start, events=200, rollouts=1, seed=3, participant=buy_when_idle)
+    assert len(calls) == 200 and (g.table.column("src_type").to_numpy(zero_copy_only=False) == "participant").any()
+
+
+def test_sampling_rules() -> None:
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.tensor([[5.0, 4.0, 1.0, -2.0]]).repeat(500, 1)
+    none = torch.zeros((500, 0), dtype=torch.long)
+    top1 = sample(logits, none, Sampling(top_k=1, repetition_penalty=1.0), gen)
+    assert (top1 == 0).all()
+    nucleus = sample(logits, none, Sampling(top_p=0.7, repetition_penalty=1.0), gen)
+    assert set(nucleus.tolist()) == {0}  # token 0 alone holds > 70% of the mass
+    free = sample(logits, none, Sampling(repetition_penalty=1.0), gen)
+    hist = torch.zeros((500, 1), dtype=torch.long)  # token 0 was just seen: a strong penalty moves mass away
+    penalised = sample(logits, hist, Sampling(repetition_penalty=5.0), gen)
+    assert (penalised == 0).float().mean() < (free == 0).float().mean()
+    with pytest.raises(ValueError):
+        Sampling(temperature=0)
