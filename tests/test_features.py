@@ -12,7 +12,8 @@ from tradefm.readers import read
 
 from .conftest import data_file
 
-FIELDS = ("ts", "action", "side", "price", "size", "dt", "depth_bps", "log_volume", "level_change", "flag")
+FIELDS = ("ts", "action", "side", "price", "size", "dt", "depth_bps", "log_volume", "level_change", "flag",
+          "recent_volume", "recent_events")
 
 
 @pytest.fixture(scope="module")
@@ -121,5 +122,5 @@ def test_degenerate_days(aapl: EventDay, keep: str) -> None:
         assert np.isfinite(getattr(flow, f)).all()
     tok = Tokenizer.fit({"nasdaq/AAPL": [order_flow(aapl)]})
     ids, ctx = tok.encode(flow, "nasdaq/AAPL")
-    assert ctx.shape == (len(flow), 3)
+    assert ctx.shape == (len(flow), 5)
     assert len(ids) == len(flow) and (ids < tok.vocab_size).all()

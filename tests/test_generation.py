@@ -99,3 +99,19 @@ def test_sampling_rules() -> None:
     assert (penalised == 0).float().mean() < (free == 0).float().mean()
     with pytest.raises(ValueError):
         Sampling(temperature=0)
+
+
+def test_control_fixes_the_regime_fields(setup) -> None:
+    from tradefm.generation.rollout import Rollouts
+
+    model, tok, day, start = setup
+    for value in (0, 2):
+        r = Rollouts(model, tok, day, start, rollouts=2, seed=0, control={"volume": value, "activity": value})
+        prompt = r.tokens.shape[1]
+        r.run(40)
+        assert (r.ctx[:, prompt:, 3] == value).all() and (r.ctx[:, prompt:, 4] == value).all()
+    free = Rollouts(model, tok, day, start, rollouts=1, seed=0)
+    free.run(40)
+    assert free.ctx[:, :, 3].max() < tok.config.regimes
+    with pytest.raises(ValueError, match="control"):
+        Rollouts(model, tok, day, start, control={"volume": 5})

@@ -202,8 +202,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     tok = Tokenizer.load(Path(args.model) / "tokenizer.json")
     day = read_day(args.source)
     sampling = Sampling(args.temperature, args.top_k, args.top_p, args.repetition_penalty)
+    control = {k: int(v) for k, v in (item.split("=") for item in args.control.split(","))} if args.control else None
     days = generate(model, tok, day, _start_ts(day, args.start), args.events, args.rollouts, args.seed, sampling,
-                    _participant(args.twap), progress=True)
+                    _participant(args.twap), control, progress=True)
     folders = write_rollouts(days, args.out)
     print(f"{len(folders)} rollouts of {args.events:,} events -> {args.out}")
     return 0
@@ -304,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-p", type=float, default=1.0)
     s.add_argument("--repetition-penalty", type=float, default=1.2)
     s.add_argument("--twap", metavar="SIDE:SIZE:MINUTES:SLICES", help="inject a TWAP participant, e.g. sell:5000:10:20")
+    s.add_argument("--control", metavar="volume=N,activity=N", help="fix the regimes: 0 low, 1 normal, 2 high")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_generate)
 

@@ -12,7 +12,10 @@ Per order event, using only events up to it:
 - ``log_volume``: log(1 + size in shares / contracts / coins), or of its value in currency (``volume="notional"``:
   a coin and a share are not the same amount of anything, and the paper's unit squeezes BTC into one bin);
 - ``level_change``: (reference mid − the day's first mid) / first mid;
-- ``flag``: 0 for the background market, 1 for a participant's own (injected) orders.
+- ``flag``: 0 for the background market, 1 for a participant's own (injected) orders;
+- ``recent_volume`` and ``recent_events``: the order volume (same unit as ``log_volume``) and the number of order
+  events in the ``window_s`` seconds before the event: the raw material of the volume and activity regimes a
+  user can ask a rollout for (the paper's controllable indicator tokens).
 
 The reference price is an exponentially weighted VWAP of executions (time half-life ``half_life_s``), falling
 back to the book mid before the day's first execution; ``reference="mid"`` uses the book mid throughout.
@@ -50,6 +53,7 @@ class FeatureConfig:
     half_life_s: float = 10.0  # EW-VWAP half-life; docs/TOKENS.md has the measurement behind it
     reference: str = "vwap"  # "vwap" (the paper's) or "mid" (the book's)
     volume: str = "size"  # "size": log(1 + shares/contracts/coins) (the paper's); "notional": log(1 + currency)
+    window_s: float = 60.0  # trailing window of the volume and activity regimes
 
     def __post_init__(self) -> None:
         if self.reference not in ("vwap", "mid"):
@@ -76,6 +80,8 @@ class OrderFlow:
     level_change: np.ndarray  # float64
     flag: np.ndarray  # int8
     reference: np.ndarray  # float64 price units: the reference price before the event (NaN before one exists)
+    recent_volume: np.ndarray  # float64: order volume in the trailing window before the event
+    recent_events: np.ndarray  # float64: order events in the trailing window before the event
     notional: float  # traded value of the day, currency units (for the liquidity tier)
 
     def __len__(self) -> int:
@@ -99,6 +105,14 @@ def _ew_vwap(ts: np.ndarray, exec_price: np.ndarray, exec_size: np.ndarray, is_e
             den = den * decay + exec_size[i]
             last = ts[i]
     return out
+
+
+def trailing(ts: np.ndarray, volume: np.ndarray, window_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Volume and count of the events in [t - window, t) before each event (strictly earlier: causal)."""
+    cum = np.concatenate([[0.0], np.cumsum(volume)])
+    first = np.searchsorted(ts, ts - int(window_s * 1e9), side="left")
+    last = np.searchsorted(ts, ts, side="left")  # events at the same timestamp are not "before"
+    return cum[last] - cum[first], (last - first).astype(np.float64)
 
 
 def book_mid_before(day: EventDay, upto: int | None = None) -> np.ndarray:
@@ -176,9 +190,11 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
     volume = o_size / inst.size_scale
     if cfg.volume == "notional":
         volume = volume * o_price / inst.price_scale
+    recent_volume, recent_events = trailing(o_ts, volume, cfg.window_s)
     notional = float((price[is_exec] / inst.price_scale * size[is_exec] / inst.size_scale).sum())
     return OrderFlow(
         ts=o_ts, action=action, side=np.where(o_side > 0, BUY, SELL).astype(np.int8), price=o_price, size=o_size,
         aggressive=from_exec, dt=dt, depth_bps=depth_bps, log_volume=np.log1p(volume),
-        level_change=level_change, flag=np.zeros(len(rows), dtype=np.int8), reference=ref, notional=notional,
+        level_change=level_change, flag=np.zeros(len(rows), dtype=np.int8), reference=ref,
+        recent_volume=recent_volume, recent_events=recent_events, notional=notional,
     )

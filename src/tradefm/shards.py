@@ -1,7 +1,8 @@
 """Token shards: per symbol-day token and context arrays a model memory-maps, split by time and instrument.
 
 ``OUT/<split>/<venue>-<symbol>-<date>.tokens.bin`` holds the token ids (uint16 while the vocabulary fits),
-``....context.bin`` a [n, 3] uint8 array (liquidity tier, price-level bin, market/participant flag), in the
+``....context.bin`` a [n, 5] uint8 array (liquidity tier, price-level bin, market/participant flag, volume and
+activity regimes), in the
 spirit of nanoGPT's ``train.bin``. Each file belongs to one split, so no training window can cross a split
 boundary. ``manifest.json`` names the tokenizer (hash), the sources and the counts per split.
 
@@ -113,7 +114,8 @@ def tokenize(events_dir: str | Path, tokenizer: Tokenizer, out: str | Path, spli
             counts[split] += n
     tokenizer.save(out / "tokenizer.json")  # the shards carry the token space they are written in
     manifest = {"tokenizer_hash": tokenizer.hash, "vocab_size": tokenizer.vocab_size,
-                "token_dtype": tokenizer.token_dtype.name, "context_fields": ["tier", "level", "flag"],
+                "token_dtype": tokenizer.token_dtype.name, "context_fields": list(tokenizer.CONTEXT),
+                "context_sizes": list(tokenizer.context_sizes),
                 "splits": asdict(splits), "counts": counts, "files": files, "events_dir": str(events_dir)}
     with atomic_path(out / "manifest.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=1))
@@ -124,7 +126,7 @@ def load_shard(root: str | Path, entry: dict, dtype: str = "uint16") -> tuple[np
     """Memory-map one shard's tokens and context."""
     root = Path(root)
     tokens = np.memmap(root / entry["path"], dtype=dtype, mode="r")
-    ctx = np.memmap(root / entry["context"], dtype=np.uint8, mode="r").reshape(-1, 3)
+    ctx = np.memmap(root / entry["context"], dtype=np.uint8, mode="r").reshape(len(tokens), -1)
     return tokens, ctx
 
 

@@ -9,7 +9,8 @@ tokenizer to a new asset or venue needs no refit:
 - volume (log(1+size)) and dt (log of seconds): equal-width bins in log space;
 - each of those keeps its first and last bin for values past the calibration's tail quantiles (out of range);
 - the price-level context (change since the open): equal-frequency bins over the whole range;
-- the liquidity tier: terciles (by default) of the instruments' log average daily traded value.
+- the liquidity tier: terciles (by default) of the instruments' log average daily traded value;
+- the volume and activity regimes (trailing-window volume and event count): pooled terciles, low / normal / high.
 
 The fitted bins are a versioned JSON file whose content hash names the token space.
 """
@@ -26,7 +27,7 @@ from numba import njit
 
 from .features import FeatureConfig, OrderFlow
 
-VERSION = 1
+VERSION = 2
 DT_FLOOR = 1e-6  # seconds: dt is binned as log(dt + 1 µs); closer events count as simultaneous
 FIELDS = ("action", "side", "depth", "volume", "dt")
 
@@ -36,6 +37,7 @@ class TokenizerConfig:
     radix: tuple[int, int, int, int, int] = (2, 2, 16, 16, 16)  # action, side, depth, volume, dt
     level_bins: int = 32
     tiers: int = 3
+    regimes: int = 3  # bins of the volume and the activity regime
     tail: tuple[float, float] = (0.01, 0.99)  # quantiles beyond which values go to the out-of-range bins
     max_fit_values: int = 2_000_000  # per field; a deterministic stride subsamples larger calibrations
 
@@ -145,6 +147,8 @@ class Tokenizer:
     dt: Bins
     level: Bins
     tier_edges: list[float]  # log10 of average daily traded value
+    volume_regime: Bins  # log(1 + trailing volume)
+    activity_regime: Bins  # log(1 + trailing event count)
     instruments: dict[str, dict[str, float]] = field(default_factory=dict)  # key -> {"adv": ..., "tier": ...}
     features: FeatureConfig = field(default_factory=FeatureConfig)  # how the values binned here were computed
 
@@ -169,6 +173,9 @@ class Tokenizer:
         volume = pooled("log_volume")
         dt = pooled("dt", lambda v: np.log(v + DT_FLOOR))
         level = pooled("level_change")
+        recent_volume = pooled("recent_volume", np.log1p)
+        recent_events = pooled("recent_events", np.log1p)
+        regime_q = np.linspace(0, 1, cfg.regimes + 1)[1:-1]
         adv = {k: float(np.mean([f.notional for f in days])) for k, days in flows.items()}
         log_adv = np.log10(np.maximum(np.array(list(adv.values())), 1.0))
         tier_edges = np.quantile(log_adv, np.linspace(0, 1, cfg.tiers + 1)[1:-1]) if len(adv) > 1 else \
@@ -181,6 +188,8 @@ class Tokenizer:
             level=Bins.fit(level, _strictly_increasing(np.quantile(level, np.linspace(0, 1, cfg.level_bins + 1)
                                                                    [1:-1]))),
             tier_edges=[float(e) for e in _strictly_increasing(tier_edges)],
+            volume_regime=Bins.fit(recent_volume, _strictly_increasing(np.quantile(recent_volume, regime_q))),
+            activity_regime=Bins.fit(recent_events, _strictly_increasing(np.quantile(recent_events, regime_q))),
             features=features or FeatureConfig(),
         )
         tok.instruments = {k: {"adv": v, "tier": tok.tier_of(v)} for k, v in sorted(adv.items())}
@@ -217,8 +226,20 @@ class Tokenizer:
         return np.dtype(np.uint16) if self.vocab_size <= 1 << 16 else np.dtype(np.uint32)
 
     # ------------------------------------------------------------------ encode / decode
+    CONTEXT = ("tier", "level", "flag", "volume_regime", "activity_regime")
+
+    @property
+    def context_sizes(self) -> tuple[int, ...]:
+        """The vocabulary of each context field, in ``CONTEXT`` order (what the model embeds)."""
+        c = self.config
+        return (c.tiers, c.level_bins, 2, c.regimes, c.regimes)
+
+    def regimes(self, recent_volume: np.ndarray, recent_events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (self.volume_regime.index(np.log1p(recent_volume)),
+                self.activity_regime.index(np.log1p(recent_events)))
+
     def encode(self, flow: OrderFlow, instrument: str, adv: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Tokens and context ([n, 3] uint8: tier, level-change bin, market/participant flag) of one symbol-day.
+        """Tokens and context ([n, 5] uint8, ``CONTEXT`` order) of one symbol-day.
 
         The tier is a static attribute of the instrument: its calibration value when the tokenizer knows it,
         else the ``adv`` given, else the middle tier (never the day's own, later, volume)."""
@@ -227,10 +248,11 @@ class Tokenizer:
         else:
             tier = self.tier_of(adv) if adv is not None else self.config.tiers // 2
         tokens = np.empty(len(flow), dtype=self.token_dtype)
-        ctx = np.empty((len(flow), 3), dtype=np.uint8)
+        ctx = np.empty((len(flow), len(self.CONTEXT)), dtype=np.uint8)
         e = [np.asarray(b.edges) for b in (self.depth, self.volume, self.dt, self.level)]
         _encode(flow.action, flow.side, flow.depth_bps, flow.log_volume, flow.dt, flow.level_change, flow.flag,
                 *e, np.asarray(self.config.radix, dtype=np.int64), tier, tokens, ctx)
+        ctx[:, 3], ctx[:, 4] = self.regimes(flow.recent_volume, flow.recent_events)
         return tokens, ctx
 
     def values(self, ids, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
@@ -243,7 +265,9 @@ class Tokenizer:
     def to_dict(self) -> dict:
         return {"version": VERSION, "config": asdict(self.config), "depth": asdict(self.depth),
                 "volume": asdict(self.volume), "dt": asdict(self.dt), "level": asdict(self.level),
-                "tier_edges": self.tier_edges, "instruments": self.instruments, "features": asdict(self.features)}
+                "tier_edges": self.tier_edges, "volume_regime": asdict(self.volume_regime),
+                "activity_regime": asdict(self.activity_regime), "instruments": self.instruments,
+                "features": asdict(self.features)}
 
     @property
     def hash(self) -> str:
@@ -266,9 +290,10 @@ class Tokenizer:
             raise ValueError(f"{path}: tokenizer version {d.get('version')} is not {VERSION}")
         c = d["config"]
         cfg = TokenizerConfig(radix=tuple(c["radix"]), level_bins=c["level_bins"], tiers=c["tiers"],
-                              tail=tuple(c["tail"]), max_fit_values=c["max_fit_values"])
+                              regimes=c["regimes"], tail=tuple(c["tail"]), max_fit_values=c["max_fit_values"])
         tok = cls(cfg, Bins(**d["depth"]), Bins(**d["volume"]), Bins(**d["dt"]), Bins(**d["level"]),
-                  d["tier_edges"], d["instruments"], FeatureConfig(**d["features"]))
+                  d["tier_edges"], Bins(**d["volume_regime"]), Bins(**d["activity_regime"]), d["instruments"],
+                  FeatureConfig(**d["features"]))
         if d.get("hash") and d["hash"] != tok.hash:
             raise ValueError(f"{path}: content hash mismatch (file says {d['hash']}, content is {tok.hash})")
         return tok

@@ -211,7 +211,9 @@ def train(cfg: TrainConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    mcfg = preset(cfg.preset, **cfg.model)
+    manifest = json.loads((Path(cfg.shards) / "manifest.json").read_text())
+    mcfg = preset(cfg.preset, **{"vocab_size": manifest["vocab_size"],
+                                 "context_fields": tuple(manifest["context_sizes"]), **cfg.model})
     seq_len = cfg.seq_len or mcfg.context
     model = TradeFM(mcfg).to(device)
     train_w = Windows(cfg.shards, "train", seq_len, cfg.seed)

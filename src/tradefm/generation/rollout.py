@@ -6,12 +6,15 @@ every step the batched model (with its KV cache) gives next-token logits for all
 and applied: marketable orders fill, cancels remove resting orders by the tokenizer's rule. The book it leaves
 moves the reference price (EW-VWAP of the rollout's own fills, the book mid before any), which sets the next
 step's price-level context; time advances by the decoded dt. Participants' orders (a schedule, or a callback)
-are injected into the market and into the token stream with the participant flag set.
+are injected into the market and into the token stream with the participant flag set. ``control`` fixes the
+volume and activity regime fields ({"volume": 0|1|2, "activity": 0|1|2}: low, normal, high) instead of
+measuring them on the rollout's own trailing window: the model's controllable indicators.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -97,7 +100,7 @@ class Rollouts:
 
     def __init__(self, model: TradeFM, tokenizer: Tokenizer, day: EventDay, start_ts: int, rollouts: int = 4,
                  seed: int = 0, sampling: Sampling | None = None, prompt: int | None = None,
-                 participant: Participant | None = None) -> None:
+                 participant: Participant | None = None, control: dict[str, int] | None = None) -> None:
         self.model, self.tok, self.day = model.eval(), tokenizer, day
         self.sampling = sampling or Sampling()
         self.participant = participant
@@ -124,13 +127,32 @@ class Rollouts:
         self.ts = [start_ts] * rollouts
         self.pending = [sorted(participant, key=lambda o: o.at_s) if isinstance(participant, list) else []
                         for _ in range(rollouts)]
+        self.control = dict(control or {})
+        for name, value in self.control.items():
+            if name not in ("volume", "activity") or not 0 <= value < tokenizer.config.regimes:
+                raise ValueError(f"control wants volume/activity in 0..{tokenizer.config.regimes - 1}, "
+                                 f"got {name}={value}")
+        # the trailing window of order events (time, volume) each rollout's regimes are measured on
+        window = int(tokenizer.features.window_s * 1e9)
+        recent = [(int(t), float(v)) for t, v in zip(flow.ts[:last], self._volumes(flow)[:last], strict=True)
+                  if t >= start_ts - window]
+        self.window = window
+        self.recent = [deque(recent) for _ in range(rollouts)]
 
     # ------------------------------------------------------------------ context
+    def _volumes(self, flow: OrderFlow) -> np.ndarray:
+        return np.expm1(flow.log_volume)
+
     def _context(self, r: int, flag: int) -> list[int]:
         ref = self.refs[r].value
         change = (ref - self.opening) / self.opening if math.isfinite(self.opening) else 0.0
         level = int(self.tok.level.index(np.array([change]))[0])
-        return [self.tier, level, flag]
+        recent = self.recent[r]
+        while recent and recent[0][0] < self.ts[r] - self.window:
+            recent.popleft()
+        vol, act = self.tok.regimes(np.array([sum(v for _, v in recent)]), np.array([float(len(recent))]))
+        return [self.tier, level, flag, self.control.get("volume", int(vol[0])),
+                self.control.get("activity", int(act[0]))]
 
     def _apply(self, r: int, token: int) -> None:
         m, ref = self.markets[r], self.refs[r]
@@ -139,6 +161,7 @@ class Rollouts:
         if order is None:
             return
         self.ts[r] += int(order.dt * 1e9)
+        self.recent[r].append((self.ts[r], self._volume(order.size, order.price)))
         if order.kind == 1:
             for f in m.limit(self.ts[r], order.side, order.price, order.size):
                 ref.fill(self.ts[r], f.price, f.size)
@@ -161,7 +184,9 @@ class Rollouts:
                         price=np.array([price]), size=np.array([o.size]), aggressive=np.array([o.price is None]),
                         dt=np.array([dt]), depth_bps=np.array([depth]),
                         log_volume=np.log1p(np.array([self._volume(o.size, price)])), level_change=np.zeros(1),
-                        flag=np.ones(1, np.int8), reference=np.array([reference]), notional=0.0)
+                        flag=np.ones(1, np.int8), reference=np.array([reference]), recent_volume=np.zeros(1),
+                        recent_events=np.zeros(1), notional=0.0)
+        self.recent[r].append((ts, self._volume(o.size, price)))
         return int(self.tok.encode(one, self.key)[0][0])
 
     def _volume(self, size: int, price: float) -> float:
@@ -211,10 +236,10 @@ class Rollouts:
 
 def generate(model: TradeFM, tokenizer: Tokenizer, day: EventDay, start_ts: int, events: int, rollouts: int = 4,
              seed: int = 0, sampling: Sampling | None = None, participant: Participant | None = None,
-             progress: bool = False) -> list[EventDay]:
+             control: dict[str, int] | None = None, progress: bool = False) -> list[EventDay]:
     """Closed-loop rollouts from the real book of ``day`` at ``start_ts``."""
-    return Rollouts(model, tokenizer, day, start_ts, rollouts, seed, sampling, participant=participant).run(
-        events, progress)
+    return Rollouts(model, tokenizer, day, start_ts, rollouts, seed, sampling, participant=participant,
+                    control=control).run(events, progress)
 
 
 __all__ = ["FeatureConfig", "Rollouts", "Sampling", "ScheduledOrder", "generate", "sample", "twap"]
