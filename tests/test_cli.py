@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pyarrow.parquet as pq
@@ -49,12 +50,19 @@ def test_replay_command_reports_exact_rows(capsys) -> None:
     assert "999/999 rows exact" in capsys.readouterr().out
 
 
-def test_demo_runs_on_the_samples(tmp_path, capsys) -> None:
+def test_demo_runs_end_to_end_on_the_samples(tmp_path, capsys) -> None:
+    """The README's main command, shortened (few training steps, a one-minute window)."""
     data = data_file("lobster/LOBSTER_SampleFile_GOOG_2012-06-21_1.zip").parent
-    assert main(["demo", "--data", str(data), "--out", str(tmp_path)]) == 0
-    summary = (tmp_path / "summary.md").read_text()
-    assert summary.count("100.00%") == 6
-    assert "nasdaq/AAPL" in summary and (tmp_path / "shards" / "manifest.json").exists()
+    assert main(["demo", "--data", str(data), "--out", str(tmp_path), "--steps", "30", "--minutes", "1",
+                 "--rollouts", "2"]) == 0
+    table = (tmp_path / "report" / "table.md").read_text()
+    for column in ("TradeFM", "Compound Hawkes", "zero-intelligence", "real vs real"):
+        assert column in table
+    assert (tmp_path / "report" / "report.html").exists() and list((tmp_path / "report").glob("*.png"))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["replay_exact"] == 1.0 and set(summary["control"]) == {"volume=0", "volume=2", "activity=0",
+                                                                          "activity=2"}
+    assert len(list((tmp_path / "rollouts" / "tradefm").glob("rollout_*/events.parquet"))) == 2
 
 
 def test_demo_without_data_says_where_to_get_it(tmp_path, capsys, monkeypatch) -> None:

@@ -10,6 +10,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from . import readers
@@ -210,34 +211,59 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generated(folders: list[str]) -> list[EventDay]:
+    """Rollout folders (with events.parquet) or Parquet files."""
+    from .events import read_day
+
+    paths = []
+    for f in map(Path, folders):
+        paths += sorted(f.glob("**/events.parquet")) if f.is_dir() else [f]
+    if not paths:
+        raise FileNotFoundError(f"no events.parquet under {', '.join(folders)}")
+    return [read_day(p) for p in paths]
+
+
+def _real_window(args: argparse.Namespace, generated: list[EventDay]) -> EventDay:
+    """The real day cut to the generated days' time span (the same window), unless --start/--end say otherwise."""
+    from .evaluation.metrics import window
+    from .events import read_day
+
+    real = read_day(args.real)
+    ts = np.concatenate([g.table.column("ts").to_numpy()[~g.table.column("snapshot").to_numpy()] for g in generated])
+    start = _start_ts(real, args.start) if args.start else int(ts.min())
+    end = _start_ts(real, args.end) if args.end else int(ts.max())
+    return window(real, start, end)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation.metrics import compare
+    from .evaluation.report import markdown_table
+
+    generated = _generated(args.generated)
+    real = _real_window(args, generated)
+    print(markdown_table("generated vs real", {args.name: compare(real, generated, seed=args.seed)}))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .evaluation.metrics import split_halves
+    from .evaluation.report import write_report
+
+    runs = {}
+    for spec in args.generated:
+        name, _, folder = spec.rpartition("=")
+        runs[name or Path(folder).name] = _generated([folder])
+    real = _real_window(args, [d for days in runs.values() for d in days])
+    html = write_report(args.out, real, runs, floor_pair=split_halves(real), seed=args.seed)
+    print((Path(args.out) / "table.md").read_text() + f"\nwritten: {html}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .book.replay import replay_lobster
-    from .samples import find_samples
-    from .shards import fit_tokenizer, token_stats, tokenize
+    from .demo import run
 
-    out = Path(args.out)
-    zips = find_samples(args.data)
-    print(f"LOBSTER samples: {', '.join(z.name for z in zips)}")
-    ingested = ingest([str(z) for z in zips], out / "events", "lobster", False)
-    reports = [r for z in tqdm(zips, desc="replay", unit="file") for r in replay_lobster(z)]
-    tok = fit_tokenizer(out / "events")
-    tok.save(out / "tokenizer.json")
-    manifest = tokenize(out / "events", tok, out / "shards")
-    stats = token_stats(out / "shards", tok)
-
-    lines = ["| symbol | levels | messages | rows exact | reveals | unknown-id refs |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r.symbol} | {r.levels} | {r.rows:,} | {r.matched_rows / r.rows:.2%} | {r.reveals:,} | "
-              f"{r.counters.unknown_refs:,} |" for r in reports]
-    counts = ", ".join(f"{k} {v:,}" for k, v in manifest["counts"].items() if v)
-    body = ("# tradefm demo\n\n## Book replay against LOBSTER's own orderbook files\n\n" + "\n".join(lines)
-            + f"\n\n## Tokens\n\nTokenizer `{tok.hash}` ({tok.vocab_size:,} ids); tokens per split: {counts}.\n\n"
-            + token_report(stats) + "\n")
-    summary = out / "summary.md"
-    summary.write_text(body)
-    (out / "summary.json").write_text(json.dumps({"ingest": ingested, "replay": [r.as_dict() for r in reports],
-                                                  "tokens": manifest["counts"]}, indent=2, default=str))
-    print("\n" + "\n".join(lines) + f"\n\ntokens per split: {counts}\nwritten: {summary}")
-    return 0 if all(r.exact for r in reports) else 1
+    run(args.data, args.out, steps=args.steps, minutes=args.minutes, rollouts=args.rollouts, seed=args.seed)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -309,9 +335,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_generate)
 
-    s = sub.add_parser("demo", help="run the pipeline end to end on the LOBSTER samples")
+    s = sub.add_parser("evaluate", help="distributional errors of generated days against the real window")
+    s.add_argument("real", help="the real symbol-day events.parquet")
+    s.add_argument("generated", nargs="+", help="rollout folders or events.parquet files")
+    s.add_argument("--start", help="window start (fraction or local time); default: the generated span")
+    s.add_argument("--end")
+    s.add_argument("--name", default="generated")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("report", help="HTML report with plots and the paper-style table (real-vs-real floor)")
+    s.add_argument("real", help="the real symbol-day events.parquet")
+    s.add_argument("generated", nargs="+", metavar="NAME=FOLDER", help="e.g. TradeFM=runs/gen Hawkes=runs/hk")
+    s.add_argument("--start")
+    s.add_argument("--end")
+    s.add_argument("--out", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("demo", help="the whole pipeline on the LOBSTER samples, ending in a report")
     s.add_argument("--data", help="folder with the LOBSTER sample zips")
     s.add_argument("--out", default="runs/demo")
+    s.add_argument("--steps", type=int, default=600, help="training steps of the tiny model")
+    s.add_argument("--minutes", type=float, default=10.0, help="length of the generated window")
+    s.add_argument("--rollouts", type=int, default=4)
+    s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_demo)
     return p
 

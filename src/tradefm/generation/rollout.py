@@ -204,15 +204,20 @@ class Rollouts:
 
     # ------------------------------------------------------------------ the loop
     @torch.no_grad()
-    def run(self, events: int, progress: bool = False) -> list[EventDay]:
-        """Generate ``events`` order events per rollout (participant orders included); one EventDay each."""
+    def run(self, events: int, progress: bool = False, duration_s: float | None = None) -> list[EventDay]:
+        """Generate ``events`` order events per rollout (participant orders included), or, with ``duration_s``,
+        until every rollout's clock has passed that many seconds (``events`` then caps the steps; each day is
+        cut at the end time). One EventDay per rollout."""
         from tqdm.auto import tqdm
 
         n = len(self.markets)
         cfg = self.model.cfg
+        end = self.start_ts + int(duration_s * 1e9) if duration_s else None
         cache = KVCache.empty(cfg, n, "cpu", torch.float32)
         logits, _ = self.model(self.tokens, self.ctx, cache=cache)
         for _ in tqdm(range(events), desc="generate", unit="event", disable=not progress):
+            if end is not None and min(self.ts) >= end:
+                break
             nxt = sample(logits[:, -1], self.tokens[:, -cfg.context:], self.sampling, self.gen)
             ctx_rows = []
             for r in range(n):
@@ -231,15 +236,25 @@ class Rollouts:
                 logits, _ = self.model(self.tokens[:, -keep:], self.ctx[:, -keep:], cache=cache)
             else:
                 logits, _ = self.model(nxt[:, None], self.ctx[:, -1:], cache=cache)
-        return [m.to_day("tradefm") for m in self.markets]
+        days = [m.to_day("tradefm") for m in self.markets]
+        if end is not None:
+            days = [_until(d, end) for d in days]
+        return days
+
+
+def _until(day: EventDay, end: int) -> EventDay:
+    t = day.table
+    keep = t.column("snapshot").to_numpy() | (t.column("ts").to_numpy() <= end)
+    return EventDay(day.instrument, day.date, t.filter(keep), day.sources, day.notes)
 
 
 def generate(model: TradeFM, tokenizer: Tokenizer, day: EventDay, start_ts: int, events: int, rollouts: int = 4,
              seed: int = 0, sampling: Sampling | None = None, participant: Participant | None = None,
-             control: dict[str, int] | None = None, progress: bool = False) -> list[EventDay]:
+             control: dict[str, int] | None = None, progress: bool = False,
+             duration_s: float | None = None) -> list[EventDay]:
     """Closed-loop rollouts from the real book of ``day`` at ``start_ts``."""
     return Rollouts(model, tokenizer, day, start_ts, rollouts, seed, sampling, participant=participant,
-                    control=control).run(events, progress)
+                    control=control).run(events, progress, duration_s)
 
 
 __all__ = ["FeatureConfig", "Rollouts", "Sampling", "ScheduledOrder", "generate", "sample", "twap"]
