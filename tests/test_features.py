@@ -13,7 +13,7 @@ from tradefm.readers import read
 from .conftest import data_file
 
 FIELDS = ("ts", "action", "side", "price", "size", "dt", "depth_bps", "log_volume", "level_change", "flag",
-          "recent_volume", "recent_events")
+          "recent_volume", "recent_events", "spread_ticks")
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +25,12 @@ def _with_table(day: EventDay, table: pa.Table) -> EventDay:
     return EventDay(day.instrument, day.date, table, day.sources, day.notes)
 
 
-@pytest.mark.parametrize("reference", ["vwap", "mid"])
+@pytest.mark.parametrize("reference", ["vwap", "mid", "vwap+book"])
 @pytest.mark.parametrize("cut", [500, 20_000, 90_000])
 def test_no_future_leakage(aapl: EventDay, cut: int, reference: str) -> None:
     """Perturbing every event after ``cut`` (here: prices, sizes, and dropping half of them) leaves every
     feature of every order event before it unchanged."""
-    cfg = FeatureConfig(reference=reference)
+    cfg = FeatureConfig(reference=reference.split("+")[0], book_context=reference.endswith("+book"))
     full = order_flow(aapl, cfg)
     t = aapl.table
     head, tail = t.slice(0, cut), t.slice(cut)
@@ -122,5 +122,5 @@ def test_degenerate_days(aapl: EventDay, keep: str) -> None:
         assert np.isfinite(getattr(flow, f)).all()
     tok = Tokenizer.fit({"nasdaq/AAPL": [order_flow(aapl)]})
     ids, ctx = tok.encode(flow, "nasdaq/AAPL")
-    assert ctx.shape == (len(flow), 5)
+    assert ctx.shape == (len(flow), 6)
     assert len(ids) == len(flow) and (ids < tok.vocab_size).all()

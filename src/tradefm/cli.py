@@ -92,7 +92,8 @@ def cmd_fit_tokenizer(args: argparse.Namespace) -> int:
     from .features import FeatureConfig
     from .shards import fit_tokenizer
 
-    tok = fit_tokenizer(args.events, _splits(args), features=FeatureConfig(args.half_life, args.reference, args.volume))
+    features = FeatureConfig(args.half_life, args.reference, args.volume, book_context=args.book_context)
+    tok = fit_tokenizer(args.events, _splits(args), features=features)
     tok.save(args.out)
     tiers = ", ".join(f"{k}: tier {v['tier']}" for k, v in tok.instruments.items())
     print(f"tokenizer {tok.hash} ({tok.vocab_size:,} ids) fitted on {len(tok.instruments)} instruments "
@@ -293,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--half-life", type=float, default=10.0, help="EW-VWAP half-life in seconds")
     s.add_argument("--reference", choices=("vwap", "mid"), default="vwap", help="reference price for depth")
     s.add_argument("--volume", choices=("size", "notional"), default="size", help="volume in units or in currency")
+    s.add_argument("--book-context", action="store_true", help="give the model the spread (beyond the paper)")
     split_options(s)
     s.set_defaults(func=cmd_fit_tokenizer)
 

@@ -13,6 +13,8 @@ Per order event, using only events up to it:
   a coin and a share are not the same amount of anything, and the paper's unit squeezes BTC into one bin);
 - ``level_change``: (reference mid − the day's first mid) / first mid;
 - ``flag``: 0 for the background market, 1 for a participant's own (injected) orders;
+- ``spread_ticks`` (with ``book_context``, beyond the paper): the book's spread before the event, so the model
+  sees the book state it acts on;
 - ``recent_volume`` and ``recent_events``: the order volume (same unit as ``log_volume``) and the number of order
   events in the ``window_s`` seconds before the event: the raw material of the volume and activity regimes a
   user can ask a rollout for (the paper's controllable indicator tokens).
@@ -54,6 +56,7 @@ class FeatureConfig:
     reference: str = "vwap"  # "vwap" (the paper's) or "mid" (the book's)
     volume: str = "size"  # "size": log(1 + shares/contracts/coins) (the paper's); "notional": log(1 + currency)
     window_s: float = 60.0  # trailing window of the volume and activity regimes
+    book_context: bool = False  # also give the model the book's spread before each event (not in the paper)
 
     def __post_init__(self) -> None:
         if self.reference not in ("vwap", "mid"):
@@ -82,6 +85,7 @@ class OrderFlow:
     reference: np.ndarray  # float64 price units: the reference price before the event (NaN before one exists)
     recent_volume: np.ndarray  # float64: order volume in the trailing window before the event
     recent_events: np.ndarray  # float64: order events in the trailing window before the event
+    spread_ticks: np.ndarray  # float64: the book's spread before the event, in ticks (NaN without book context)
     notional: float  # traded value of the day, currency units (for the liquidity tier)
 
     def __len__(self) -> int:
@@ -115,19 +119,24 @@ def trailing(ts: np.ndarray, volume: np.ndarray, window_s: float) -> tuple[np.nd
     return cum[last] - cum[first], (last - first).astype(np.float64)
 
 
-def book_mid_before(day: EventDay, upto: int | None = None) -> np.ndarray:
-    """The book mid (price units, NaN when a side is empty) before each canonical event, from the engine;
+def book_before(day: EventDay, upto: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Best bid and ask (price units, NaN for an empty side) before each canonical event, from the engine;
     only the first ``upto`` events are replayed (the rest stay NaN)."""
     t = day.table
     n = t.num_rows if upto is None else min(upto, t.num_rows)
     cols = [t.column(c).to_numpy()[:n].astype(np.int64) for c in ("kind", "side", "price", "size", "order_id")]
     depth = int(day.notes.get("levels", 0) or 0)
     _, best = OrderBook(replay=True, depth=depth).apply_many(*cols)
-    after = np.where((best[:, 0] > 0) & (best[:, 1] > 0), (best[:, 0] + best[:, 1]) / 2, np.nan)
-    mid = np.full(t.num_rows, np.nan)
+    out = np.full((t.num_rows, 2), np.nan)
     m = min(n, t.num_rows - 1)
-    mid[1:m + 1] = after[:m]  # before event i is after event i - 1
-    return mid
+    out[1:m + 1] = np.where(best[:m] > 0, best[:m], np.nan)  # before event i is after event i - 1
+    return out[:, 0], out[:, 1]
+
+
+def book_mid_before(day: EventDay, upto: int | None = None) -> np.ndarray:
+    """The book mid (price units, NaN when a side is empty) before each canonical event."""
+    bid, ask = book_before(day, upto)
+    return (bid + ask) / 2
 
 
 def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
@@ -145,12 +154,15 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
 
     # reference price before each event: EW-VWAP, with the book mid before the day's first execution
     # (then the book need only be replayed that far), or the book mid throughout
+    whole_book = cfg.reference == "mid" or cfg.book_context
+    first_exec = int(np.argmax(is_exec)) if is_exec.any() else len(kind)
+    bid, ask = book_before(day, None if whole_book else first_exec + 1)
+    mid = (bid + ask) / 2
     if cfg.reference == "mid":
-        ref_all = book_mid_before(day)
+        ref_all = mid
     else:
-        first_exec = int(np.argmax(is_exec)) if is_exec.any() else len(kind)
         vwap = _ew_vwap(ts, price.astype(float), size.astype(float), is_exec, cfg.half_life_s * 1e9)
-        ref_all = np.where(np.isnan(vwap), book_mid_before(day, upto=first_exec + 1), vwap)
+        ref_all = np.where(np.isnan(vwap), mid, vwap)
 
     # executions of one aggressor: consecutive, same timestamp, same resting side -> one marketable add
     prev_same = np.zeros(len(kind), dtype=bool)
@@ -197,4 +209,5 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
         aggressive=from_exec, dt=dt, depth_bps=depth_bps, log_volume=np.log1p(volume),
         level_change=level_change, flag=np.zeros(len(rows), dtype=np.int8), reference=ref,
         recent_volume=recent_volume, recent_events=recent_events, notional=notional,
+        spread_ticks=(ask - bid)[rows] / inst.tick_size if cfg.book_context else np.full(len(rows), np.nan),
     )

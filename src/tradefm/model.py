@@ -29,8 +29,8 @@ class ModelConfig:
     heads: int = 32
     kv_heads: int = 8  # grouped-query attention: heads share this many key/value heads
     ffn_hidden: int = 4096
-    # vocabulary of each context field: tier, level bin, flag, volume regime, activity regime
-    context_fields: tuple[int, ...] = (3, 32, 2, 3, 3)
+    # vocabulary of each context field: tier, level bin, flag, volume regime, activity regime, spread bin
+    context_fields: tuple[int, ...] = (3, 32, 2, 3, 3, 8)
     field_width: int = 64  # embedding width of each context field
     rope_theta: float = 10_000.0
     norm_eps: float = 1e-5

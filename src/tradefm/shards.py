@@ -1,8 +1,8 @@
 """Token shards: per symbol-day token and context arrays a model memory-maps, split by time and instrument.
 
 ``OUT/<split>/<venue>-<symbol>-<date>.tokens.bin`` holds the token ids (uint16 while the vocabulary fits),
-``....context.bin`` a [n, 5] uint8 array (liquidity tier, price-level bin, market/participant flag, volume and
-activity regimes), in the
+``....context.bin`` a [n, 6] uint8 array (liquidity tier, price-level bin, market/participant flag, volume and
+activity regimes, spread bin), in the
 spirit of nanoGPT's ``train.bin``. Each file belongs to one split, so no training window can cross a split
 boundary. ``manifest.json`` names the tokenizer (hash), the sources and the counts per split.
 

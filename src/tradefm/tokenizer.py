@@ -38,6 +38,7 @@ class TokenizerConfig:
     level_bins: int = 32
     tiers: int = 3
     regimes: int = 3  # bins of the volume and the activity regime
+    spread_bins: int = 8  # equal-frequency bins of log spread (with book context; otherwise one bin)
     tail: tuple[float, float] = (0.01, 0.99)  # quantiles beyond which values go to the out-of-range bins
     max_fit_values: int = 2_000_000  # per field; a deterministic stride subsamples larger calibrations
 
@@ -149,6 +150,7 @@ class Tokenizer:
     tier_edges: list[float]  # log10 of average daily traded value
     volume_regime: Bins  # log(1 + trailing volume)
     activity_regime: Bins  # log(1 + trailing event count)
+    spread: Bins  # log(spread in ticks); a single bin when the features carry no book context
     instruments: dict[str, dict[str, float]] = field(default_factory=dict)  # key -> {"adv": ..., "tier": ...}
     features: FeatureConfig = field(default_factory=FeatureConfig)  # how the values binned here were computed
 
@@ -176,6 +178,9 @@ class Tokenizer:
         recent_volume = pooled("recent_volume", np.log1p)
         recent_events = pooled("recent_events", np.log1p)
         regime_q = np.linspace(0, 1, cfg.regimes + 1)[1:-1]
+        spread = pooled("spread_ticks", lambda v: np.log(np.maximum(v, 1.0)))
+        spread_bins = (Bins.fit(spread, _strictly_increasing(np.quantile(spread, np.linspace(
+            0, 1, cfg.spread_bins + 1)[1:-1]))) if len(spread) else Bins([], [0.0], [0.0], [0.0]))
         adv = {k: float(np.mean([f.notional for f in days])) for k, days in flows.items()}
         log_adv = np.log10(np.maximum(np.array(list(adv.values())), 1.0))
         tier_edges = np.quantile(log_adv, np.linspace(0, 1, cfg.tiers + 1)[1:-1]) if len(adv) > 1 else \
@@ -190,6 +195,7 @@ class Tokenizer:
             tier_edges=[float(e) for e in _strictly_increasing(tier_edges)],
             volume_regime=Bins.fit(recent_volume, _strictly_increasing(np.quantile(recent_volume, regime_q))),
             activity_regime=Bins.fit(recent_events, _strictly_increasing(np.quantile(recent_events, regime_q))),
+            spread=spread_bins,
             features=features or FeatureConfig(),
         )
         tok.instruments = {k: {"adv": v, "tier": tok.tier_of(v)} for k, v in sorted(adv.items())}
@@ -226,20 +232,20 @@ class Tokenizer:
         return np.dtype(np.uint16) if self.vocab_size <= 1 << 16 else np.dtype(np.uint32)
 
     # ------------------------------------------------------------------ encode / decode
-    CONTEXT = ("tier", "level", "flag", "volume_regime", "activity_regime")
+    CONTEXT = ("tier", "level", "flag", "volume_regime", "activity_regime", "spread")
 
     @property
     def context_sizes(self) -> tuple[int, ...]:
         """The vocabulary of each context field, in ``CONTEXT`` order (what the model embeds)."""
         c = self.config
-        return (c.tiers, c.level_bins, 2, c.regimes, c.regimes)
+        return (c.tiers, c.level_bins, 2, c.regimes, c.regimes, len(self.spread.edges) + 1)
 
     def regimes(self, recent_volume: np.ndarray, recent_events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return (self.volume_regime.index(np.log1p(recent_volume)),
                 self.activity_regime.index(np.log1p(recent_events)))
 
     def encode(self, flow: OrderFlow, instrument: str, adv: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Tokens and context ([n, 5] uint8, ``CONTEXT`` order) of one symbol-day.
+        """Tokens and context ([n, 6] uint8, ``CONTEXT`` order) of one symbol-day.
 
         The tier is a static attribute of the instrument: its calibration value when the tokenizer knows it,
         else the ``adv`` given, else the middle tier (never the day's own, later, volume)."""
@@ -253,7 +259,11 @@ class Tokenizer:
         _encode(flow.action, flow.side, flow.depth_bps, flow.log_volume, flow.dt, flow.level_change, flow.flag,
                 *e, np.asarray(self.config.radix, dtype=np.int64), tier, tokens, ctx)
         ctx[:, 3], ctx[:, 4] = self.regimes(flow.recent_volume, flow.recent_events)
+        ctx[:, 5] = self.spread_bin(flow.spread_ticks)
         return tokens, ctx
+
+    def spread_bin(self, spread_ticks: np.ndarray) -> np.ndarray:
+        return self.spread.index(np.log(np.maximum(spread_ticks, 1.0)))
 
     def values(self, ids, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
         """Action, side and a concrete value per continuous field (bin median, or a seeded draw in the bin)."""
@@ -266,7 +276,8 @@ class Tokenizer:
         return {"version": VERSION, "config": asdict(self.config), "depth": asdict(self.depth),
                 "volume": asdict(self.volume), "dt": asdict(self.dt), "level": asdict(self.level),
                 "tier_edges": self.tier_edges, "volume_regime": asdict(self.volume_regime),
-                "activity_regime": asdict(self.activity_regime), "instruments": self.instruments,
+                "activity_regime": asdict(self.activity_regime), "spread": asdict(self.spread),
+                "instruments": self.instruments,
                 "features": asdict(self.features)}
 
     @property
@@ -290,10 +301,11 @@ class Tokenizer:
             raise ValueError(f"{path}: tokenizer version {d.get('version')} is not {VERSION}")
         c = d["config"]
         cfg = TokenizerConfig(radix=tuple(c["radix"]), level_bins=c["level_bins"], tiers=c["tiers"],
-                              regimes=c["regimes"], tail=tuple(c["tail"]), max_fit_values=c["max_fit_values"])
+                              regimes=c["regimes"], spread_bins=c["spread_bins"], tail=tuple(c["tail"]),
+                              max_fit_values=c["max_fit_values"])
         tok = cls(cfg, Bins(**d["depth"]), Bins(**d["volume"]), Bins(**d["dt"]), Bins(**d["level"]),
-                  d["tier_edges"], Bins(**d["volume_regime"]), Bins(**d["activity_regime"]), d["instruments"],
-                  FeatureConfig(**d["features"]))
+                  d["tier_edges"], Bins(**d["volume_regime"]), Bins(**d["activity_regime"]), Bins(**d["spread"]),
+                  d["instruments"], FeatureConfig(**d["features"]))
         if d.get("hash") and d["hash"] != tok.hash:
             raise ValueError(f"{path}: content hash mismatch (file says {d['hash']}, content is {tok.hash})")
         return tok

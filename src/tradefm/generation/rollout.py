@@ -151,8 +151,10 @@ class Rollouts:
         while recent and recent[0][0] < self.ts[r] - self.window:
             recent.popleft()
         vol, act = self.tok.regimes(np.array([sum(v for _, v in recent)]), np.array([float(len(recent))]))
+        bid, ask = self.markets[r].best()
+        spread = (ask - bid) / self.inst.tick_size if bid and ask else np.nan
         return [self.tier, level, flag, self.control.get("volume", int(vol[0])),
-                self.control.get("activity", int(act[0]))]
+                self.control.get("activity", int(act[0])), int(self.tok.spread_bin(np.array([spread]))[0])]
 
     def _apply(self, r: int, token: int) -> None:
         m, ref = self.markets[r], self.refs[r]
@@ -185,7 +187,7 @@ class Rollouts:
                         dt=np.array([dt]), depth_bps=np.array([depth]),
                         log_volume=np.log1p(np.array([self._volume(o.size, price)])), level_change=np.zeros(1),
                         flag=np.ones(1, np.int8), reference=np.array([reference]), recent_volume=np.zeros(1),
-                        recent_events=np.zeros(1), notional=0.0)
+                        recent_events=np.zeros(1), spread_ticks=np.full(1, np.nan), notional=0.0)
         self.recent[r].append((ts, self._volume(o.size, price)))
         return int(self.tok.encode(one, self.key)[0][0])
 
