@@ -263,7 +263,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run
 
-    run(args.data, args.out, steps=args.steps, minutes=args.minutes, rollouts=args.rollouts, seed=args.seed)
+    run(args.data, args.out, steps=args.steps, minutes=args.minutes, rollouts=args.rollouts, seed=args.seed,
+        book_context=not args.paper)
     return 0
 
 
@@ -362,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--minutes", type=float, default=10.0, help="length of the generated window")
     s.add_argument("--rollouts", type=int, default=4)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--paper", action="store_true", help="the paper's features only (no book context)")
     s.set_defaults(func=cmd_demo)
     return p
 

@@ -51,7 +51,7 @@ def _mid_path(day: EventDay) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run(data: str | None, out: str | Path, steps: int = 600, minutes: float = 10.0, rollouts: int = 4,
-        symbol: str = "GOOG", seed: int = 0) -> Path:
+        symbol: str = "GOOG", seed: int = 0, book_context: bool = True) -> Path:
     """The whole pipeline; returns the report's path. Deterministic for a seed."""
     from .book.replay import replay_lobster
     from .cli import ingest
@@ -76,7 +76,9 @@ def run(data: str | None, out: str | Path, steps: int = 600, minutes: float = 10
     exact = sum(r.matched_rows for r in reports) / sum(r.rows for r in reports)
     _say(f"book replay: {exact:.2%} of {sum(r.rows for r in reports):,} orderbook rows exact")
 
-    tok = fit_tokenizer(out / "events", progress=False)
+    from .features import FeatureConfig
+
+    tok = fit_tokenizer(out / "events", features=FeatureConfig(book_context=book_context), progress=False)
     manifest = tokenize(out / "events", tok, out / "shards", progress=False)
     _say(f"tokens per split: {manifest['counts']}")
 

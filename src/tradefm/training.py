@@ -133,11 +133,14 @@ def wrap(model: TradeFM, cfg: TrainConfig, d: Dist, device: torch.device) -> tor
     """The same model under DDP or FSDP2 when distributed, as it is otherwise."""
     model.checkpointing = cfg.activation_checkpointing
     if d.world > 1 and cfg.fsdp:
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+        # on GPUs FSDP casts the gathered weights to bf16 itself (autocast would keep unsharded bf16 copies)
+        mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) \
+            if device.type == "cuda" else MixedPrecisionPolicy()
         for block in model.blocks:
-            fully_shard(block)
-        fully_shard(model)
+            fully_shard(block, mp_policy=mp)
+        fully_shard(model, mp_policy=mp)
     elif d.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.index else None)
     return torch.compile(model) if cfg.compile else model
@@ -220,7 +223,8 @@ def train(cfg: TrainConfig) -> dict:
     val_w = Windows(cfg.shards, "val", seq_len, cfg.seed)
     net = wrap(model, cfg, d, device)
     opt = optimizer_for(net, cfg)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    bf16_autocast = device.type == "cuda" and not (cfg.fsdp and d.world > 1)  # FSDP's policy does it instead
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if bf16_autocast else nullcontext()
 
     ckpt, step = out / "checkpoint.pt", 0
     if ckpt.exists():  # resume: everything that decides the next step comes back
