@@ -359,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="the whole pipeline on the LOBSTER samples, ending in a report")
     s.add_argument("--data", help="folder with the LOBSTER sample zips")
     s.add_argument("--out", default="runs/demo")
-    s.add_argument("--steps", type=int, default=600, help="training steps of the tiny model")
+    s.add_argument("--steps", type=int, default=1000, help="training steps of the tiny model")
     s.add_argument("--minutes", type=float, default=10.0, help="length of the generated window")
     s.add_argument("--rollouts", type=int, default=4)
     s.add_argument("--seed", type=int, default=0)

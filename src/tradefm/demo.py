@@ -50,7 +50,7 @@ def _mid_path(day: EventDay) -> tuple[np.ndarray, np.ndarray]:
     return s["ts"], s["mid"]
 
 
-def run(data: str | None, out: str | Path, steps: int = 600, minutes: float = 10.0, rollouts: int = 4,
+def run(data: str | None, out: str | Path, steps: int = 1000, minutes: float = 10.0, rollouts: int = 4,
         symbol: str = "GOOG", seed: int = 0, book_context: bool = True) -> Path:
     """The whole pipeline; returns the report's path. Deterministic for a seed."""
     from .book.replay import replay_lobster
