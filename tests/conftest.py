@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from tradefm.events import Kind
 
 DATA = Path(os.environ.get("TRADEFM_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -24,3 +28,11 @@ def shared_data() -> Path:
     if not DATA.exists():
         pytest.skip(f"real data folder not found: {DATA}")
     return DATA
+
+
+def kinds(table, snapshot: bool | None = None) -> Counter:
+    """Event kinds of a canonical table by name, of all rows or of the (non-)snapshot ones."""
+    k = table.column("kind").to_numpy()
+    s = table.column("snapshot").to_numpy(zero_copy_only=False)
+    sel = np.ones(len(k), bool) if snapshot is None else s == snapshot
+    return Counter(Kind(int(v)).name for v in k[sel])

@@ -15,19 +15,12 @@ import pytest
 from tradefm.events import ASK, BID, BadInputError, Kind
 from tradefm.readers import bitstamp, detect
 
-from .conftest import data_file
+from .conftest import data_file, kinds
 
 ORDERS_2015 = "bitstamp/2015-05-01/orders.csv.xz"
 LOG_2015 = "bitstamp/2015-05-01/2015-05-01.log.xz"
 ORDERS_2026 = "bitstamp/2026-05-02/orders.csv.gz"
 TRADES_2026 = "bitstamp/2026-05-02/trades.csv"
-
-
-def kinds(table, snapshot: bool | None = None) -> Counter:
-    k = table.column("kind").to_numpy()
-    s = table.column("snapshot").to_numpy(zero_copy_only=False)
-    sel = np.ones(len(k), bool) if snapshot is None else s == snapshot
-    return Counter(Kind(int(v)).name for v in k[sel])
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from pathlib import Path
 
 import databento_dbn as dbn
@@ -14,7 +13,7 @@ import zstandard
 from tradefm.events import ASK, BID, BadInputError, Kind
 from tradefm.readers import databento, detect
 
-from .conftest import data_file
+from .conftest import data_file, kinds
 
 MBO = "databento/orderbooks_mbo_2024-05-08T00-00-00_2024-05-08T00-00-02.dbn.zst"
 DEFINITION = "databento/orderbooks_definition.dbn.zst"
@@ -26,13 +25,6 @@ def raw_records(path: Path) -> list:
     with open(path, "rb") as f:
         data = zstandard.ZstdDecompressor().stream_reader(f).read()
     return dbn.DBNDecoder().write_and_decode(data)[1:]
-
-
-def kinds(table, snapshot: bool | None = None) -> Counter:
-    k = table.column("kind").to_numpy()
-    s = table.column("snapshot").to_numpy(zero_copy_only=False)
-    sel = np.ones(len(k), bool) if snapshot is None else s == snapshot
-    return Counter(Kind(int(v)).name for v in k[sel])
 
 
 @pytest.fixture(scope="module")
