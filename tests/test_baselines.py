@@ -42,9 +42,9 @@ def _start(day: EventDay) -> int:
 
 def _book_after(day: EventDay) -> np.ndarray:
     t = day.table
-    _, best = OrderBook(replay=True).apply_many(*(t.column(c).to_numpy() for c in
-                                                  ("kind", "side", "price", "size", "order_id")))
-    return best
+    _, touch = OrderBook(replay=True).apply_many(*(t.column(c).to_numpy() for c in
+                                                   ("kind", "side", "price", "size", "order_id")))
+    return touch[:, [0, 2]]
 
 
 def _check_generated(day: EventDay, start: int) -> None:

@@ -79,7 +79,8 @@ def test_the_stored_events_alone_rebuild_the_top_of_book(name: str) -> None:
     files, rows = _rows(name)
     t = day.table
     cols = [t.column(c).to_numpy() for c in ("kind", "side", "price", "size", "order_id")]
-    _, best = OrderBook(replay=True, depth=files.level).apply_many(*cols)
+    _, touch = OrderBook(replay=True, depth=files.level).apply_many(*cols)
+    best = touch[:, [0, 2]]
     market = ~t.column("snapshot").to_numpy()
     # the state after a message is the state after the last reveal that follows it
     last = np.flatnonzero(np.append(market[1:], True))  # rows after which the next row is a message (or none)

@@ -126,7 +126,8 @@ def book_before(day: EventDay, upto: int | None = None) -> tuple[np.ndarray, np.
     n = t.num_rows if upto is None else min(upto, t.num_rows)
     cols = [t.column(c).to_numpy()[:n].astype(np.int64) for c in ("kind", "side", "price", "size", "order_id")]
     depth = int(day.notes.get("levels", 0) or 0)
-    _, best = OrderBook(replay=True, depth=depth).apply_many(*cols)
+    _, touch = OrderBook(replay=True, depth=depth).apply_many(*cols)
+    best = touch[:, [0, 2]]
     out = np.full((t.num_rows, 2), np.nan)
     m = min(n, t.num_rows - 1)
     out[1:m + 1] = np.where(best[:m] > 0, best[:m], np.nan)  # before event i is after event i - 1

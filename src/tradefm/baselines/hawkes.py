@@ -100,7 +100,8 @@ def classify(day: EventDay) -> Classified:
     snap = t.column("snapshot").to_numpy()
     tick = day.instrument.tick_size
     book = OrderBook(replay=True, depth=int(day.notes.get("levels", 0) or 0))
-    _, after = book.apply_many(kind, side, price, size, oid)
+    _, touch = book.apply_many(kind, side, price, size, oid)
+    after = touch[:, [0, 2]]
     before = np.zeros_like(after)
     before[1:] = after[:-1]
     m = np.flatnonzero(~snap)  # market events only: reveals between two fills do not split an aggressor

@@ -411,11 +411,11 @@ def top(st: BookState, depth: int, out: np.ndarray) -> None:
 @kernel
 def apply_batch(
     st: BookState, kind: np.ndarray, side: np.ndarray, price: np.ndarray, size: np.ndarray,
-    oid: np.ndarray, replay: bool, depth: int, status: np.ndarray, best: np.ndarray,
+    oid: np.ndarray, replay: bool, depth: int, status: np.ndarray, touch: np.ndarray,
 ) -> int:
-    """Apply events in order; ``status[i]`` gets each event's result and ``best[i]`` the best bid and ask after
-    it (0 for an empty side). ``depth`` > 0 keeps only that many levels per side (a window-limited feed).
-    Returns the number of events that failed."""
+    """Apply events in order; ``status[i]`` gets each event's result and ``touch[i]`` the touch after it: bid
+    price, bid size, ask price, ask size (0 for an empty side). ``depth`` > 0 keeps only that many levels per
+    side (a window-limited feed). Returns the number of events that failed."""
     bad = 0
     for i in range(len(kind)):
         status[i] = apply_event(st, kind[i], side[i], price[i], size[i], oid[i], replay)
@@ -424,7 +424,8 @@ def apply_batch(
             truncate(st, depth)
         for s in range(2):
             n = st.meta[M_NLV_BID + s]
-            best[i, s] = st.levels[s, n - 1, L_PRICE] if n > 0 else 0
+            touch[i, 2 * s] = st.levels[s, n - 1, L_PRICE] if n > 0 else 0
+            touch[i, 2 * s + 1] = st.levels[s, n - 1, L_SIZE] if n > 0 else 0
     return bad
 
 

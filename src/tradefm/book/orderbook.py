@@ -116,17 +116,18 @@ class OrderBook:
                    order_id: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
         """Apply arrays of events in one compiled loop.
 
-        Returns the per-event status codes and the best bid and ask after each event ([n, 2], 0 = empty side)."""
+        Returns the per-event status codes and the touch after each event ([n, 4]: bid price, bid size, ask
+        price, ask size; 0 for an empty side)."""
         n = len(kind)
         status = np.zeros(n, dtype=np.int64)
-        best = np.zeros((n, 2), dtype=np.int64)
+        touch = np.zeros((n, 4), dtype=np.int64)
         cols = [np.ascontiguousarray(a, dtype=np.int64) for a in (kind, side, price, size, order_id)]
         for a in range(0, n, chunk):
             b = min(n, a + chunk)
             self._reserve(b - a)
             E.apply_batch(self.state, *(c[a:b] for c in cols), self.replay, self.depth, status[a:b],
-                          best[a:b])
-        return status, best
+                          touch[a:b])
+        return status, touch
 
     # -- reading the book
     def order(self, order_id: int) -> tuple[int, int, int]:

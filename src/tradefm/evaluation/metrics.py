@@ -25,11 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-from numba import njit
 from scipy import stats
 
 from ..book import OrderBook
-from ..book import engine as E
 from ..events import EventDay, table_from_columns
 from ..features import ADD, CANCEL, order_flow
 from ..generation.market import book_at
@@ -79,25 +77,7 @@ def window(day: EventDay, start_ts: int | None = None, end_ts: int | None = None
     return EventDay(day.instrument, day.date, pa.concat_tables([snap, events]), day.sources, notes)
 
 
-@njit(cache=True)
-def _replay_touch(st: E.BookState, kind: np.ndarray, side: np.ndarray, price: np.ndarray, size: np.ndarray,
-                  oid: np.ndarray, depth: int, out: np.ndarray) -> None:
-    """Replay events; ``out[i]`` = (bid price, bid size, ask price, ask size) at the touch after event i."""
-    for i in range(len(kind)):
-        E.apply_event(st, kind[i], side[i], price[i], size[i], oid[i], True)
-        if depth > 0:
-            E.truncate(st, depth)
-        for s in range(2):
-            n = st.meta[E.M_NLV_BID + s]
-            if n > 0:
-                out[i, 2 * s] = st.levels[s, n - 1, E.L_PRICE]
-                out[i, 2 * s + 1] = st.levels[s, n - 1, E.L_SIZE]
-            else:
-                out[i, 2 * s] = 0
-                out[i, 2 * s + 1] = 0
-
-
-def book_series(day: EventDay, chunk: int = 1 << 16) -> dict[str, np.ndarray]:
+def book_series(day: EventDay) -> dict[str, np.ndarray]:
     """The touch after each market event, from replaying the whole day (snapshot rows included: they are book
     knowledge). A market event's state is read after the snapshot rows that follow it (LOBSTER's reveals of the
     level its message uncovered), i.e. just before the next market event.
@@ -106,15 +86,9 @@ def book_series(day: EventDay, chunk: int = 1 << 16) -> dict[str, np.ndarray]:
     units, NaN when a side is empty), ``spread`` (ticks, NaN when a side is empty), ``imbalance`` ((bid size −
     ask size) / (bid + ask) at level 1), ``touch_volume`` (bid + ask size at level 1, in shares/contracts/coins)."""
     t = day.table
-    cols = [np.ascontiguousarray(t.column(c).to_numpy(), dtype=np.int64)
-            for c in ("kind", "side", "price", "size", "order_id")]
     n = t.num_rows
     book = OrderBook(replay=True, depth=int(day.notes.get("levels", 0) or 0))
-    touch = np.zeros((n, 4), dtype=np.int64)
-    for a in range(0, n, chunk):
-        b = min(n, a + chunk)
-        book._reserve(b - a)
-        _replay_touch(book.state, *(c[a:b] for c in cols), book.depth, touch[a:b])
+    _, touch = book.apply_many(*(t.column(c).to_numpy() for c in ("kind", "side", "price", "size", "order_id")))
     market = np.flatnonzero(~t.column("snapshot").to_numpy())
     after = np.r_[market[1:] - 1, n - 1] if len(market) else market
     bid, bid_size, ask, ask_size = touch[after, 0], touch[after, 1], touch[after, 2], touch[after, 3]
