@@ -80,7 +80,8 @@ Participant = list[ScheduledOrder] | Callable[[Market, float], list[ScheduledOrd
 
 
 class _Reference:
-    """The rollout's reference price: EW-VWAP of its fills (time half-life), the book mid before any fill."""
+    """The rollout's reference price, streamed: the EW-VWAP of ``features`` (same half-life) continued from the
+    real reference at the start, updated by the rollout's own fills."""
 
     def __init__(self, half_life_s: float, start: float) -> None:
         self.lam = math.log(2) / (half_life_s * 1e9)
