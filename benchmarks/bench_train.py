@@ -32,7 +32,6 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
 
 from tradefm.model import PRESETS, ModelConfig, TradeFM, preset
 from tradefm.training import TrainConfig, optimizer_for
@@ -100,10 +99,11 @@ def make_steps(name: str, with_peer: bool) -> tuple[dict[str, Callable[[], None]
     models: dict[str, tuple[torch.nn.Module, Callable[[], torch.Tensor], torch.optim.Optimizer]] = {
         "tradefm": (ours, lambda: ours(x, c, y)[1], optimizer_for(ours, TRAIN))}
     if with_peer:
+        from litgpt.utils import chunked_cross_entropy  # the loss litgpt's own pretraining loop uses
+
         torch.manual_seed(0)
         peer = litgpt_model(cfg, seq).train()
-        models["litgpt"] = (peer, lambda: F.cross_entropy(peer(x).flatten(0, 1).float(), y.flatten()),
-                            peer_optimizer(peer))
+        models["litgpt"] = (peer, lambda: chunked_cross_entropy(peer(x), y), peer_optimizer(peer))
 
     def stepper(model: torch.nn.Module, loss_fn: Callable[[], torch.Tensor],
                 opt: torch.optim.Optimizer) -> Callable[[], None]:
@@ -264,29 +264,29 @@ def peak_memory() -> None:
         r = subprocess.run([sys.executable, __file__, "--memory-child", name, str(seq)], capture_output=True,
                            text=True, check=True)
         m = json.loads(r.stdout.strip().splitlines()[-1])
-        act = activation_count(cfg, seq, 4, 4)["total"]
+        act = activation_count(cfg, seq, 4)["total"]
         print(f"| {name} | {m['params']:,} | {seq} | {m['hwm_kb'] / 1024:,.0f} | {m['hwm_backward_kb'] / 1024:,.0f} | "
               f"{m['rss_built_kb'] / 1024:,.0f} | {16 * m['params'] / MiB:,.0f} | {act / MiB:,.0f} | "
               f"{m['seconds']:.1f} |")
 
 
 # ---------------------------------------------------------------------------------------------------- activations
-def activation_count(cfg: ModelConfig, seq: int, nbytes: int, logit_bytes: int) -> dict[str, float]:
+def activation_count(cfg: ModelConfig, seq: int, nbytes: int) -> dict[str, float]:
     """Bytes autograd keeps per sequence of ``seq`` tokens, counted from the shapes: elements of ``nbytes``, except
     that RMSNorm (decomposed by autograd on this build, computed in fp32) keeps its input and the normalized x in
-    fp32, and logsumexp, the norms' reciprocal roots and the log-probabilities of the loss are fp32.
+    fp32, and logsumexp, the norms' reciprocal roots and the probabilities of the loss are fp32.
 
     Per block and token: each RMSNorm keeps its input and the normalized x (fp32) and its output (the next matmul's
     input, d); attention keeps q (d), k after RoPE (kv), the k|v projection output that v is a view of (2 kv), the
     attention output (d) and its head-merged copy that goes into o (d), and a logsumexp per head; the SwiGLU keeps
     the gate|up output (2f), silu(gate) (f) and the product that goes into down (f).
-    Outside the blocks: the concatenated embeddings (d + fields x field_width), the final RMSNorm, the logits
-    (vocab, returned to the caller) and the log-probabilities of the loss (vocab, fp32)."""
+    Outside the blocks: the concatenated embeddings (d + fields x field_width), the final RMSNorm and the
+    probabilities of the loss (vocab, fp32: ``LinearCrossEntropy`` keeps no logits)."""
     d, f, kv = cfg.width, cfg.ffn_hidden, cfg.kv_heads * cfg.head_dim
     norm = d * (8 + nbytes) + 4  # fp32 input and normalized x, the output, the fp32 reciprocal root
     layer = seq * (2 * norm + (3 * d + 3 * kv + 4 * f) * nbytes + cfg.heads * 4)
     outside = seq * ((d + len(cfg.context_fields) * cfg.field_width) * nbytes + norm
-                     + cfg.vocab_size * (logit_bytes + 4))
+                     + cfg.vocab_size * 4)
     return {"layer": layer, "outside": outside, "total": cfg.layers * layer + outside,
             "checkpointed": cfg.layers * seq * d * nbytes + layer + outside}
 
@@ -337,7 +337,7 @@ def gpu_estimate() -> None:
     p_root = p_total - layers * p_block  # embeddings, projection, final norm, head: FSDP's root unit
     p_root_mm = model.project.weight.numel() + model.head.weight.numel()  # the root's matmul weights
     del model
-    est = activation_count(cfg, seq, 2, 2)
+    est = activation_count(cfg, seq, 2)
     meas = measured_activations(cfg)
     print(f"\n### Activation memory per sequence ({name}, context {seq})\n")
     print("| per block, per sequence | MiB |")
@@ -349,11 +349,11 @@ def gpu_estimate() -> None:
     print(f"| … of which activations (scale with the sequence) | {meas['amp_acts'] / MiB:.1f} |")
     print(f"| … of which bf16 copies of the block's weights (constant; 2 B x {p_block:,} = "
           f"{2 * p_block / MiB:.1f}) | {meas['amp_weights'] / MiB:.1f} |")
-    print(f"| outside the blocks, bf16 (embeddings, final norm, logits bf16 + log-probs fp32) | "
+    print(f"| outside the blocks, bf16 (embeddings, final norm, probabilities fp32) | "
           f"{est['outside'] / MiB:.1f} |")
 
     # (a) FSDP2 with MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)
-    head_grads = seq * cfg.vocab_size * (4 + 2)  # fp32 grad of the log-probs + bf16 grad of the logits
+    head_grads = seq * cfg.vocab_size * 2  # the logits' gradient is made in place, then cast to bf16
     act_a = layers * est["layer"] + est["outside"] + head_grads
     ckpt_a = est["checkpointed"] + head_grads
     gathered_a = 2 * (p_root + 2 * p_block) + 2 * p_root + 6 * p_block

@@ -83,6 +83,35 @@ def test_a_saved_folder_is_a_complete_model(tmp_path) -> None:
     torch.testing.assert_close(model(tokens, ctx)[0], again(tokens, ctx)[0])
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_fused_loss_is_cross_entropy(dtype: torch.dtype) -> None:
+    """LinearCrossEntropy gives F.cross_entropy's loss and gradients, without keeping the logits."""
+    from tradefm.model import LinearCrossEntropy
+
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(64, 16, dtype=dtype, generator=g, requires_grad=True)
+    w = torch.randn(300, 16, dtype=dtype, generator=g, requires_grad=True)
+    y = torch.randint(0, 300, (64,), generator=g)
+    ours = LinearCrossEntropy.apply(h, w, y)
+    grads = torch.autograd.grad(ours * 3, (h, w))
+    ref = torch.nn.functional.cross_entropy(h @ w.t(), y)
+    ref_grads = torch.autograd.grad(ref * 3, (h, w))
+    tol = {"rtol": 1e-10, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-6}
+    torch.testing.assert_close(ours, ref, **tol)
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, **tol)
+
+
+def test_training_loss_is_the_mean_cross_entropy_of_the_logits() -> None:
+    model = TradeFM(preset("tiny", context=32))
+    tokens, ctx = _batch(model.cfg)
+    targets = torch.roll(tokens, -1, 1)
+    logits, _ = model(tokens, ctx)
+    _, loss = model(tokens, ctx, targets)
+    ref = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-5)
+
+
 def test_config_checks() -> None:
     with pytest.raises(ValueError):
         ModelConfig(width=100, heads=3)
