@@ -60,7 +60,7 @@ def test_demo_runs_end_to_end_on_the_samples(tmp_path, capsys) -> None:
         assert column in table
     assert (tmp_path / "report" / "report.html").exists() and list((tmp_path / "report").glob("*.png"))
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["replay_exact"] == 1.0 and set(summary["control"]) == {"volume=0", "volume=2", "activity=0",
+    assert summary["replay_exact"] == 1.0 and set(summary["control"]) == {"free", "volume=0", "volume=2", "activity=0",
                                                                           "activity=2"}
     assert len(list((tmp_path / "rollouts" / "tradefm").glob("rollout_*/events.parquet"))) == 2
 

@@ -55,11 +55,11 @@ def zero_intelligence(day: EventDay, start: int, orders: int, seed: int, seconds
             side = 1 if rng.random() < 0.5 else -1
             price = round(mid / tick) * tick - side * int(rng.integers(-3, 20)) * tick
             market.limit(int(t), side, price, int(rng.integers(1, 4)) * 100)
-            if market.book._holds(market.next_id):
-                live.append(market.next_id)
+            if market.holds(market.last_id):
+                live.append(market.last_id)
         else:
             oid = live.pop(int(rng.integers(len(live))))
-            if market.book._holds(oid):
+            if market.holds(oid):
                 side, price, left = market.book.order(oid)
                 market.cancel(int(t), side, price, left, oid)
     return market.to_day(f"zi-{seed}")

@@ -25,12 +25,13 @@ def _with_table(day: EventDay, table: pa.Table) -> EventDay:
     return EventDay(day.instrument, day.date, table, day.sources, day.notes)
 
 
-@pytest.mark.parametrize("reference", ["vwap", "mid", "vwap+book"])
+@pytest.mark.parametrize("reference", ["vwap", "mid", "vwap+book", "vwap+touch"])
 @pytest.mark.parametrize("cut", [500, 20_000, 90_000])
 def test_no_future_leakage(aapl: EventDay, cut: int, reference: str) -> None:
     """Perturbing every event after ``cut`` (here: prices, sizes, and dropping half of them) leaves every
     feature of every order event before it unchanged."""
-    cfg = FeatureConfig(reference=reference.split("+")[0], book_context=reference.endswith("+book"))
+    cfg = FeatureConfig(reference=reference.split("+")[0], book_context=reference.endswith("+book"),
+                        depth_from="touch" if reference.endswith("+touch") else "reference")
     full = order_flow(aapl, cfg)
     t = aapl.table
     head, tail = t.slice(0, cut), t.slice(cut)
@@ -47,6 +48,27 @@ def test_no_future_leakage(aapl: EventDay, cut: int, reference: str) -> None:
     assert n > 0
     for f in FIELDS:
         np.testing.assert_array_equal(getattr(full, f)[:n], getattr(changed, f)[:n], err_msg=f)
+
+
+def test_depth_from_the_touch() -> None:
+    """Measured from the best quotes: cancels of the best level are at 0, adds that improve the quote are a
+    fraction of the spread in (-1, 0)
+    and aggressors are at -1 or below (unless they hit hidden orders inside the spread). On GOOG's 10 levels
+    (a level-1 file has cancels at the touch only)."""
+    goog = next(read(data_file("lobster/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")))
+    ref = order_flow(goog, FeatureConfig(book_context=True))
+    touch = order_flow(goog, FeatureConfig(book_context=True, depth_from="touch"))
+    np.testing.assert_array_equal(ref.price, touch.price)
+    ok = np.isfinite(ref.spread_ticks)
+    aggressive = touch.aggressive & ok
+    assert np.all(touch.depth_bps[aggressive] <= 1e-9)
+    assert np.mean(touch.depth_bps[aggressive] <= -1 + 1e-9) > 0.6  # the rest met hidden orders in the spread
+    at_touch = np.isclose(touch.depth_bps, 0.0)
+    assert 0.1 < at_touch[touch.action == CANCEL].mean() < 0.9  # real cancels often take the best level
+    passive_adds = (touch.action == ADD) & ~touch.aggressive & ok
+    inside = touch.depth_bps[passive_adds] < 0
+    assert np.all(touch.depth_bps[passive_adds][inside] > -1)  # improving, never reaching the other side
+    assert 0.01 < inside.mean() < 0.5
 
 
 def test_executions_become_one_marketable_add_per_aggressor(aapl: EventDay) -> None:

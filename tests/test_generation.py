@@ -115,3 +115,23 @@ def test_control_fixes_the_regime_fields(setup) -> None:
     assert free.ctx[:, :, 3].max() < tok.config.regimes
     with pytest.raises(ValueError, match="control"):
         Rollouts(model, tok, day, start, control={"volume": 5})
+
+
+def test_a_marketable_add_is_immediate_or_cancel(setup) -> None:
+    """A decoded aggressor is its executions: with ``ioc`` the part the other side cannot fill is dropped, so
+    it never rests through the spread; without, it rests at its limit price."""
+    from tradefm.events import Kind
+    from tradefm.generation import Market
+
+    _, _, day, start = setup
+    for ioc in (True, False):
+        market = Market(day, start)
+        bid, ask = market.best()
+        touch = next(q for p, q, _ in market.book.levels(-1) if p == ask)
+        fills = market.limit(start, 1, ask, touch + 500, ioc=ioc)
+        assert sum(f.size for f in fills) == touch
+        new_bid, new_ask = market.best()
+        assert new_ask > ask
+        assert new_bid == (bid if ioc else ask)
+        kinds = market.to_day("t").table.column("kind").to_numpy()[-len(fills) - 1:]
+        assert (kinds[-1] == Kind.ADD) != ioc

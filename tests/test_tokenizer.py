@@ -133,6 +133,65 @@ def test_universal_bins_fit_three_lobster_stocks() -> None:
         assert len(np.unique(ids)) > 2000
 
 
+def test_decoded_values_keep_the_real_distribution_inside_each_bin() -> None:
+    """Drawing a value for each real token from its bin's quantiles gives back the real values' distribution
+    (round lots included): KS against the real values is far below a uniform draw over the bin's range."""
+    from scipy.stats import ks_2samp
+
+    day = next(read(data_file("lobster/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")))
+    flow = order_flow(day)
+    t = Tokenizer.fit({"nasdaq/GOOG": [flow]})
+    ids, _ = t.encode(flow, "nasdaq/GOOG")
+    v = t.values(ids, np.random.default_rng(0))
+    _, _, _, vb, _ = t.decompose(ids)
+    lo, hi = np.asarray(t.volume.lows)[vb], np.asarray(t.volume.highs)[vb]
+    uniform = lo + (hi - lo) * np.random.default_rng(0).random(len(ids))
+    drawn = ks_2samp(v["log_volume"], flow.log_volume).statistic
+    assert drawn < 0.02 < ks_2samp(uniform, flow.log_volume).statistic
+    size = np.round(np.expm1(v["log_volume"]))
+    assert abs(np.mean(size == 100) - np.mean(flow.size == 100)) < 0.02  # the round lot survives decoding
+    assert ks_2samp(v["depth_bps"], flow.depth_bps).statistic < 0.02
+    assert ks_2samp(v["dt"], flow.dt).statistic < 0.02
+
+
+@pytest.mark.parametrize("depth_from", ["reference", "touch"])
+def test_a_real_order_decodes_back_into_its_own_bins(depth_from: str) -> None:
+    """Each real GOOG add, encoded and decoded against the book it met, lands at a price whose depth falls in
+    the same depth bin (up to tick rounding), on the same side, with a size in the same volume bin; from the
+    touch, an aggressor decodes to a marketable order and an improving one to a price inside the spread."""
+    from tradefm.features import FeatureConfig, order_depth
+    from tradefm.generation.market import book_at
+    from tradefm.tokenizer import decode_order
+
+    day = next(read(data_file("lobster/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")))
+    features = FeatureConfig(depth_from=depth_from)
+    flow = order_flow(day, features)
+    t = Tokenizer.fit({"nasdaq/GOOG": [flow]}, features=features)
+    ids, _ = t.encode(flow, "nasdaq/GOOG")
+    inst, rng = day.instrument, np.random.default_rng(1)
+    same = total = 0
+    crossed: list[bool] = []
+    for i in np.flatnonzero((flow.action == 0) & np.isfinite(flow.reference))[200:10000:20]:
+        book = book_at(day, int(flow.ts[i]))  # the book just before the order
+        order = decode_order(t, int(ids[i]), book, float(flow.reference[i]), inst.tick_size, inst.size_scale,
+                             10**9, rng)
+        bid, ask = book.best()
+        quotes = ((bid, ask) if order.side > 0 else (ask, bid)) if depth_from == "touch" else ()  # own, other
+        around = [order_depth(order.side, order.price + k * inst.tick_size / 2, flow.reference[i], *quotes)
+                  for k in (-1, 0, 1)]  # up to tick rounding
+        b = t.depth.index(np.array(around))
+        same += int(t.decompose(int(ids[i]))[2] in b)
+        if depth_from == "touch" and flow.aggressive[i] and all(quotes):
+            marketable = (order.price >= ask) if order.side > 0 else (order.price <= bid)
+            crossed.append(marketable == (flow.depth_bps[i] <= -1))  # aggressors that met no hidden order
+        total += 1
+        assert order.side == (1 if flow.side[i] == 0 else -1)
+        assert t.volume.index(np.log1p([order.size / inst.size_scale]))[0] == t.decompose(int(ids[i]))[3]
+    assert total > 200 and same / total > 0.97
+    if depth_from == "touch":
+        assert len(crossed) > 20 and np.mean(crossed) > 0.95
+
+
 def test_every_id_decodes_to_an_order_the_engine_accepts() -> None:
     from tradefm.book import OrderBook
     from tradefm.book.replay import event_arrays
@@ -166,3 +225,47 @@ def test_every_id_decodes_to_an_order_the_engine_accepts() -> None:
     c = book.counters
     assert adds > 7000 and cancels > 7000
     assert c.added == c.resting + c.filled + c.cancelled
+
+
+def test_a_cancel_deletes_the_order_its_size_points_to(tok: Tokenizer) -> None:
+    """At the chosen level a cancel takes the order of the nearest size and deletes it whole when that size is
+    in the token's volume bin or below; an order larger than the bin is cancelled in part."""
+    from tradefm.book import OrderBook
+    from tradefm.tokenizer import decode_order
+
+    book = OrderBook()
+    for oid, size in ((1, 5), (2, 300), (3, 40)):  # one level, three orders (the newest last)
+        book.add(oid, 1, 1000, size)
+    vbin = int(tok.volume.index(np.log1p([300]))[0])
+    token = int(tok.compose(1, 0, 0, vbin, 0))  # cancel, buy side, volume bin of 300 shares
+    order = decode_order(tok, token, book, 1000.0, 1, 1, 10, np.random.default_rng(0))
+    assert (order.kind, order.price, order.order_id, order.size) == (2, 1000, 2, 300)
+    small = int(tok.volume.index(np.log1p([5]))[0])
+    assert small < vbin
+    order = decode_order(tok, int(tok.compose(1, 0, 0, small, 0)), book, 1000.0, 1, 1, 10,
+                         np.random.default_rng(0))
+    assert order.order_id == 1 and order.size == 5
+    book.cancel(1, 5)
+    book.cancel(3, 40)
+    order = decode_order(tok, int(tok.compose(1, 0, 0, small, 0)), book, 1000.0, 1, 1, 10,
+                         np.random.default_rng(0))
+    assert order.order_id == 2 and order.size < 300  # only a bigger order is left: a partial cancel
+
+
+def test_regimes_are_each_instruments_own_terciles() -> None:
+    """Low / normal / high are relative to the instrument: on its calibration day each regime holds about a
+    third of every instrument's events, though AAPL and GOOG trade at very different rates; an instrument the
+    tokenizer never saw falls back to the pooled terciles."""
+    flows = {}
+    for z in ("AAPL_2012-06-21_1", "GOOG_2012-06-21_10"):
+        day = next(read(data_file(f"lobster/LOBSTER_SampleFile_{z}.zip")))
+        flows[f"nasdaq/{day.instrument.symbol}"] = [order_flow(day)]
+    t = Tokenizer.fit(flows)
+    for key, (flow,) in flows.items():
+        _, ctx = t.encode(flow, key)
+        for field in (3, 4):
+            shares = np.bincount(ctx[:, field], minlength=3) / len(ctx)
+            assert np.all((shares > 0.25) & (shares < 0.42)), (key, field, shares)
+        _, unseen = t.encode(flow, "elsewhere/" + key)
+        np.testing.assert_array_equal(unseen[:, 4], t.activity_regime.index(np.log1p(flow.recent_events)))
+        assert not np.array_equal(unseen[:, 4], ctx[:, 4])

@@ -12,11 +12,16 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .events import EventDay, list_days, read_day
+
+if TYPE_CHECKING:
+    from .model import TradeFM
+    from .tokenizer import Tokenizer
 
 
 def _say(msg: str) -> None:
@@ -43,6 +48,34 @@ def _inter_arrival_var(day: EventDay) -> float:
     return float(np.var(np.diff(ts) / 1e9)) if len(ts) > 2 else float("nan")
 
 
+def _per_minute_events(day: EventDay) -> float:
+    ts = day.table.column("ts").to_numpy()[~day.table.column("snapshot").to_numpy()]
+    return float(len(ts) / max((ts[-1] - ts[0]) / 60e9, 1e-9)) if len(ts) > 1 else 0.0
+
+
+CONTROL_ROLLOUTS, CONTROL_MINUTES = 8, 5.0
+
+
+def control_effects(model: TradeFM, tok: Tokenizer, day: EventDay, start: int, seed: int,
+                    rollouts: int = CONTROL_ROLLOUTS, minutes: float = CONTROL_MINUTES) -> dict[str, dict[str, float]]:
+    """Rollouts from one start with the regime fields left free or fixed low (0) or high (2): per setting the
+    mean over rollouts, and its standard error, of volume added per minute, events per minute and inter-arrival
+    variance. The same seed for every setting, so the settings differ only by the control."""
+    from .generation.rollout import generate
+
+    out = {}
+    for label, control in (("free", None), ("volume=0", {"volume": 0}), ("volume=2", {"volume": 2}),
+                           ("activity=0", {"activity": 0}), ("activity=2", {"activity": 2})):
+        days = generate(model, tok, day, start, 200_000, rollouts, seed, control=control, duration_s=minutes * 60)
+        row = {}
+        for name, fn in (("volume_per_min", _per_minute_volume), ("events_per_min", _per_minute_events),
+                         ("inter_arrival_var", _inter_arrival_var)):
+            x = np.array([fn(d) for d in days])
+            row[name], row[name + "_se"] = float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x)))
+        out[label] = row
+    return out
+
+
 def _mid_path(day: EventDay) -> tuple[np.ndarray, np.ndarray]:
     from .evaluation.metrics import book_series
 
@@ -51,7 +84,7 @@ def _mid_path(day: EventDay) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run(data: str | None, out: str | Path, steps: int = 1000, minutes: float = 10.0, rollouts: int = 4,
-        symbol: str = "GOOG", seed: int = 0, book_context: bool = True) -> Path:
+        symbol: str = "GOOG", seed: int = 0, book_context: bool = True, depth_from: str = "reference") -> Path:
     """The whole pipeline; returns the report's path. Deterministic for a seed."""
     from .book.replay import replay_lobster
     from .cli import ingest
@@ -77,9 +110,18 @@ def run(data: str | None, out: str | Path, steps: int = 1000, minutes: float = 1
     _say(f"book replay: {exact:.2%} of {sum(r.rows for r in reports):,} orderbook rows exact")
 
     from .features import FeatureConfig
+    from .shards import SplitConfig
 
-    tok = fit_tokenizer(out / "events", features=FeatureConfig(book_context=book_context), progress=False)
-    manifest = tokenize(out / "events", tok, out / "shards", progress=False)
+    # a level-1 file is not a symbol's order flow: it leaves out every event behind the touch (all of AAPL's adds
+    # are at or inside the spread there), so such days are held out of training, as an unseen-symbol test
+    days = {p: read_day(p) for p in list_days(out / "events")}
+    shallow = sorted({d.instrument.symbol for d in days.values() if int(d.notes.get("levels", 0) or 0) == 1})
+    splits = SplitConfig(holdout_symbols=tuple(s for s in shallow if s != symbol))
+    if splits.holdout_symbols:
+        _say(f"held out of training (level-1 files only): {', '.join(splits.holdout_symbols)}")
+    features = FeatureConfig(book_context=book_context, depth_from=depth_from)
+    tok = fit_tokenizer(out / "events", splits, features=features, progress=False)
+    manifest = tokenize(out / "events", tok, out / "shards", splits, progress=False)
     _say(f"tokens per split: {manifest['counts']}")
 
     cfg = TrainConfig(shards=str(out / "shards"), out=str(out / "model"), preset="tiny", seq_len=128, batch_size=16,
@@ -90,8 +132,7 @@ def run(data: str | None, out: str | Path, steps: int = 1000, minutes: float = 1
     _say(f"trained tiny ({model.num_params() / 1e6:.1f}M parameters): validation perplexity "
          f"{metrics.get('val_ppl', float('nan')):.0f}")
 
-    path = next(p for p in list_days(out / "events") if f"symbol={symbol}" in str(p))
-    day = read_day(path)
+    day = next(d for d in days.values() if d.instrument.symbol == symbol)
     first, last = _session(day)
     start = int(first + 0.85 * (last - first))  # the start of the held-out test part of the day
     end = start + int(minutes * 60e9)
@@ -121,13 +162,8 @@ def run(data: str | None, out: str | Path, steps: int = 1000, minutes: float = 1
     with_twap = generate(model, model_tok, day, start, 200_000, 2, seed, participant=plan,
                          duration_s=min(5.0, minutes) * 60)
     without = generate(model, model_tok, day, start, 200_000, 2, seed, duration_s=min(5.0, minutes) * 60)
-    control = {}
-    for name, field in (("volume", "volume"), ("activity", "activity")):
-        for level in (0, 2):
-            days = generate(model, model_tok, day, start, 200_000, 2, seed, control={field: level},
-                            duration_s=min(3.0, minutes) * 60)
-            control[f"{name}={level}"] = {"volume_per_min": float(np.mean([_per_minute_volume(d) for d in days])),
-                                          "inter_arrival_var": float(np.mean([_inter_arrival_var(d) for d in days]))}
+    control_minutes = min(CONTROL_MINUTES, minutes)
+    control = control_effects(model, model_tok, day, start, seed, minutes=control_minutes)
     impact = []
     for label, days in (("with TWAP sell", with_twap), ("without", without)):
         paths = [m[np.isfinite(m)] for m in (_mid_path(d)[1] for d in days)]
@@ -141,9 +177,13 @@ def run(data: str | None, out: str | Path, steps: int = 1000, minutes: float = 1
     extra = ["", "## Participant impact (TWAP sell of 20,000 shares over 5 minutes, 2 rollouts each)", "",
              "| rollouts | mean mid change (ticks) |", "|---|---|"]
     extra += [f"| {label} | {move:+.1f} |" for label, move in impact]
-    extra += ["", "## Control (fixed regime fields, 2 rollouts of 3 minutes each)", "",
-              "| control | volume added per minute | inter-arrival variance (s^2) |", "|---|---|---|"]
-    extra += [f"| {k} | {v['volume_per_min']:,.0f} | {v['inter_arrival_var']:.4g} |" for k, v in control.items()]
+    extra += ["", f"## Control (regime fields free or fixed; {CONTROL_ROLLOUTS} rollouts of {control_minutes:g} "
+              "minutes each, mean ± standard error over rollouts)", "",
+              "| control | volume added per minute | events per minute | inter-arrival variance (s^2) |",
+              "|---|---|---|---|"]
+    extra += [f"| {k} | {v['volume_per_min']:,.0f} ± {v['volume_per_min_se']:,.0f} | "
+              f"{v['events_per_min']:,.0f} ± {v['events_per_min_se']:,.0f} | "
+              f"{v['inter_arrival_var']:.3g} ± {v['inter_arrival_var_se']:.2g} |" for k, v in control.items()]
     extra += ["", "## Fill fidelity (real order flow replayed through the engine, training part of the day)", "",
               "| per-minute fill count corr | per-minute volume corr | fill-size KS |", "|---|---|---|",
               f"| {fills.count_corr:.3f} | {fills.volume_corr:.3f} | {fills.size_ks:.3f} |"]

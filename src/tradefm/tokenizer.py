@@ -10,7 +10,9 @@ tokenizer to a new asset or venue needs no refit:
 - each of those keeps its first and last bin for values past the calibration's tail quantiles (out of range);
 - the price-level context (change since the open): equal-frequency bins over the whole range;
 - the liquidity tier: terciles (by default) of the instruments' log average daily traded value;
-- the volume and activity regimes (trailing-window volume and event count): pooled terciles, low / normal / high.
+- the volume and activity regimes (trailing-window volume and event count): low / normal / high by terciles of
+  the instrument's own calibration days (pooled terciles for an instrument the tokenizer never saw), so that
+  "high" means busy for that instrument and every instrument shows the model all three regimes.
 
 The fitted bins are a versioned JSON file whose content hash names the token space.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,7 +30,8 @@ from numba import njit
 
 from .features import FeatureConfig, OrderFlow
 
-VERSION = 2
+VERSION = 3
+QUANTILES = 33  # per bin, the calibration values' quantiles that decoding draws a value from
 DT_FLOOR = 1e-6  # seconds: dt is binned as log(dt + 1 µs); closer events count as simultaneous
 FIELDS = ("action", "side", "depth", "volume", "dt")
 
@@ -55,12 +59,14 @@ class TokenizerConfig:
 
 @dataclass(frozen=True)
 class Bins:
-    """Edges (``len = bins - 1``) in the transformed space, and per bin a representative value and a range."""
+    """Edges (``len = bins - 1``) in the transformed space, and per bin a representative value, a range and the
+    quantiles of the calibration values that fell in it."""
 
     edges: list[float]
     centers: list[float]  # median of the calibration values in the bin
     lows: list[float]
     highs: list[float]
+    quantiles: list[list[float]]  # QUANTILES evenly spaced quantiles (0 to 1) per bin
 
     def index(self, x: np.ndarray) -> np.ndarray:
         """Bin of each value; NaN goes to bin 0, so no value can fall outside the vocabulary."""
@@ -68,12 +74,15 @@ class Bins:
         return np.searchsorted(np.asarray(self.edges), x, side="right").astype(np.int64)
 
     def value(self, b: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        """A value inside each bin: its median, or a seeded uniform draw within its calibration range."""
+        """A value inside each bin: its median, or a seeded draw from the bin's calibration distribution
+        (nearest-rank inverse CDF over its quantiles), so that decoded values keep the within-bin shape of
+        real data, such as round lots, instead of spreading evenly over the bin."""
         b = np.asarray(b, dtype=np.int64)
         if rng is None:
             return np.asarray(self.centers)[b]
-        lo, hi = np.asarray(self.lows)[b], np.asarray(self.highs)[b]
-        return lo + (hi - lo) * rng.random(b.shape)
+        q = np.asarray(self.quantiles)[b]
+        k = np.rint(rng.random(b.shape) * (q.shape[-1] - 1)).astype(np.int64)
+        return np.take_along_axis(q, k[..., None], -1)[..., 0]
 
     @classmethod
     def fit(cls, x: np.ndarray, edges: np.ndarray) -> Bins:
@@ -82,21 +91,33 @@ class Bins:
         n = len(edges) + 1
         bounds = np.searchsorted(idx, np.arange(n + 1), side="left")  # x is sorted, so bins are runs
         outer = np.concatenate([[x[0]], edges, [x[-1]]])
-        centers, lows, highs = [], [], []
+        centers, lows, highs, quantiles = [], [], [], []
         for b in range(n):
             run = x[bounds[b]:bounds[b + 1]]
             lo, hi = min(outer[b], outer[b + 1]), max(outer[b], outer[b + 1])
             centers.append(float(np.median(run)) if len(run) else float((lo + hi) / 2))
             lows.append(float(lo))
             highs.append(float(hi))
-        return cls([float(e) for e in edges], centers, lows, highs)
+            # an empty bin: evenly from its lower edge (in the bin) up to, not onto, its upper edge (the next bin)
+            q = np.quantile(run, np.linspace(0, 1, QUANTILES)) if len(run) else np.linspace(lo, hi, QUANTILES + 1)[:-1]
+            quantiles.append([float(v) for v in q])
+        return cls([float(e) for e in edges], centers, lows, highs, quantiles)
 
 
 def _tail_edges(x: np.ndarray, n: int, tail: tuple[float, float], equal_frequency: bool) -> np.ndarray:
-    """n bins: one below the low tail quantile, n-2 inside, one above the high one."""
-    lo, hi = np.quantile(x, tail)
-    inner = np.quantile(x, np.linspace(*tail, n - 1)) if equal_frequency else np.linspace(lo, hi, n - 1)
-    return _strictly_increasing(inner)
+    """n bins: one below the low tail quantile, n-2 inside, one above the high one.
+
+    Equal-frequency bins give a value that holds more than half a bin's share of the data (an atom: with depth
+    from the touch, 0 = joins the best quote and -1 = reaches the other side) a bin of its own, so that
+    decoding that bin gives exactly that value; the other edges are quantiles of the rest."""
+    if not equal_frequency:
+        return _strictly_increasing(np.linspace(*np.quantile(x, tail), n - 1))
+    values, counts = np.unique(x, return_counts=True)
+    atoms = values[counts > len(x) / (2 * n)][: (n - 1) // 2]
+    own = [e for a in atoms for e in (a, np.nextafter(a, np.inf))]  # the bin [a, a+) holds a alone
+    rest = x[~np.isin(x, atoms)] if len(atoms) else x
+    inner = np.quantile(rest, np.linspace(*tail, n - 1 - len(own))) if len(rest) else np.zeros(n - 1 - len(own))
+    return _strictly_increasing(np.sort(np.concatenate([inner, own])))
 
 
 def _strictly_increasing(e: np.ndarray) -> np.ndarray:
@@ -179,8 +200,9 @@ class Tokenizer:
         recent_events = pooled("recent_events", np.log1p)
         regime_q = np.linspace(0, 1, cfg.regimes + 1)[1:-1]
         spread = pooled("spread_ticks", lambda v: np.log(np.maximum(v, 1.0)))
+        no_spread = Bins([], [0.0], [0.0], [0.0], [[0.0] * QUANTILES])  # one bin: no book context
         spread_bins = (Bins.fit(spread, _strictly_increasing(np.quantile(spread, np.linspace(
-            0, 1, cfg.spread_bins + 1)[1:-1]))) if len(spread) else Bins([], [0.0], [0.0], [0.0]))
+            0, 1, cfg.spread_bins + 1)[1:-1]))) if len(spread) else no_spread)
         adv = {k: float(np.mean([f.notional for f in days])) for k, days in flows.items()}
         log_adv = np.log10(np.maximum(np.array(list(adv.values())), 1.0))
         tier_edges = np.quantile(log_adv, np.linspace(0, 1, cfg.tiers + 1)[1:-1]) if len(adv) > 1 else \
@@ -198,7 +220,14 @@ class Tokenizer:
             spread=spread_bins,
             features=features or FeatureConfig(),
         )
-        tok.instruments = {k: {"adv": v, "tier": tok.tier_of(v)} for k, v in sorted(adv.items())}
+        tok.instruments = {}
+        for key in sorted(adv):
+            days = [f for f in flows[key] if len(f)]
+            own = {name: np.log1p(np.concatenate([getattr(f, field) for f in days])) if days else np.zeros(0)
+                   for name, field in (("volume", "recent_volume"), ("activity", "recent_events"))}
+            tok.instruments[key] = {"adv": adv[key], "tier": tok.tier_of(adv[key]), **{
+                f"{name}_regime_edges": [float(e) for e in _strictly_increasing(np.quantile(x, regime_q))]
+                for name, x in own.items() if len(x)}}
         return tok
 
     def tier_of(self, adv: float) -> int:
@@ -240,9 +269,18 @@ class Tokenizer:
         c = self.config
         return (c.tiers, c.level_bins, 2, c.regimes, c.regimes, len(self.spread.edges) + 1)
 
-    def regimes(self, recent_volume: np.ndarray, recent_events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return (self.volume_regime.index(np.log1p(recent_volume)),
-                self.activity_regime.index(np.log1p(recent_events)))
+    def regimes(self, recent_volume: np.ndarray, recent_events: np.ndarray, instrument: str | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Volume and activity regime bins: by the instrument's own terciles when the tokenizer knows it."""
+        known = self.instruments.get(instrument or "", {})
+        out = []
+        for name, pooled, x in (("volume", self.volume_regime, recent_volume),
+                                ("activity", self.activity_regime, recent_events)):
+            edges = known.get(f"{name}_regime_edges")
+            x = np.log1p(np.asarray(x, dtype=np.float64))
+            out.append(pooled.index(x) if edges is None else
+                       np.searchsorted(edges, np.nan_to_num(x, nan=-np.inf), side="right").astype(np.int64))
+        return out[0], out[1]
 
     def encode(self, flow: OrderFlow, instrument: str, adv: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Tokens and context ([n, 6] uint8, ``CONTEXT`` order) of one symbol-day.
@@ -258,7 +296,7 @@ class Tokenizer:
         e = [np.asarray(b.edges) for b in (self.depth, self.volume, self.dt, self.level)]
         _encode(flow.action, flow.side, flow.depth_bps, flow.log_volume, flow.dt, flow.level_change, flow.flag,
                 *e, np.asarray(self.config.radix, dtype=np.int64), tier, tokens, ctx)
-        ctx[:, 3], ctx[:, 4] = self.regimes(flow.recent_volume, flow.recent_events)
+        ctx[:, 3], ctx[:, 4] = self.regimes(flow.recent_volume, flow.recent_events, instrument)
         ctx[:, 5] = self.spread_bin(flow.spread_ticks)
         return tokens, ctx
 
@@ -327,17 +365,35 @@ def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, 
                  rng: np.random.Generator | None = None, price_scale: int = 1) -> Order | None:
     """Turn one token into a concrete order against ``book`` (a :class:`tradefm.book.OrderBook`).
 
-    An add is priced ``depth`` bps from ``reference`` (price units), passive side positive, rounded to the
-    nearest tick (at least one tick), and sized ``exp(volume) - 1`` shares/coins in size units (at least 1).
-    A cancel removes from the level of its side nearest to that price (ties: the more passive level); within
-    the level, from the newest order (last in the queue), at most the decoded size; an order whose id the book
-    does not know (snapshot or revealed volume) is cancelled as anonymous volume at that price. With nothing
-    resting on that side, the cancel decodes to ``None``."""
+    An add is priced ``depth`` bps (of ``reference``, in price units) from ``reference``, passive side positive;
+    when the features measure depth from the touch (:func:`tradefm.features.order_depth`), a non-negative depth
+    is bps behind the own best quote and a negative one the fraction of the spread crossed (an improving order
+    stays strictly inside the spread, one at -1 or below is marketable). Prices are rounded to the tick (at
+    least one tick), and sized ``exp(volume) - 1`` shares/coins in size units (at least 1).
+    A cancel goes to the level of its side nearest to that price (ties: the more passive level). There it takes
+    the order whose size is nearest to the decoded size (in log size; ties: the newest) and deletes it whole when
+    its size falls in the token's volume bin or below, since a token cannot tell sizes within a bin apart; only an
+    order larger than the bin is cancelled in part, by the decoded size. (Taking the newest order and cancelling
+    the decoded size left a remainder in about half of all rollout cancels where the real GOOG day has none, so
+    touch levels never emptied and the spread collapsed.) An order whose id the book does not know (snapshot or
+    revealed volume) is cancelled as anonymous volume at that price. With nothing resting on that side, the
+    cancel decodes to ``None``."""
     v = tok.values([token], rng)
     action, side_idx = int(v["action"][0]), int(v["side"][0])
     side = 1 if side_idx == 0 else -1
-    raw = reference * (1.0 - side * float(v["depth_bps"][0]) / 1e4)
-    price = max(tick, round(raw / tick) * tick)
+    depth = float(v["depth_bps"][0])
+    bid, ask = book.best() if tok.features.depth_from == "touch" else (None, None)
+    own, other = (bid, ask) if side > 0 else (ask, bid)
+    if own and other and depth < 0:  # in front of the own touch: a fraction of the spread
+        price = round((own - depth * (other - own)) / tick) * tick
+        if depth > -1:  # improves the quote: strictly inside the spread, or joins a one-tick spread
+            inner, outer = sorted((own + side * tick, other - side * tick))
+            price = min(max(price, inner), outer) if side * (other - own) > tick else own
+        else:  # reaches the other side: marketable
+            price = max(price, other) if side > 0 else min(price, other)
+    else:  # behind the own touch, or from the reference (the paper's, or while a side is empty)
+        anchor = own if own and other else reference
+        price = max(tick, round((anchor - side * depth * reference / 1e4) / tick) * tick)
     amount = float(np.expm1(float(v["log_volume"][0])))
     if tok.features.volume == "notional":  # currency back to units at this order's price
         amount /= price / price_scale
@@ -351,5 +407,8 @@ def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, 
     # nearest level; on a tie the more passive one (lower bid, higher ask)
     _, lvl_price = min((abs(p - price), -side * p) for p, _, _ in levels)
     lvl_price = -side * lvl_price
-    oid, resting = book.queue(side, lvl_price)[-1]
-    return Order(2, side, lvl_price, min(size, resting), max(oid, 0), dt)
+    queue = book.queue(side, lvl_price)[::-1]  # newest first, so that ties go to the newest
+    oid, resting = min(queue, key=lambda o: abs(math.log(o[1]) - math.log(size)))
+    per_unit = lvl_price / price_scale if tok.features.volume == "notional" else 1.0  # volume of one unit
+    whole = tok.volume.index(np.log1p([resting / size_scale * per_unit]))[0] <= tok.decompose(token)[3]
+    return Order(2, side, lvl_price, resting if whole else min(size, resting), max(oid, 0), dt)

@@ -139,12 +139,13 @@ class OrderBook:
         return int(o[E.O_SIDE]), int(o[E.O_PRICE]), int(o[E.O_SIZE])
 
     def _side_of(self, order_id: int) -> int:
-        return self.order(order_id)[0] if self._holds(order_id) else 1
+        return self.order(order_id)[0] if self.holds(order_id) else 1
 
     def _price_of(self, order_id: int) -> int:
-        return self.order(order_id)[1] if self._holds(order_id) else 0
+        return self.order(order_id)[1] if self.holds(order_id) else 0
 
-    def _holds(self, order_id: int) -> bool:
+    def holds(self, order_id: int) -> bool:
+        """Whether an order with this id rests in the book."""
         return order_id > 0 and E.slot_of(self.state, int(order_id)) != E.NIL
 
     def levels(self, side: int) -> list[tuple[int, int, int]]:

@@ -100,7 +100,7 @@ def replay_flow(day: EventDay, start_ts: int | None = None, end_ts: int | None =
         k, s, p, q, o, now = int(kind[i]), int(side[i]), int(price[i]), int(size[i]), int(oid[i]), int(ts[i])
         if snap[i]:  # a reveal: volume beyond the window becomes known
             if k == Kind.ADD:
-                market.book.apply(Kind.ADD, s, p, q, 0)
+                market.reveal(s, p, q)
             i += 1
         elif is_exec[i]:  # one aggressor: its executions in one run (hidden ones skipped unless wanted)
             j, total, worst = i, 0, p
@@ -112,25 +112,25 @@ def replay_flow(day: EventDay, start_ts: int | None = None, end_ts: int | None =
             fills = market.limit(now, -s, worst, total)
             orders += 1
             left = total - sum(f.size for f in fills)
-            if left > 0 and market.book._holds(market.next_id):
-                market.cancel(now, -s, worst, left, market.next_id)  # immediate-or-cancel
+            if left > 0 and market.holds(market.last_id):
+                market.cancel(now, -s, worst, left, market.last_id)  # immediate-or-cancel
             sim_ts += [now] * len(fills)
             sim_size += [f.size for f in fills]
             i = j
         elif k == Kind.ADD:
             fills = market.limit(now, s, p, q)
             orders += 1
-            if market.book._holds(market.next_id):
-                ids[o] = market.next_id
+            if market.holds(market.last_id):
+                ids[o] = market.last_id
             sim_ts += [now] * len(fills)
             sim_size += [f.size for f in fills]
             i += 1
         elif k in (Kind.CANCEL, Kind.DELETE):
             cancels += 1
             mine = ids.get(o, 0)
-            if mine and market.book._holds(mine):
+            if mine and market.holds(mine):
                 done = market.cancel(now, s, p, q if k == Kind.CANCEL else 1 << 62, mine)
-                if k == Kind.DELETE or not market.book._holds(mine):
+                if k == Kind.DELETE or not market.holds(mine):
                     ids.pop(o, None)
             else:
                 done = market.cancel(now, s, p, q, 0)

@@ -55,15 +55,31 @@ class Market:
         self.next_id += 1
         return self.next_id
 
-    def limit(self, ts: int, side: int, price: int, size: int, flag: int = 0) -> list:
-        """A limit order (marketable or not); returns the fills. Records executions, then the rest if it rests."""
+    @property
+    def last_id(self) -> int:
+        """The id of the newest order submitted here (a resting remainder keeps it)."""
+        return self.next_id
+
+    def holds(self, order_id: int) -> bool:
+        """Whether the order still rests in the book (not filled, not cancelled)."""
+        return self.book.holds(order_id)
+
+    def reveal(self, side: int, price: int, size: int) -> None:
+        """Volume beyond the feed's window becoming known (a LOBSTER reveal): book knowledge, not an event."""
+        self.book.apply(Kind.ADD, side, price, size, 0)
+
+    def limit(self, ts: int, side: int, price: int, size: int, flag: int = 0, ioc: bool = False) -> list:
+        """A limit order (marketable or not); returns the fills. Records executions, then the rest if it rests;
+        immediate-or-cancel (``ioc``) drops the rest instead."""
         self.ts = max(self.ts, ts)
         oid = self.new_id()
         fills = self.book.add(oid, side, price, size)
         for f in fills:
             self._record(self.ts, Kind.EXECUTE, -side, f.price, f.size, max(f.maker_id, 0), flag)
         rest = size - sum(f.size for f in fills)
-        if rest > 0:
+        if rest > 0 and ioc:
+            self.book.cancel(oid, rest)
+        elif rest > 0:
             self._record(self.ts, Kind.ADD, side, price, rest, oid, flag)
         return fills
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..events import EventDay
-from ..features import FeatureConfig, OrderFlow, order_flow
+from ..features import FeatureConfig, OrderFlow, order_depth, order_flow
 from ..model import KVCache, TradeFM
 from ..tokenizer import Tokenizer, decode_order
 from .market import Market
@@ -151,7 +151,7 @@ class Rollouts:
         recent = self.recent[r]
         while recent and recent[0][0] < self.ts[r] - self.window:
             recent.popleft()
-        vol, act = self.tok.regimes(np.array([sum(v for _, v in recent)]), np.array([float(len(recent))]))
+        vol, act = self.tok.regimes(np.array([sum(v for _, v in recent)]), np.array([float(len(recent))]), self.key)
         bid, ask = self.markets[r].best()
         spread = (ask - bid) / self.inst.tick_size if bid and ask else np.nan
         return [self.tier, level, flag, self.control.get("volume", int(vol[0])),
@@ -166,7 +166,12 @@ class Rollouts:
         self.ts[r] += int(order.dt * 1e9)
         self.recent[r].append((self.ts[r], self._volume(order.size, order.price)))
         if order.kind == 1:
-            for f in m.limit(self.ts[r], order.side, order.price, order.size):
+            # a marketable add is immediate-or-cancel: in the data an aggressor is the executions it made (the
+            # features rebuild it from them), so a remainder resting through the spread is never in a token
+            bid, ask = m.best()
+            marketable = (ask is not None and order.price >= ask) if order.side > 0 else \
+                (bid is not None and order.price <= bid)
+            for f in m.limit(self.ts[r], order.side, order.price, order.size, ioc=marketable):
                 ref.fill(self.ts[r], f.price, f.size)
         else:
             m.cancel(self.ts[r], order.side, order.price, order.size, order.order_id)
@@ -178,14 +183,17 @@ class Rollouts:
         dt = (ts - self.ts[r]) / 1e9
         self.ts[r] = ts
         reference = ref.value
+        bid, ask = (np.nan if q is None else q for q in m.best())  # before the order: its depth's anchors
+        own, other = (bid, ask) if o.side > 0 else (ask, bid)
         fills = m.market(ts, o.side, o.size, flag=1) if o.price is None else m.limit(ts, o.side, o.price, o.size, 1)
         for f in fills:
             ref.fill(ts, f.price, f.size)
         price = (max if o.side > 0 else min)((f.price for f in fills), default=o.price or reference)
-        depth = (1 if o.side > 0 else -1) * (reference - price) / reference * 1e4
+        depth = order_depth(o.side, price, reference, *((own, other) if self.tok.features.depth_from == "touch"
+                                                        else ()))
         one = OrderFlow(ts=np.array([ts]), action=np.zeros(1, np.int8), side=np.array([int(o.side < 0)], np.int8),
                         price=np.array([price]), size=np.array([o.size]), aggressive=np.array([o.price is None]),
-                        dt=np.array([dt]), depth_bps=np.array([depth]),
+                        dt=np.array([dt]), depth_bps=np.atleast_1d(depth),
                         log_volume=np.log1p(np.array([self._volume(o.size, price)])), level_change=np.zeros(1),
                         flag=np.ones(1, np.int8), reference=np.array([reference]), recent_volume=np.zeros(1),
                         recent_events=np.zeros(1), spread_ticks=np.full(1, np.nan), notional=0.0)
