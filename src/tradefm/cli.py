@@ -93,7 +93,7 @@ def cmd_fit_tokenizer(args: argparse.Namespace) -> int:
     from .shards import fit_tokenizer
 
     features = FeatureConfig(args.half_life, args.reference, args.volume, book_context=args.book_context,
-                             depth_from=args.depth_from)
+                             cancel_from=args.cancel_from)
     tok = fit_tokenizer(args.events, _splits(args), features=features)
     tok.save(args.out)
     tiers = ", ".join(f"{k}: tier {v['tier']}" for k, v in tok.instruments.items())
@@ -265,7 +265,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run
 
     run(args.data, args.out, steps=args.steps, minutes=args.minutes, rollouts=args.rollouts, seed=args.seed,
-        book_context=not args.paper, depth_from=args.depth_from)
+        book_context=not args.paper)
     return 0
 
 
@@ -297,9 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reference", choices=("vwap", "mid"), default="vwap", help="reference price for depth")
     s.add_argument("--volume", choices=("size", "notional"), default="size", help="volume in units or in currency")
     s.add_argument("--book-context", action="store_true", help="give the model the spread (beyond the paper)")
-    s.add_argument("--depth-from", choices=("reference", "touch"), default="reference",
-                   help="measure order depth from the reference price (the paper's) or from the order's own side's "
-                        "best quote (beyond the paper)")
+    s.add_argument("--cancel-from", choices=("reference", "touch"), default="reference",
+                   help="measure a cancel's depth from the reference price (the paper's) or from its side's best "
+                        "quote (beyond the paper)")
     split_options(s)
     s.set_defaults(func=cmd_fit_tokenizer)
 
@@ -368,8 +368,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rollouts", type=int, default=4)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--paper", action="store_true", help="the paper's features only (no book context)")
-    s.add_argument("--depth-from", choices=("reference", "touch"), default="reference",
-                   help="order depth from the reference price (the paper's) or from the best quotes")
     s.set_defaults(func=cmd_demo)
     return p
 

@@ -84,7 +84,7 @@ def _mid_path(day: EventDay) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run(data: str | None, out: str | Path, steps: int = 1000, minutes: float = 10.0, rollouts: int = 4,
-        symbol: str = "GOOG", seed: int = 0, book_context: bool = True, depth_from: str = "reference") -> Path:
+        symbol: str = "GOOG", seed: int = 0, book_context: bool = True) -> Path:
     """The whole pipeline; returns the report's path. Deterministic for a seed."""
     from .book.replay import replay_lobster
     from .cli import ingest
@@ -119,7 +119,8 @@ def run(data: str | None, out: str | Path, steps: int = 1000, minutes: float = 1
     splits = SplitConfig(holdout_symbols=tuple(s for s in shallow if s != symbol))
     if splits.holdout_symbols:
         _say(f"held out of training (level-1 files only): {', '.join(splits.holdout_symbols)}")
-    features = FeatureConfig(book_context=book_context, depth_from=depth_from)
+    # book context (beyond the paper): the spread as a context field, and cancels measured from the touch
+    features = FeatureConfig(book_context=True, cancel_from="touch") if book_context else FeatureConfig()
     tok = fit_tokenizer(out / "events", splits, features=features, progress=False)
     manifest = tokenize(out / "events", tok, out / "shards", splits, progress=False)
     _say(f"tokens per split: {manifest['counts']}")

@@ -9,8 +9,8 @@ Per order event, using only events up to it:
 - ``dt``: seconds since the previous order event of the symbol;
 - ``depth_bps``: distance of the order's price from the reference price, in basis points, signed so that
   positive is away from the market (passive) and negative is through it (aggressive), on both sides; with
-  ``depth_from="touch"`` (beyond the paper) it is measured from the best quotes instead: bps behind the order's
-  own touch (0 = joins it), and in front of it the fraction of the spread crossed (see :func:`order_depth`);
+  ``cancel_from="touch"`` (beyond the paper) a cancel's is measured from the best quote of its own side instead
+  (0 = it leaves the best level): a cancel can only remove what rests, so the touch is where it is aimed;
 - ``log_volume``: log(1 + size in shares / contracts / coins), or of its value in currency (``volume="notional"``:
   a coin and a share are not the same amount of anything, and the paper's unit squeezes BTC into one bin);
 - ``level_change``: (reference mid − the day's first mid) / first mid;
@@ -59,14 +59,14 @@ class FeatureConfig:
     volume: str = "size"  # "size": log(1 + shares/contracts/coins) (the paper's); "notional": log(1 + currency)
     window_s: float = 60.0  # trailing window of the volume and activity regimes
     book_context: bool = False  # also give the model the book's spread before each event (not in the paper)
-    depth_from: str = "reference"  # "reference" (the paper's) or "touch": from the best quotes (order_depth)
+    cancel_from: str = "reference"  # a cancel's depth from the reference (the paper's) or from its side's touch
 
 
     def __post_init__(self) -> None:
         if self.reference not in ("vwap", "mid"):
             raise ValueError(f"reference must be 'vwap' or 'mid', not {self.reference!r}")
-        if self.depth_from not in ("reference", "touch"):
-            raise ValueError(f"depth_from must be 'reference' or 'touch', not {self.depth_from!r}")
+        if self.cancel_from not in ("reference", "touch"):
+            raise ValueError(f"cancel_from must be 'reference' or 'touch', not {self.cancel_from!r}")
         if self.volume not in ("size", "notional"):
             raise ValueError(f"volume must be 'size' or 'notional', not {self.volume!r}")
         if not self.half_life_s > 0:
@@ -126,26 +126,12 @@ def trailing(ts: np.ndarray, volume: np.ndarray, window_s: float) -> tuple[np.nd
 
 
 def order_depth(side: np.ndarray | float, price: np.ndarray | float, reference: np.ndarray | float,
-                own: np.ndarray | float | None = None, other: np.ndarray | float | None = None) -> np.ndarray:
-    """Signed depth of an order (``side`` +1 bid / -1 ask): positive is passive (a bid below, an ask above).
-
-    Without quotes (the paper's): the distance from the reference in bps of it. With the best quotes of the
-    order's own side and of the other side (NaN when a side is empty): behind or at its own touch, the distance
-    from that touch in bps of the reference (0 = joins the best level); in front of it, minus the fraction of the
-    spread it crosses: (-1, 0) improves the quote inside the spread, -1 reaches the other touch, below -1 walks
-    into the other side's book. In spread units, whether an order stays inside the spread or trades does not
-    depend on how wide the spread is."""
-    sign = np.where(np.asarray(side) > 0, 1.0, -1.0)
-    price, reference = np.asarray(price, dtype=np.float64), np.asarray(reference, dtype=np.float64)
-    if own is None:
-        return sign * (reference - price) / reference * 1e4
-    own, other = np.asarray(own, dtype=np.float64), np.asarray(other, dtype=np.float64)
-    behind = sign * (own - price)  # price units; negative in front of the own touch
-    spread = sign * (other - own)
-    quoted = np.isfinite(own) & np.isfinite(other) & (spread > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        touch = np.where(behind >= 0, behind / reference * 1e4, behind / spread)
-    return np.where(quoted, touch, sign * (reference - price) / reference * 1e4)
+                anchor: np.ndarray | float | None = None) -> np.ndarray:
+    """Signed distance of an order's price from ``anchor`` (default: the reference) in bps of the reference:
+    positive is passive (a bid below, an ask above), negative aggressive. ``side`` is +1 bid / -1 ask."""
+    reference = np.asarray(reference, dtype=np.float64)
+    anchor = reference if anchor is None else np.asarray(anchor, dtype=np.float64)
+    return np.where(np.asarray(side) > 0, 1.0, -1.0) * (anchor - np.asarray(price, dtype=np.float64)) / reference * 1e4
 
 
 def book_before(day: EventDay, upto: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -184,7 +170,7 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
 
     # reference price before each event: EW-VWAP, with the book mid before the day's first execution
     # (then the book need only be replayed that far), or the book mid throughout
-    whole_book = cfg.reference == "mid" or cfg.book_context or cfg.depth_from == "touch"
+    whole_book = cfg.reference == "mid" or cfg.book_context or cfg.cancel_from == "touch"
     first_exec = int(np.argmax(is_exec)) if is_exec.any() else len(kind)
     bid, ask = book_before(day, None if whole_book else first_exec + 1)
     mid = (bid + ask) / 2
@@ -220,11 +206,11 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
     known = ~np.isnan(ref)
     # before any reference exists (empty book, no trade yet) the order is its own reference: depth 0
     ref_or_own = np.where(known, ref, o_price)
-    if cfg.depth_from == "touch":  # from the best quotes (from the reference while a side is empty)
-        own, other = np.where(o_side > 0, bid[rows], ask[rows]), np.where(o_side > 0, ask[rows], bid[rows])
-        depth_bps = order_depth(o_side, o_price, ref_or_own, own, other)
-    else:
-        depth_bps = order_depth(o_side, o_price, ref_or_own)
+    depth_bps = order_depth(o_side, o_price, ref_or_own)
+    if cfg.cancel_from == "touch":  # a cancel from its side's best quote (the reference while that side is empty)
+        best = np.where(o_side > 0, bid[rows], ask[rows])
+        touch = order_depth(o_side, o_price, ref_or_own, np.where(np.isnan(best), ref_or_own, best))
+        depth_bps = np.where(action == CANCEL, touch, depth_bps)
     dt = np.diff(o_ts, prepend=o_ts[:1]) / 1e9
     # price level since the open: the reference against the day's first reference, known from where it exists
     level_change = np.zeros(len(rows))

@@ -365,12 +365,12 @@ def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, 
                  rng: np.random.Generator | None = None, price_scale: int = 1) -> Order | None:
     """Turn one token into a concrete order against ``book`` (a :class:`tradefm.book.OrderBook`).
 
-    An add is priced ``depth`` bps (of ``reference``, in price units) from ``reference``, passive side positive;
-    when the features measure depth from the touch (:func:`tradefm.features.order_depth`), a non-negative depth
-    is bps behind the own best quote and a negative one the fraction of the spread crossed (an improving order
-    stays strictly inside the spread, one at -1 or below is marketable). Prices are rounded to the tick (at
-    least one tick), and sized ``exp(volume) - 1`` shares/coins in size units (at least 1).
-    A cancel goes to the level of its side nearest to that price (ties: the more passive level). There it takes
+    An add is priced ``depth`` bps (of ``reference``, in price units) from ``reference``, passive side positive,
+    rounded to the nearest tick (at least one tick), and sized ``exp(volume) - 1`` shares/coins in size units
+    (at least 1).
+    A cancel's price is measured the same way, from its side's best quote when the features say
+    ``cancel_from="touch"``; it goes to the level of its side nearest to that price (ties: the more passive
+    level). There it takes
     the order whose size is nearest to the decoded size (in log size; ties: the newest) and deletes it whole when
     its size falls in the token's volume bin or below, since a token cannot tell sizes within a bin apart; only an
     order larger than the bin is cancelled in part, by the decoded size. (Taking the newest order and cancelling
@@ -381,19 +381,10 @@ def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, 
     v = tok.values([token], rng)
     action, side_idx = int(v["action"][0]), int(v["side"][0])
     side = 1 if side_idx == 0 else -1
-    depth = float(v["depth_bps"][0])
-    bid, ask = book.best() if tok.features.depth_from == "touch" else (None, None)
-    own, other = (bid, ask) if side > 0 else (ask, bid)
-    if own and other and depth < 0:  # in front of the own touch: a fraction of the spread
-        price = round((own - depth * (other - own)) / tick) * tick
-        if depth > -1:  # improves the quote: strictly inside the spread, or joins a one-tick spread
-            inner, outer = sorted((own + side * tick, other - side * tick))
-            price = min(max(price, inner), outer) if side * (other - own) > tick else own
-        else:  # reaches the other side: marketable
-            price = max(price, other) if side > 0 else min(price, other)
-    else:  # behind the own touch, or from the reference (the paper's, or while a side is empty)
-        anchor = own if own and other else reference
-        price = max(tick, round((anchor - side * depth * reference / 1e4) / tick) * tick)
+    anchor = reference
+    if action == 1 and tok.features.cancel_from == "touch":  # a cancel from its side's best quote
+        anchor = book.best()[0 if side > 0 else 1] or reference
+    price = max(tick, round((anchor - side * float(v["depth_bps"][0]) * reference / 1e4) / tick) * tick)
     amount = float(np.expm1(float(v["log_volume"][0])))
     if tok.features.volume == "notional":  # currency back to units at this order's price
         amount /= price / price_scale

@@ -183,14 +183,11 @@ class Rollouts:
         dt = (ts - self.ts[r]) / 1e9
         self.ts[r] = ts
         reference = ref.value
-        bid, ask = (np.nan if q is None else q for q in m.best())  # before the order: its depth's anchors
-        own, other = (bid, ask) if o.side > 0 else (ask, bid)
         fills = m.market(ts, o.side, o.size, flag=1) if o.price is None else m.limit(ts, o.side, o.price, o.size, 1)
         for f in fills:
             ref.fill(ts, f.price, f.size)
         price = (max if o.side > 0 else min)((f.price for f in fills), default=o.price or reference)
-        depth = order_depth(o.side, price, reference, *((own, other) if self.tok.features.depth_from == "touch"
-                                                        else ()))
+        depth = order_depth(o.side, price, reference)
         one = OrderFlow(ts=np.array([ts]), action=np.zeros(1, np.int8), side=np.array([int(o.side < 0)], np.int8),
                         price=np.array([price]), size=np.array([o.size]), aggressive=np.array([o.price is None]),
                         dt=np.array([dt]), depth_bps=np.atleast_1d(depth),
