@@ -52,8 +52,8 @@ def test_no_future_leakage(aapl: EventDay, cut: int, reference: str) -> None:
 
 def test_cancels_measured_from_the_touch() -> None:
     """With ``cancel_from="touch"`` a cancel's depth is its distance behind its side's best quote: never
-    negative, 0 for a cancel of the best level (about a fifth of GOOG's cancels); adds keep the paper's depth. On GOOG's 10 levels (a
-    level-1 file has cancels at the touch only)."""
+    negative, 0 for a cancel of the best level (about a fifth of GOOG's cancels); adds keep the paper's depth.
+    On GOOG's 10 levels (a level-1 file has cancels at the touch only)."""
     goog = next(read(data_file("lobster/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")))
     ref = order_flow(goog, FeatureConfig(book_context=True))
     touch = order_flow(goog, FeatureConfig(book_context=True, cancel_from="touch"))
