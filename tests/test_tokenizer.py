@@ -118,12 +118,18 @@ def test_config_validation() -> None:
     assert TokenizerConfig(radix=(2, 2, 32, 32, 32)).vocab_size == 2**17
 
 
-def test_universal_bins_fit_three_lobster_stocks() -> None:
+@pytest.fixture(scope="module")
+def two_stocks() -> tuple[dict[str, list[OrderFlow]], Tokenizer]:
+    """AAPL and GOOG order flow of the LOBSTER samples, and the tokenizer fitted on both."""
     flows = {}
     for z in ("AAPL_2012-06-21_1", "GOOG_2012-06-21_10"):
         day = next(read(data_file(f"lobster/LOBSTER_SampleFile_{z}.zip")))
         flows[f"nasdaq/{day.instrument.symbol}"] = [order_flow(day)]
-    t = Tokenizer.fit(flows)
+    return flows, Tokenizer.fit(flows)
+
+
+def test_universal_bins_fit_lobster_stocks(two_stocks) -> None:
+    flows, t = two_stocks
     for key, (flow,) in flows.items():
         ids, _ = t.encode(flow, key)
         _, _, d, v, dt = t.decompose(ids)
@@ -249,15 +255,11 @@ def test_a_cancel_deletes_the_order_its_size_points_to(tok: Tokenizer) -> None:
     assert order.order_id == 2 and order.size < 300  # only a bigger order is left: a partial cancel
 
 
-def test_regimes_are_each_instruments_own_terciles() -> None:
+def test_regimes_are_each_instruments_own_terciles(two_stocks) -> None:
     """Low / normal / high are relative to the instrument: on its calibration day each regime holds about a
-    third of every instrument's events, though AAPL and GOOG trade at very different rates; an instrument the
-    tokenizer never saw falls back to the pooled terciles."""
-    flows = {}
-    for z in ("AAPL_2012-06-21_1", "GOOG_2012-06-21_10"):
-        day = next(read(data_file(f"lobster/LOBSTER_SampleFile_{z}.zip")))
-        flows[f"nasdaq/{day.instrument.symbol}"] = [order_flow(day)]
-    t = Tokenizer.fit(flows)
+    third of every instrument's events; an instrument the tokenizer never saw falls back to the pooled
+    terciles."""
+    flows, t = two_stocks
     for key, (flow,) in flows.items():
         _, ctx = t.encode(flow, key)
         for field in (3, 4):
