@@ -240,23 +240,26 @@ def bourse_rows(d: Data, trading: bool, driver: str) -> tuple[list[tuple[bool, i
     return snap, [(a, b == 1, p, v, o) for a, b, p, v, o in d.bourse[trading].tolist()]
 
 
-def _bourse_book(tick: int, trading: bool, stub: bool) -> tuple[Any, tuple[Callable[..., Any], ...]]:
+def _bourse_book(tick: int, snap: list, trading: bool, stub: bool) -> tuple[Any, tuple[Callable[..., Any], ...], int]:
+    """A bourse book holding the opening snapshot, the calls the drivers make (C builtins taking the same
+    arguments with ``stub``: the driver loop alone), and the clock after the snapshot."""
     import bourse
 
     book = bourse.core.OrderBook(0, tick, trading)
-    if stub:  # C builtins taking the same arguments: the driver loop alone
-        return book, (max, abs, slice, abs)
-    return book, (book.place_order, book.cancel_order, book.modify_order, book.set_time)
-
-
-def run_bourse(tick: int, snap: list, rows: list, trading: bool, stub: bool = False) -> Any:
-    """Pre-translated instructions: (action, bid, price, absolute volume, LOBSTER id)."""
-    book, (place, cancel, modify, set_time) = _bourse_book(tick, trading, stub)
+    calls = (max, abs, slice, abs) if stub else \
+        (book.place_order, book.cancel_order, book.modify_order, book.set_time)
+    place, _, _, set_time = calls
     t = 0
     for bid, p, v in snap:
         t += 1
         set_time(t)
         place(bid, v, 0, p)
+    return book, calls, t
+
+
+def run_bourse(tick: int, snap: list, rows: list, trading: bool, stub: bool = False) -> Any:
+    """Pre-translated instructions: (action, bid, price, absolute volume, LOBSTER id)."""
+    book, (place, cancel, modify, set_time), t = _bourse_book(tick, snap, trading, stub)
     ids = {}
     for a, bid, p, v, oid in rows:
         if a == PLACE:
@@ -273,12 +276,7 @@ def run_bourse(tick: int, snap: list, rows: list, trading: bool, stub: bool = Fa
 def run_bourse_raw(tick: int, snap: list, rows: list, trading: bool, stub: bool = False) -> Any:
     """The LOBSTER events as they come: (kind, bid, price, size, LOBSTER id); the driver keeps each order's
     bourse id and remaining volume, skips ids it does not hold and turns "reduce by" into bourse's "set to"."""
-    book, (place, cancel, modify, set_time) = _bourse_book(tick, trading, stub)
-    t = 0
-    for bid, p, v in snap:
-        t += 1
-        set_time(t)
-        place(bid, v, 0, p)
+    book, (place, cancel, modify, set_time), t = _bourse_book(tick, snap, trading, stub)
     live: dict[int, list[int]] = {}
     for k, bid, p, q, oid in rows:
         if k == ADD:

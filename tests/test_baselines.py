@@ -47,6 +47,16 @@ def _book_after(day: EventDay) -> np.ndarray:
     return touch[:, [0, 2]]
 
 
+def _generated(generate, params, day: EventDay, start: int, seed: int) -> EventDay:
+    """One baseline rollout, checked by ``_check_generated``; the same seed gives the same table, another seed
+    another one."""
+    a = generate(params, day, start, DURATION_S, seed=seed)
+    _check_generated(a, start)
+    assert a.table.equals(generate(params, day, start, DURATION_S, seed=seed).table)
+    assert not a.table.equals(generate(params, day, start, DURATION_S, seed=seed + 1).table)
+    return a
+
+
 def _check_generated(day: EventDay, start: int) -> None:
     """Canonical, time-ordered, snapshot first, never crossed, every event a book event."""
     t = day.table
@@ -201,10 +211,7 @@ def _real_counts(day: EventDay, start: int, fold=None) -> np.ndarray:
 
 def test_hawkes_generate(goog: EventDay, hawkes_params: H.HawkesParams) -> None:
     start = _start(goog)
-    a = H.generate(hawkes_params, goog, start, DURATION_S, seed=11)
-    _check_generated(a, start)
-    assert a.table.equals(H.generate(hawkes_params, goog, start, DURATION_S, seed=11).table)
-    assert not a.table.equals(H.generate(hawkes_params, goog, start, DURATION_S, seed=12).table)
+    a = _generated(H.generate, hawkes_params, goog, start, seed=11)
     real = _real_counts(goog, start)
     arrivals = np.asarray(a.notes["arrivals_by_type"])
     big = real >= 100
@@ -257,10 +264,7 @@ def test_zi_fit(goog: EventDay, zi_params: Z.ZIParams) -> None:
 
 def test_zi_generate(goog: EventDay, zi_params: Z.ZIParams) -> None:
     start = _start(goog)
-    a = Z.generate(zi_params, goog, start, DURATION_S, seed=5)
-    _check_generated(a, start)
-    assert a.table.equals(Z.generate(zi_params, goog, start, DURATION_S, seed=5).table)
-    assert not a.table.equals(Z.generate(zi_params, goog, start, DURATION_S, seed=6).table)
+    a = _generated(Z.generate, zi_params, goog, start, seed=5)
     arrivals = np.asarray(a.notes["arrivals_by_type"])
     expected = zi_params.rates * DURATION_S
     assert (np.abs(arrivals - expected) < 5 * np.sqrt(expected) + 1).all()

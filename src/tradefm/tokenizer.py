@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -80,9 +81,14 @@ class Bins:
         b = np.asarray(b, dtype=np.int64)
         if rng is None:
             return np.asarray(self.centers)[b]
-        q = np.asarray(self.quantiles)[b]
+        q = self._quantile_table[b]
         k = np.rint(rng.random(b.shape) * (q.shape[-1] - 1)).astype(np.int64)
         return np.take_along_axis(q, k[..., None], -1)[..., 0]
+
+    @cached_property
+    def _quantile_table(self) -> np.ndarray:
+        """``quantiles`` as one array, made once: decoding reads it for every generated token."""
+        return np.asarray(self.quantiles)
 
     @classmethod
     def fit(cls, x: np.ndarray, edges: np.ndarray) -> Bins:

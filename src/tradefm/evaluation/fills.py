@@ -109,11 +109,8 @@ def replay_flow(day: EventDay, start_ts: int | None = None, end_ts: int | None =
                     total += int(size[j])
                     worst = max(worst, int(price[j])) if s < 0 else min(worst, int(price[j]))
                 j += 1
-            fills = market.limit(now, -s, worst, total)
+            fills = market.limit(now, -s, worst, total, ioc=True)
             orders += 1
-            left = total - sum(f.size for f in fills)
-            if left > 0 and market.holds(market.last_id):
-                market.cancel(now, -s, worst, left, market.last_id)  # immediate-or-cancel
             sim_ts += [now] * len(fills)
             sim_size += [f.size for f in fills]
             i = j
