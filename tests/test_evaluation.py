@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -13,6 +14,7 @@ import pytest
 from scipy import stats
 
 from tradefm.evaluation import metrics as M
+from tradefm.evaluation.dynamics import Dynamics, dynamics
 from tradefm.evaluation.fills import fill_fidelity
 from tradefm.evaluation.report import write_report
 from tradefm.evaluation.stylized import MAX_LAG, compare_facts, hill_index, pooled_acf, side_by_side
@@ -247,7 +249,8 @@ def test_report_writes_html_pngs_and_a_deterministic_table(aapl: EventDay, real_
             assert (p.parent / png).stat().st_size > 1000 and png in page
     tables = [(p.parent / "table.md").read_bytes() for p in paths]
     assert tables[0] == tables[1]
-    lines = tables[0].decode().splitlines()
+    distances, dynamics = tables[0].decode().split("## Book dynamics")
+    lines = distances.splitlines()
     header = next(line for line in lines if line.startswith("| metric"))
     assert header == "| metric | zero-intelligence | other | real vs real |"
     body = [line for line in lines if line.startswith("| ") and not line.startswith("| metric")]
@@ -255,3 +258,29 @@ def test_report_writes_html_pngs_and_a_deterministic_table(aapl: EventDay, real_
     for line in body:
         cells = line.strip("|").split(" | ")
         assert any("**" in c for c in cells[1:3]) and "**" not in cells[3]  # bold among generators only
+    dyn = [line.strip("|").split(" | ") for line in dynamics.splitlines() if line.startswith("| ")]
+    assert len(dyn[0]) == 5 and dyn[0][1:4] == ["real", "zero-intelligence", "other"]  # + the floor's window
+    assert len(dyn) == 1 + len(fields(Dynamics)) and "Book dynamics" in paths[0].read_text()
+
+
+def test_book_dynamics_of_a_real_window() -> None:
+    """On ten minutes of GOOG: the placement shares add up, what adds narrow and what cancels and executions widen
+    differ by exactly the spread's net change, and the real flow's known traits show (a sixth of passive adds
+    join the best quote; cancelled orders are seconds old)."""
+    from tradefm.features import book_before
+
+    day = next(read(data_file("lobster/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")))
+    start = at(day, "15:00")
+    w = M.window(day, start, start + 600 * 10**9)
+    d = dynamics([w])
+    shares = d.passive_inside + d.passive_at_touch + d.passive_near + d.passive_deep
+    assert shares == pytest.approx(1)
+    bid, ask = book_before(w)
+    market = np.flatnonzero(~w.table.column("snapshot").to_numpy())
+    spread = (ask - bid) / day.instrument.tick_size
+    ts = w.table.column("ts").to_numpy()[market]
+    minutes = (ts[-1] - ts[0]) / 60e9
+    net = (d.widening_by_cancels + d.widening_by_executions - d.narrowing_by_adds) * minutes
+    assert net == pytest.approx(spread[market[-1]] - spread[market[0]], abs=1e-6)
+    assert d.narrowing_by_adds > 30 and 0.1 < d.passive_at_touch < 0.3 and 1 < d.cancel_age_s < 10
+    assert d.median_spread == np.median(spread[market][np.isfinite(spread[market])])

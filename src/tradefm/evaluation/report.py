@@ -6,7 +6,10 @@ the last column. Lower is better everywhere; the lowest generator value of a row
 reference the generators are measured against, so it does not compete). The table is a pure function of the
 inputs and the seed: the same inputs give a byte-identical file.
 
-``out_dir/report.html`` shows the same table, the stylized facts side by side and the plots (PNG, matplotlib's
+Below it, the book dynamics (:mod:`.dynamics`) of the real window, of each generator and of the floor's other
+real window: where passive adds land, which orders cancels take, and what narrows and widens the spread.
+
+``out_dir/report.html`` shows the same tables, the stylized facts side by side and the plots (PNG, matplotlib's
 Agg canvas without pyplot, so nothing global is touched): 10 s return distributions, autocorrelations of
 returns and absolute returns, spread and inter-arrival histograms, and mid-price paths of rollouts over the real
 window.
@@ -26,6 +29,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..events import EventDay
+from .dynamics import Dynamics, dynamics
 from .metrics import (
     DISTRIBUTIONS,
     L1_SCORES,
@@ -222,7 +226,13 @@ def write_report(out_dir: str | Path, real: EventDay, generated: Mapping[str, Se
                          for n, d in generated.items())
              + (f". Floor: {_span(floor_pair[0])} against {_span(floor_pair[1])}" if floor_pair else "")
              + f". Seed {seed}, {n_boot} bootstrap resamples.")
-    (out / "table.md").write_text(markdown_table(title, columns, about), encoding="utf-8")
+    dyn = {"real": dynamics([real]), **{n: dynamics(days) for n, days in generated.items()}}
+    if floor_pair is not None:
+        dyn[f"real, {_span(floor_pair[0])}"] = dynamics([floor_pair[0]])
+    dyn_rows = Dynamics.rows(dyn)
+    dyn_md = ["", "## Book dynamics", "", "| | " + " | ".join(dyn) + " |", "|---|" + "---|" * len(dyn),
+              *("| " + " | ".join(row) + " |" for row in dyn_rows)]
+    (out / "table.md").write_text(markdown_table(title, columns, about) + "\n".join(dyn_md) + "\n", encoding="utf-8")
 
     facts = {"real": stylized_facts([real_series]), **{n: stylized_facts(s) for n, s in gen_series.items()}}
     plot_returns(out / "returns_10s.png", {"real": real_s["returns_10s"],
@@ -243,6 +253,10 @@ def write_report(out_dir: str | Path, real: EventDay, generated: Mapping[str, Se
         "<h2>Distances to the real window</h2>",
         "<p>Lower is better; bold: the lowest generator value of the row. Brackets: bootstrap 95% intervals.</p>",
         _html_table(["metric", *columns], [[label, *cells] for label, cells in table_rows(columns)]),
+        "<h2>Book dynamics</h2>",
+        "<p>Where passive adds land against their side's best quote, which orders cancels take, and how many ticks "
+        "per minute the spread narrows and widens (the two differ only by the spread's net change).</p>",
+        _html_table(["", *dyn], dyn_rows),
         "<h2>Stylized facts</h2>", _html_table(["fact", *facts], fact_rows),
         "<h2>Plots</h2>",
         *(f"<h3>{html.escape(cap)}</h3><img src='{name}' alt='{html.escape(cap)}'>" for name, cap in (

@@ -1,0 +1,112 @@
+"""Book dynamics: why a generator's spread is what it is.
+
+The distances of :mod:`.metrics` say that a rollout's spread is off; these say why. From one replay of a day (a
+real window and a rollout are read alike): where passive adds land against their own side's best quote, which
+orders the cancels take (the best level? how young?), and how many ticks per minute the spread narrows through
+adds and widens through cancels and through executions. Over a window the narrowing and the widening differ only
+by the spread's net change, so a generator whose cancels and executions widen too little keeps a spread that is
+too narrow, however right its orders look one by one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+import numpy as np
+
+from ..events import EventDay, Kind
+from ..features import book_before
+
+NEAR_TICKS = 10  # "near the touch": 1 to this many ticks behind the best quote
+
+
+@dataclass(frozen=True)
+class Dynamics:
+    passive_inside: float  # share of passive adds placed inside the spread
+    passive_at_touch: float  # ... joining the best quote of their side
+    passive_near: float  # ... 1 to NEAR_TICKS ticks behind it
+    passive_deep: float  # ... further behind
+    cancel_at_touch: float  # share of cancels that take an order at the best level
+    cancel_age_s: float  # median age of the cancelled orders (those added inside the day)
+    cancel_within_1s: float  # share of those cancelled within a second of their add
+    narrowing_by_adds: float  # ticks per minute
+    widening_by_cancels: float  # ticks per minute
+    widening_by_executions: float  # ticks per minute
+    median_spread: float  # ticks, per market event
+
+    LABELS: ClassVar[dict[str, str]] = {
+        "passive_inside": "passive adds inside the spread (share)",
+        "passive_at_touch": "passive adds joining the best quote (share)",
+        "passive_near": f"passive adds 1-{NEAR_TICKS} ticks behind it (share)",
+        "passive_deep": f"passive adds more than {NEAR_TICKS} ticks behind it (share)",
+        "cancel_at_touch": "cancels at the best level (share)",
+        "cancel_age_s": "median age of cancelled orders (s)",
+        "cancel_within_1s": "cancels within 1 s of their add (share)",
+        "narrowing_by_adds": "spread narrowing by adds (ticks/min)",
+        "widening_by_cancels": "spread widening by cancels (ticks/min)",
+        "widening_by_executions": "spread widening by executions (ticks/min)",
+        "median_spread": "median spread (ticks)",
+    }
+
+    @classmethod
+    def rows(cls, columns: dict[str, Dynamics]) -> list[list[str]]:
+        """One row per field: its label, then each column's value."""
+        return [[cls.LABELS[f.name], *(_fmt(getattr(d, f.name)) for d in columns.values())]
+                for f in fields(cls)]
+
+
+def _fmt(v: float) -> str:
+    return "–" if not np.isfinite(v) else f"{v:.2f}" if abs(v) < 10 else f"{v:.0f}"
+
+
+def _share(mask: np.ndarray, of: np.ndarray) -> float:
+    return float(mask[of].mean()) if of.any() else float("nan")
+
+
+def dynamics(days: Sequence[EventDay]) -> Dynamics:
+    """The book dynamics of one real window or of a generator's rollouts (pooled)."""
+    behind, cancel_touch, ages, spreads = [], [], [], []
+    narrowing = widening_c = widening_e = minutes = 0.0
+    for day in days:
+        t = day.table
+        kind, side, price, oid, ts = (t.column(c).to_numpy() for c in ("kind", "side", "price", "order_id", "ts"))
+        market = ~t.column("snapshot").to_numpy()
+        tick = day.instrument.tick_size
+        bid, ask = book_before(day)
+        best = np.where(side > 0, bid, ask)
+        spread = (ask - bid) / tick
+        passive = (kind == Kind.ADD) & market & np.where(side > 0, ~(price >= ask), ~(price <= bid))
+        behind.append((side * (best - price) / tick)[passive & np.isfinite(best)])
+        cancel = np.isin(kind, (Kind.CANCEL, Kind.DELETE)) & market
+        cancel_touch.append((price == best)[cancel])
+        born: dict[int, int] = {}
+        for i in np.flatnonzero((kind == Kind.ADD) & market & (oid > 0)):
+            born.setdefault(int(oid[i]), int(ts[i]))
+        ages.append(np.array([(ts[i] - born[int(oid[i])]) / 1e9 for i in np.flatnonzero(cancel)
+                              if int(oid[i]) in born], dtype=np.float64))
+        change = np.diff(spread)  # the spread after each event (before the next) minus the spread before it
+        k, live = kind[:-1], market[:-1] & np.isfinite(change)
+        narrowing -= change[live & (k == Kind.ADD) & (change < 0)].sum()
+        widening_c += change[live & np.isin(k, (Kind.CANCEL, Kind.DELETE)) & (change > 0)].sum()
+        widening_e += change[live & np.isin(k, (Kind.EXECUTE, Kind.EXECUTE_HIDDEN, Kind.TRADE)) & (change > 0)].sum()
+        spreads.append(spread[market & np.isfinite(spread)])
+        if market.any():
+            minutes += (ts[market][-1] - ts[market][0]) / 60e9
+    b = np.concatenate(behind) if behind else np.zeros(0)
+    age = np.concatenate(ages) if ages else np.zeros(0)
+    ct = np.concatenate(cancel_touch) if cancel_touch else np.zeros(0, dtype=bool)
+    every = np.ones(len(b), dtype=bool)
+    per_min = (lambda x: x / minutes) if minutes > 0 else (lambda x: float("nan"))
+    sp = np.concatenate(spreads) if spreads else np.zeros(0)
+    return Dynamics(
+        passive_inside=_share(b < 0, every), passive_at_touch=_share(b == 0, every),
+        passive_near=_share((b > 0) & (b <= NEAR_TICKS), every), passive_deep=_share(b > NEAR_TICKS, every),
+        cancel_at_touch=float(ct.mean()) if len(ct) else float("nan"),
+        cancel_age_s=float(np.median(age)) if len(age) else float("nan"),
+        cancel_within_1s=float((age < 1).mean()) if len(age) else float("nan"),
+        narrowing_by_adds=per_min(narrowing), widening_by_cancels=per_min(widening_c),
+        widening_by_executions=per_min(widening_e),
+        median_spread=float(np.median(sp)) if len(sp) else float("nan"),
+    )
