@@ -13,7 +13,7 @@ from tradefm.readers import read
 from .conftest import data_file
 
 FIELDS = ("ts", "action", "side", "price", "size", "dt", "depth_bps", "log_volume", "level_change", "flag",
-          "recent_volume", "recent_events", "spread_ticks")
+          "recent_volume", "recent_events", "spread_bps")
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_cancels_measured_from_the_touch() -> None:
     ref = order_flow(goog, FeatureConfig(book_context=True))
     touch = order_flow(goog, FeatureConfig(book_context=True, cancel_from="touch"))
     np.testing.assert_array_equal(ref.price, touch.price)
-    adds, cancels = touch.action == ADD, (touch.action == CANCEL) & np.isfinite(ref.spread_ticks)
+    adds, cancels = touch.action == ADD, (touch.action == CANCEL) & np.isfinite(ref.spread_bps)
     np.testing.assert_array_equal(touch.depth_bps[adds], ref.depth_bps[adds])
     assert np.all(touch.depth_bps[cancels] >= -1e-9)
     assert 0.1 < np.mean(np.isclose(touch.depth_bps[cancels], 0.0)) < 0.5

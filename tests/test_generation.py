@@ -135,3 +135,30 @@ def test_a_marketable_add_is_immediate_or_cancel(setup) -> None:
         assert new_bid == (bid if ioc else ask)
         kinds = market.to_day("t").table.column("kind").to_numpy()[-len(fills) - 1:]
         assert (kinds[-1] == Kind.ADD) != ioc
+
+
+@pytest.mark.parametrize("reference", ["vwap", "mid"])
+def test_a_token_enters_the_model_with_the_book_it_met(setup, reference: str) -> None:
+    """Training pairs token i with the features before event i; a rollout must too. An add that halves the
+    spread comes back with the spread bin of the book before it, and it is priced from the reference the
+    features use (the book mid with ``reference="mid"``)."""
+    from tradefm.features import FeatureConfig, spread_bps
+    from tradefm.generation.rollout import Rollouts
+
+    model, _, day, start = setup
+    features = FeatureConfig(book_context=True, reference=reference)
+    tok = Tokenizer.fit({"nasdaq/GOOG": [order_flow(day, features)]}, features=features)
+    ro = Rollouts(model, tok, day, start, rollouts=1, seed=0)
+    market = ro.markets[0]
+    bid, ask = market.best()
+    before = int(tok.spread_bin(spread_bps(bid, ask)))
+    ref = ro._reference(0)
+    assert (ref == market.mid()) == (reference == "mid")
+    depth = (ref - (bid + ask) / 2) / ref * 1e4  # a bid priced at the book mid: it halves the spread
+    vbin = int(tok.volume.index(np.log1p([100]))[0])
+    token = int(tok.compose(0, 0, tok.depth.index(np.array([depth]))[0], vbin, 0))
+    row = ro._step(0, token)
+    new_bid, new_ask = market.best()
+    assert bid < new_bid < ask and new_ask == ask
+    assert int(tok.spread_bin(spread_bps(new_bid, new_ask))) != before  # the add moved the spread to another bin
+    assert row[5] == before

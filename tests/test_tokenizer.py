@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tradefm.features import OrderFlow, order_flow
+from tradefm.features import FeatureConfig, OrderFlow, order_flow
 from tradefm.readers import read
 from tradefm.tokenizer import Tokenizer, TokenizerConfig
 
@@ -23,7 +23,7 @@ def synthetic_flow(n: int, seed: int = 0, **override: np.ndarray) -> OrderFlow:
         aggressive=np.zeros(n, bool), dt=rng.exponential(0.5, n), depth_bps=rng.normal(3, 5, n),
         log_volume=np.log1p(rng.integers(1, 500, n)), level_change=rng.normal(0, 0.01, n),
         flag=np.zeros(n, np.int8), reference=np.full(n, 1050.0), recent_volume=rng.exponential(2000, n),
-        recent_events=rng.poisson(30, n).astype(float), spread_ticks=rng.integers(1, 40, n).astype(float),
+        recent_events=rng.poisson(30, n).astype(float), spread_bps=rng.uniform(0.5, 10, n),
     )
     cols.update(override)
     return OrderFlow(**cols, notional=float(n))
@@ -165,7 +165,7 @@ def test_a_real_order_decodes_back_into_its_own_bins(cancel_from: str) -> None:
     """Each real GOOG order, encoded and decoded against the book it met, lands on the same side at a price
     whose depth falls in the same depth bin (up to tick rounding; a cancel: at the level nearest to it), and an
     add with a size in the same volume bin."""
-    from tradefm.features import FeatureConfig, order_depth
+    from tradefm.features import order_depth
     from tradefm.generation.market import book_at
     from tradefm.tokenizer import decode_order
 
@@ -231,28 +231,64 @@ def test_every_id_decodes_to_an_order_the_engine_accepts() -> None:
 
 
 def test_a_cancel_deletes_the_order_its_size_points_to(tok: Tokenizer) -> None:
-    """At the chosen level a cancel takes the order of the nearest size and deletes it whole when that size is
-    in the token's volume bin or below; an order larger than the bin is cancelled in part."""
+    """At the chosen level a cancel takes the newest order whose size is in the token's volume bin (else in the
+    nearest bin) and deletes it whole when that size is in the token's volume bin or below; an order larger than
+    the bin is cancelled in part."""
     from tradefm.book import OrderBook
     from tradefm.tokenizer import decode_order
 
     book = OrderBook()
-    for oid, size in ((1, 5), (2, 300), (3, 40)):  # one level, three orders (the newest last)
-        book.add(oid, 1, 1000, size)
     vbin = int(tok.volume.index(np.log1p([300]))[0])
+    twin = int(np.ceil(np.expm1(tok.volume.lows[vbin])))  # the smallest size in the same bin as 300
+    assert twin < 300 and tok.volume.index(np.log1p([twin]))[0] == vbin
+    for oid, size in ((1, 5), (2, twin), (3, 300), (4, 40)):  # one level, four orders (the newest last)
+        book.add(oid, 1, 1000, size)
     token = int(tok.compose(1, 0, 0, vbin, 0))  # cancel, buy side, volume bin of 300 shares
     order = decode_order(tok, token, book, 1000.0, 1, 1, 10, np.random.default_rng(0))
-    assert (order.kind, order.price, order.order_id, order.size) == (2, 1000, 2, 300)
+    assert (order.kind, order.price, order.order_id, order.size) == (2, 1000, 3, 300)  # newest of the bin
+    book.cancel(3, 300)
+    order = decode_order(tok, token, book, 1000.0, 1, 1, 10, np.random.default_rng(0))
+    assert (order.order_id, order.size) == (2, twin)
+    book.add(3, 1, 1000, 300)
     small = int(tok.volume.index(np.log1p([5]))[0])
     assert small < vbin
     order = decode_order(tok, int(tok.compose(1, 0, 0, small, 0)), book, 1000.0, 1, 1, 10,
                          np.random.default_rng(0))
     assert order.order_id == 1 and order.size == 5
     book.cancel(1, 5)
-    book.cancel(3, 40)
+    book.cancel(2, twin)
+    book.cancel(4, 40)
     order = decode_order(tok, int(tok.compose(1, 0, 0, small, 0)), book, 1000.0, 1, 1, 10,
                          np.random.default_rng(0))
-    assert order.order_id == 2 and order.size < 300  # only a bigger order is left: a partial cancel
+    assert order.order_id == 3 and order.size < 300  # only a bigger order is left: a partial cancel
+
+
+def test_a_real_cancel_decodes_to_the_order_it_removed() -> None:
+    """Each real GOOG cancel, encoded and decoded against the book it met, takes the very order the real cancel
+    removed in 72% of cases (55% when the order was picked by the size nearest to a draw from the bin): real
+    cancels take young orders, and the newest order consistent with the token is most often the one."""
+    from tradefm.features import FeatureConfig
+    from tradefm.generation.market import book_at
+    from tradefm.tokenizer import decode_order
+
+    day = next(read(data_file("lobster/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")))
+    features = FeatureConfig(cancel_from="touch")
+    flow = order_flow(day, features)
+    t = Tokenizer.fit({"nasdaq/GOOG": [flow]}, features=features)
+    ids, _ = t.encode(flow, "nasdaq/GOOG")
+    tab = day.table
+    kind, ts, oid = (tab.column(c).to_numpy() for c in ("kind", "ts", "order_id"))
+    rows = np.flatnonzero(((kind == 2) | (kind == 3)) & ~tab.column("snapshot").to_numpy())
+    cancels = np.flatnonzero(flow.action == 1)
+    assert len(rows) == len(cancels)  # one order event per real cancel or delete, in order
+    inst, rng, same = day.instrument, np.random.default_rng(1), []
+    for row, i in zip(rows[200::150], cancels[200::150], strict=True):
+        if not np.isfinite(flow.reference[i]) or ts[row - 1] == ts[row]:
+            continue  # the book just before the order is the book before its timestamp
+        order = decode_order(t, int(ids[i]), book_at(day, int(ts[row])), float(flow.reference[i]), inst.tick_size,
+                             inst.size_scale, 10**9, rng)
+        same.append(order is not None and order.order_id == oid[row])
+    assert len(same) > 300 and np.mean(same) > 0.65
 
 
 def test_regimes_are_each_instruments_own_terciles(two_stocks) -> None:
@@ -268,3 +304,19 @@ def test_regimes_are_each_instruments_own_terciles(two_stocks) -> None:
         _, unseen = t.encode(flow, "elsewhere/" + key)
         np.testing.assert_array_equal(unseen[:, 4], t.activity_regime.index(np.log1p(flow.recent_events)))
         assert not np.array_equal(unseen[:, 4], ctx[:, 4])
+
+
+def test_the_spread_context_is_relative_to_the_price() -> None:
+    """In ticks AMZN ($220) and GOOG ($570) spreads barely overlap (median 13 against 28 ticks); in bps of the mid,
+    the unit of every depth, both stocks fill every spread bin, so a spread bin means the same for both."""
+    flows = {}
+    features = FeatureConfig(book_context=True)
+    for z in ("AMZN_2012-06-21_5", "GOOG_2012-06-21_10"):
+        day = next(read(data_file(f"lobster/LOBSTER_SampleFile_{z}.zip")))
+        flows[f"nasdaq/{day.instrument.symbol}"] = [order_flow(day, features)]
+    t = Tokenizer.fit(flows, features=features)
+    assert t.context_sizes[5] == t.config.spread_bins
+    for key, (flow,) in flows.items():
+        _, ctx = t.encode(flow, key)
+        shares = np.bincount(ctx[:, 5], minlength=t.config.spread_bins) / len(ctx)
+        assert np.all((shares > 0.05) & (shares < 0.25)), (key, shares)

@@ -15,8 +15,9 @@ Per order event, using only events up to it:
   a coin and a share are not the same amount of anything, and the paper's unit squeezes BTC into one bin);
 - ``level_change``: (reference mid − the day's first mid) / first mid;
 - ``flag``: 0 for the background market, 1 for a participant's own (injected) orders;
-- ``spread_ticks`` (with ``book_context``, beyond the paper): the book's spread before the event, so the model
-  sees the book state it acts on;
+- ``spread_bps`` (with ``book_context``, beyond the paper): the book's spread before the event, in bps of the book
+  mid, so the model sees the book state it acts on in the unit its depths are in (a 9-tick spread is narrow for
+  GOOG at $570 but wide for AMZN at $220; 1.6 and 4 bps say so);
 - ``recent_volume`` and ``recent_events``: the order volume (same unit as ``log_volume``) and the number of order
   events in the ``window_s`` seconds before the event: the raw material of the volume and activity regimes a
   user can ask a rollout for (the paper's controllable indicator tokens).
@@ -91,7 +92,7 @@ class OrderFlow:
     reference: np.ndarray  # float64 price units: the reference price before the event (NaN before one exists)
     recent_volume: np.ndarray  # float64: order volume in the trailing window before the event
     recent_events: np.ndarray  # float64: order events in the trailing window before the event
-    spread_ticks: np.ndarray  # float64: the book's spread before the event, in ticks (NaN without book context)
+    spread_bps: np.ndarray  # float64: the book's spread before the event, bps of its mid (NaN without book context)
     notional: float  # traded value of the day, currency units (for the liquidity tier)
 
     def __len__(self) -> int:
@@ -132,6 +133,12 @@ def order_depth(side: np.ndarray | float, price: np.ndarray | float, reference: 
     reference = np.asarray(reference, dtype=np.float64)
     anchor = reference if anchor is None else np.asarray(anchor, dtype=np.float64)
     return np.where(np.asarray(side) > 0, 1.0, -1.0) * (anchor - np.asarray(price, dtype=np.float64)) / reference * 1e4
+
+
+def spread_bps(bid: np.ndarray | float, ask: np.ndarray | float) -> np.ndarray:
+    """The spread in bps of the mid (NaN where a side is empty)."""
+    bid, ask = np.asarray(bid, dtype=np.float64), np.asarray(ask, dtype=np.float64)
+    return (ask - bid) / ((ask + bid) / 2) * 1e4
 
 
 def book_before(day: EventDay, upto: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -228,5 +235,5 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
         aggressive=from_exec, dt=dt, depth_bps=depth_bps, log_volume=np.log1p(volume),
         level_change=level_change, flag=np.zeros(len(rows), dtype=np.int8), reference=ref,
         recent_volume=recent_volume, recent_events=recent_events, notional=notional,
-        spread_ticks=(ask - bid)[rows] / inst.tick_size if cfg.book_context else np.full(len(rows), np.nan),
+        spread_bps=spread_bps(bid[rows], ask[rows]) if cfg.book_context else np.full(len(rows), np.nan),
     )

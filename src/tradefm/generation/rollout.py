@@ -3,9 +3,11 @@
 Each rollout owns a :class:`~tradefm.generation.market.Market` seeded with the real book at the start time. At
 every step the batched model (with its KV cache) gives next-token logits for all rollouts; a token is sampled
 (temperature, top-k, top-p, repetition penalty), decoded into a concrete order against that rollout's book,
-and applied: marketable orders fill, cancels remove resting orders by the tokenizer's rule. The book it leaves
-moves the reference price (EW-VWAP of the rollout's own fills, the book mid before any), which sets the next
-step's price-level context; time advances by the decoded dt. Participants' orders (a schedule, or a callback)
+and applied: marketable orders fill, cancels remove resting orders by the tokenizer's rule. Time advances by the
+decoded dt, and the token enters the model's input with the context the features give it in training: the state
+just before the event (the book it met, the reference price, the trailing window up to its time). The book it
+leaves moves the reference price (EW-VWAP of the rollout's own fills, or the book mid), and so the next
+event's price-level and spread context. Participants' orders (a schedule, or a callback)
 are injected into the market and into the token stream with the participant flag set. ``control`` fixes the
 volume and activity regime fields ({"volume": 0|1|2, "activity": 0|1|2}: low, normal, high) instead of
 measuring them on the rollout's own trailing window: the model's controllable indicators.
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 
 from ..events import EventDay
-from ..features import FeatureConfig, OrderFlow, order_depth, order_flow
+from ..features import FeatureConfig, OrderFlow, order_depth, order_flow, spread_bps
 from ..model import KVCache, TradeFM
 from ..tokenizer import Tokenizer, decode_order
 from .market import Market
@@ -144,26 +146,40 @@ class Rollouts:
     def _volumes(self, flow: OrderFlow) -> np.ndarray:
         return np.expm1(flow.log_volume)
 
+    def _reference(self, r: int) -> float:
+        """The reference price the features measure depth from: the streamed EW-VWAP, or with
+        ``reference="mid"`` the book mid (the EW-VWAP while a side of the book is empty)."""
+        if self.tok.features.reference == "mid":
+            mid = self.markets[r].mid()
+            if mid is not None:
+                return mid
+        return self.refs[r].value
+
     def _context(self, r: int, flag: int) -> list[int]:
-        ref = self.refs[r].value
+        ref = self._reference(r)
         change = (ref - self.opening) / self.opening if math.isfinite(self.opening) else 0.0
         level = int(self.tok.level.index(np.array([change]))[0])
-        recent = self.recent[r]
-        while recent and recent[0][0] < self.ts[r] - self.window:
+        recent, now = self.recent[r], self.ts[r]
+        while recent and recent[0][0] < now - self.window:
             recent.popleft()
-        vol, act = self.tok.regimes(np.array([sum(v for _, v in recent)]), np.array([float(len(recent))]), self.key)
+        before = [v for t, v in recent if t < now]  # strictly earlier, as in features.trailing
+        vol, act = self.tok.regimes(np.array([sum(before)]), np.array([float(len(before))]), self.key)
         bid, ask = self.markets[r].best()
-        spread = (ask - bid) / self.inst.tick_size if bid and ask else np.nan
+        spread = spread_bps(bid, ask) if bid and ask else np.nan
         return [self.tier, level, flag, self.control.get("volume", int(vol[0])),
                 self.control.get("activity", int(act[0])), int(self.tok.spread_bin(np.array([spread]))[0])]
 
-    def _apply(self, r: int, token: int) -> None:
+    def _step(self, r: int, token: int) -> list[int]:
+        """Decode the model's token into an order at the time its dt gives and apply it; returns the token's
+        context row, taken before the order meets the book (in training token i comes with the features before
+        event i; pairing it with the state after the event would show the model every book change one step early)."""
         m, ref = self.markets[r], self.refs[r]
-        order = decode_order(self.tok, token, m.book, ref.value, self.inst.tick_size, self.inst.size_scale,
+        order = decode_order(self.tok, token, m.book, self._reference(r), self.inst.tick_size, self.inst.size_scale,
                              m.next_id + 1, self.rngs[r], self.inst.price_scale)
         if order is None:
-            return
+            return self._context(r, 0)
         self.ts[r] += int(order.dt * 1e9)
+        row = self._context(r, 0)
         self.recent[r].append((self.ts[r], self._volume(order.size, order.price)))
         if order.kind == 1:
             # a marketable add is immediate-or-cancel: in the data an aggressor is the executions it made (the
@@ -175,14 +191,16 @@ class Rollouts:
                 ref.fill(self.ts[r], f.price, f.size)
         else:
             m.cancel(self.ts[r], order.side, order.price, order.size, order.order_id)
+        return row
 
-    def _participant_token(self, r: int, o: ScheduledOrder) -> int:
-        """Execute a participant's order and return the token that describes it."""
+    def _participant(self, r: int, o: ScheduledOrder) -> tuple[int, list[int]]:
+        """Execute a participant's order; return the token that describes it and its context row."""
         m, ref = self.markets[r], self.refs[r]
         ts = max(self.ts[r], self.start_ts + int(o.at_s * 1e9))
         dt = (ts - self.ts[r]) / 1e9
         self.ts[r] = ts
-        reference = ref.value
+        row = self._context(r, 1)
+        reference = self._reference(r)
         fills = m.market(ts, o.side, o.size, flag=1) if o.price is None else m.limit(ts, o.side, o.price, o.size, 1)
         for f in fills:
             ref.fill(ts, f.price, f.size)
@@ -193,9 +211,9 @@ class Rollouts:
                         dt=np.array([dt]), depth_bps=np.atleast_1d(depth),
                         log_volume=np.log1p(np.array([self._volume(o.size, price)])), level_change=np.zeros(1),
                         flag=np.ones(1, np.int8), reference=np.array([reference]), recent_volume=np.zeros(1),
-                        recent_events=np.zeros(1), spread_ticks=np.full(1, np.nan), notional=0.0)
+                        recent_events=np.zeros(1), spread_bps=np.full(1, np.nan), notional=0.0)
         self.recent[r].append((ts, self._volume(o.size, price)))
-        return int(self.tok.encode(one, self.key)[0][0])
+        return int(self.tok.encode(one, self.key)[0][0]), row
 
     def _volume(self, size: int, price: float) -> float:
         v = size / self.inst.size_scale
@@ -231,11 +249,10 @@ class Rollouts:
             for r in range(n):
                 due = self._due(r)
                 if due is not None:  # the participant acts now; the model's sample is set aside
-                    nxt[r] = self._participant_token(r, due)
-                    ctx_rows.append(self._context(r, 1))
+                    nxt[r], row = self._participant(r, due)
                 else:
-                    self._apply(r, int(nxt[r]))
-                    ctx_rows.append(self._context(r, 0))
+                    row = self._step(r, int(nxt[r]))
+                ctx_rows.append(row)
             self.tokens = torch.cat([self.tokens, nxt[:, None]], dim=1)
             self.ctx = torch.cat([self.ctx, torch.tensor(ctx_rows)[:, None]], dim=1)
             if cache.length + 1 > cfg.context:  # the window is full: keep its second half and go on
