@@ -92,6 +92,22 @@ def test_a_killed_run_resumes_exactly(shards: Path, tmp_path: Path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+
+def test_a_checkpoint_resumes_only_on_its_own_token_space(shards: Path, tmp_path: Path, capsys) -> None:
+    """Shards cut with another tokenizer (new bins, other features) are another token space: continuing a
+    checkpoint on them would silently mix two vocabularies, so it is refused."""
+    cfg = _config(tmp_path, shards, max_steps=4, eval_every=4)
+    assert main(["train", str(cfg)]) == 0
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(ckpt, weights_only=True)
+    state["token_space"] = "another tokenizer"
+    torch.save(state, ckpt)
+    cfg = _config(tmp_path, shards, max_steps=8, eval_every=4)
+    assert main(["train", str(cfg)]) == 2
+    assert "token space" in capsys.readouterr().err
+    assert torch.load(ckpt, weights_only=True)["step"] == 4  # nothing was trained on the other shards
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

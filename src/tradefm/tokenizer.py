@@ -360,6 +360,16 @@ class Tokenizer:
         return tok
 
 
+def order_price(side: np.ndarray | int, depth_bps: np.ndarray | float, reference: np.ndarray | float, tick: int,
+                anchor: np.ndarray | float | None = None) -> np.ndarray:
+    """The price ``depth_bps`` (of ``reference``) from ``anchor`` (default: the reference), passive side positive,
+    on the tick grid and at least one tick: the inverse of :func:`~tradefm.features.order_depth`."""
+    anchor = reference if anchor is None else anchor
+    raw = (np.asarray(anchor, dtype=np.float64)
+           - np.asarray(side) * np.asarray(depth_bps, dtype=np.float64) * np.asarray(reference) / 1e4)
+    return np.maximum(tick, np.round(raw / tick) * tick).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class Order:
     """A decoded token as a canonical event the matching engine accepts."""
@@ -397,7 +407,7 @@ def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, 
     anchor = reference
     if action == 1 and tok.features.cancel_from == "touch":  # a cancel from its side's best quote
         anchor = book.best()[0 if side > 0 else 1] or reference
-    price = max(tick, round((anchor - side * float(v["depth_bps"][0]) * reference / 1e4) / tick) * tick)
+    price = int(order_price(side, v["depth_bps"][0], reference, tick, anchor))
     amount = float(np.expm1(float(v["log_volume"][0])))
     if tok.features.volume == "notional":  # currency back to units at this order's price
         amount /= price / price_scale

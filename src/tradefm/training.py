@@ -169,12 +169,12 @@ def _load_state(model: torch.nn.Module, opt: torch.optim.Optimizer, model_sd: di
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, windows: Windows,
-                    d: Dist) -> None:
+                    d: Dist, token_space: str) -> None:
     model_sd, opt_sd = _full_state(model, opt)  # every rank takes part; rank 0 writes
     if not d.main:
         return
     state = {"model": model_sd, "optimizer": opt_sd, "step": step, "sampler": windows.rng.bit_generator.state,
-             "torch_rng": torch.get_rng_state()}
+             "torch_rng": torch.get_rng_state(), "token_space": token_space}
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -229,6 +229,10 @@ def train(cfg: TrainConfig) -> dict:
     ckpt, step = out / "checkpoint.pt", 0
     if ckpt.exists():  # resume: everything that decides the next step comes back
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        if state.get("token_space") != manifest["tokenizer_hash"]:
+            raise ValueError(f"{ckpt} was trained on token space {state.get('token_space')}, but the shards are "
+                             f"{manifest['tokenizer_hash']}: resume only with the shards it was trained on, or "
+                             "train into a new folder")
         _load_state(net, opt, state["model"], state["optimizer"])
         step = int(state["step"])
         train_w.rng.bit_generator.state = state["sampler"]
@@ -273,7 +277,7 @@ def train(cfg: TrainConfig) -> dict:
         bar.set_postfix(loss=f"{metrics['loss']:.3f}", tok_s=f"{metrics['tokens_per_s']:,.0f}")
         bar.update(1)
         if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
-            save_checkpoint(ckpt, net, opt, step, train_w, d)
+            save_checkpoint(ckpt, net, opt, step, train_w, d, manifest["tokenizer_hash"])
     bar.close()
     log.close()
     if d.world > 1 and not cfg.fsdp:  # replicas must hold the very same weights: record each one's fingerprint

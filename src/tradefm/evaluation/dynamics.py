@@ -6,6 +6,9 @@ orders the cancels take (the best level? how young?), and how many ticks per min
 adds and widens through cancels and through executions. Over a window the narrowing and the widening differ only
 by the spread's net change, so a generator whose cancels and executions widen too little keeps a spread that is
 too narrow, however right its orders look one by one.
+
+:func:`decoded_placement` asks the same of a tokenizer, with no model involved: re-encode every real passive add
+and decode it back against the book it met; do the decoded orders sit where the real ones did?
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from typing import ClassVar
 import numpy as np
 
 from ..events import EventDay, Kind
-from ..features import book_before
+from ..features import ADD, book_before, order_flow
+from ..tokenizer import Tokenizer, order_price
 
 NEAR_TICKS = 10  # "near the touch": 1 to this many ticks behind the best quote
 
@@ -61,8 +65,48 @@ def _fmt(v: float) -> str:
     return "–" if not np.isfinite(v) else f"{v:.2f}" if abs(v) < 10 else f"{v:.0f}"
 
 
-def _share(mask: np.ndarray, of: np.ndarray) -> float:
-    return float(mask[of].mean()) if of.any() else float("nan")
+PLACES = ("inside", "at_touch", "near", "deep")
+
+
+def placement(ticks_behind: np.ndarray) -> dict[str, float]:
+    """Shares of orders inside the spread (< 0 ticks behind their side's best quote), on it (0), near it
+    (1 to NEAR_TICKS behind) and deeper."""
+    b = np.asarray(ticks_behind, dtype=np.float64)
+    n = max(len(b), 1)
+    masks = (b < 0, b == 0, (b > 0) & (b <= NEAR_TICKS), b > NEAR_TICKS)
+    return {k: float(m.sum() / n) if len(b) else float("nan") for k, m in zip(PLACES, masks, strict=True)}
+
+
+def decoded_placement(day: EventDay, tok: Tokenizer, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Where ``day``'s real passive adds sit against their side's best quote, and where the same adds sit once
+    encoded with ``tok`` and decoded back (a seeded draw in their bins) against the book each one met.
+
+    Returns ``{"real": shares, "decoded": shares, "match": {...}}`` with :func:`placement` shares and, under
+    ``match``, the share decoded at exactly the real price and the share decoded through the other side's quote
+    (a passive add turned marketable)."""
+    flow = order_flow(day, tok.features)
+    inst = day.instrument
+    ids, _ = tok.encode(flow, f"{inst.venue}/{inst.symbol}")
+    t = day.table
+    kind = t.column("kind").to_numpy()
+    rows = np.flatnonzero(np.isin(kind, (Kind.ADD, Kind.MODIFY)) & ~t.column("snapshot").to_numpy())
+    passive = (flow.action == ADD) & ~flow.aggressive
+    if len(rows) != passive.sum():
+        raise ValueError("the day's adds and its order flow's passive adds do not pair up")
+    bid, ask = book_before(day)
+    side = np.where(flow.side[passive] == 0, 1, -1)
+    best = np.where(side > 0, bid[rows], ask[rows])
+    other = np.where(side > 0, ask[rows], bid[rows])
+    ref = flow.reference[passive]
+    ok = np.isfinite(best) & np.isfinite(ref)
+    side, best, other, ref, real = side[ok], best[ok], other[ok], ref[ok], flow.price[passive][ok]
+    _, _, depth_bin, _, _ = tok.decompose(ids[passive][ok])
+    decoded = order_price(side, tok.depth.value(depth_bin, np.random.default_rng(seed)), ref, inst.tick_size)
+    crosses = np.where(side > 0, decoded >= other, decoded <= other)  # False where the other side is empty
+    return {"real": placement(side * (best - real) / inst.tick_size),
+            "decoded": placement(side * (best - decoded) / inst.tick_size),
+            "match": {"exact_price": float((decoded == real).mean()) if len(real) else float("nan"),
+                      "crosses": float(crosses.mean()) if len(real) else float("nan")}}
 
 
 def dynamics(days: Sequence[EventDay]) -> Dynamics:
@@ -97,12 +141,12 @@ def dynamics(days: Sequence[EventDay]) -> Dynamics:
     b = np.concatenate(behind) if behind else np.zeros(0)
     age = np.concatenate(ages) if ages else np.zeros(0)
     ct = np.concatenate(cancel_touch) if cancel_touch else np.zeros(0, dtype=bool)
-    every = np.ones(len(b), dtype=bool)
     per_min = (lambda x: x / minutes) if minutes > 0 else (lambda x: float("nan"))
     sp = np.concatenate(spreads) if spreads else np.zeros(0)
+    where = placement(b)
     return Dynamics(
-        passive_inside=_share(b < 0, every), passive_at_touch=_share(b == 0, every),
-        passive_near=_share((b > 0) & (b <= NEAR_TICKS), every), passive_deep=_share(b > NEAR_TICKS, every),
+        passive_inside=where["inside"], passive_at_touch=where["at_touch"], passive_near=where["near"],
+        passive_deep=where["deep"],
         cancel_at_touch=float(ct.mean()) if len(ct) else float("nan"),
         cancel_age_s=float(np.median(age)) if len(age) else float("nan"),
         cancel_within_1s=float((age < 1).mean()) if len(age) else float("nan"),
