@@ -72,9 +72,8 @@ def placement(ticks_behind: np.ndarray) -> dict[str, float]:
     """Shares of orders inside the spread (< 0 ticks behind their side's best quote), on it (0), near it
     (1 to NEAR_TICKS behind) and deeper."""
     b = np.asarray(ticks_behind, dtype=np.float64)
-    n = max(len(b), 1)
     masks = (b < 0, b == 0, (b > 0) & (b <= NEAR_TICKS), b > NEAR_TICKS)
-    return {k: float(m.sum() / n) if len(b) else float("nan") for k, m in zip(PLACES, masks, strict=True)}
+    return {k: float(m.mean()) if len(b) else float("nan") for k, m in zip(PLACES, masks, strict=True)}
 
 
 def decoded_placement(day: EventDay, tok: Tokenizer, seed: int = 0) -> dict[str, dict[str, float]]:
