@@ -423,12 +423,13 @@ def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, 
     in_bin = tok.depth.index(order_depth(side, prices, reference, anchor)) == depth_bin
     if not in_bin.any():  # the nearest level; on a tie the more passive one (lower bid, higher ask)
         in_bin = prices == prices[min(range(len(prices)), key=lambda i: (abs(prices[i] - price), -side * prices[i]))]
-    per_unit = 1.0 if tok.features.volume == "size" else None  # volume of one size unit, per level when notional
     best_key, choice = None, None
     for lvl_price in prices[in_bin]:
-        unit = per_unit or lvl_price / price_scale
         queue = book.queue(side, int(lvl_price))
-        bins = tok.volume.index(np.log1p(np.array([q for _, q in queue]) / size_scale * unit))
+        volume = np.array([q for _, q in queue]) / size_scale
+        if tok.features.volume == "notional":  # units to currency at this level's price
+            volume = volume * lvl_price / price_scale
+        bins = tok.volume.index(np.log1p(volume))
         for (oid, resting), b in zip(queue, bins, strict=True):
             key = (abs(int(b) - volume_bin), -oid)  # the nearest size bin, then the newest order
             if best_key is None or key < best_key:
