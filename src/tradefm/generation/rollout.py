@@ -101,10 +101,11 @@ class _Reference:
 class Rollouts:
     """R rollouts of one model from one real start, advanced together in one batch."""
 
-    def __init__(self, model: TradeFM, tokenizer: Tokenizer, day: EventDay, start_ts: int, rollouts: int = 4,
+    def __init__(self, model: TradeFM | None, tokenizer: Tokenizer, day: EventDay, start_ts: int, rollouts: int = 4,
                  seed: int = 0, sampling: Sampling | None = None, prompt: int | None = None,
                  participant: Participant | None = None, control: dict[str, int] | None = None) -> None:
-        self.model, self.tok, self.day = model.eval(), tokenizer, day
+        """``model=None`` gives markets that only decode tokens handed to them (see :func:`decode_real`)."""
+        self.model, self.tok, self.day = model.eval() if model is not None else None, tokenizer, day
         self.sampling = sampling or Sampling()
         self.participant = participant
         self.inst = day.instrument
@@ -114,7 +115,8 @@ class Rollouts:
         self.opening = float(flow.reference[np.argmax(known)]) if known.any() else float("nan")
         before = flow.ts < start_ts
         tokens, ctx = tokenizer.encode(flow, self.key)
-        n_prompt = min(int(before.sum()), prompt or model.cfg.context // 2, model.cfg.context - 1)
+        context = model.cfg.context if model is not None else 2
+        n_prompt = min(int(before.sum()), prompt or context // 2, context - 1)
         if n_prompt < 1:
             raise ValueError("the start leaves no real order flow before it to prompt the model with")
         last = int(before.sum())
@@ -273,6 +275,22 @@ def _until(day: EventDay, end: int) -> EventDay:
     return EventDay(day.instrument, day.date, t.filter(keep), day.sources, day.notes)
 
 
+def decode_real(tokenizer: Tokenizer, day: EventDay, start_ts: int, duration_s: float, rollouts: int = 1,
+                seed: int = 0) -> list[EventDay]:
+    """The real tokens of ``day`` from ``start_ts`` on, each decoded closed loop against its rollout's simulated
+    book exactly as a model's sample would be: the rollouts of a model that predicted every real token. Their
+    distance from the real window is the tokenizer's and the decoder's alone, the floor under every model's
+    rollouts, and measuring it needs no training (the quickest test of a tokenizer or decoding change)."""
+    ro = Rollouts(None, tokenizer, day, start_ts, rollouts, seed)
+    flow = order_flow(day, tokenizer.features)
+    tokens, _ = tokenizer.encode(flow, ro.key)
+    end = start_ts + int(duration_s * 1e9)
+    for token in tokens[(flow.ts >= start_ts) & (flow.ts < end)]:
+        for r in range(rollouts):
+            ro._step(r, int(token))
+    return [_until(m.to_day("real tokens, decoded"), end) for m in ro.markets]
+
+
 def generate(model: TradeFM, tokenizer: Tokenizer, day: EventDay, start_ts: int, events: int, rollouts: int = 4,
              seed: int = 0, sampling: Sampling | None = None, participant: Participant | None = None,
              control: dict[str, int] | None = None, progress: bool = False,
@@ -282,4 +300,4 @@ def generate(model: TradeFM, tokenizer: Tokenizer, day: EventDay, start_ts: int,
                     control=control).run(events, progress, duration_s)
 
 
-__all__ = ["FeatureConfig", "Rollouts", "Sampling", "ScheduledOrder", "generate", "sample", "twap"]
+__all__ = ["FeatureConfig", "Rollouts", "Sampling", "ScheduledOrder", "decode_real", "generate", "sample", "twap"]
