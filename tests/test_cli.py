@@ -56,7 +56,7 @@ def test_demo_runs_end_to_end_on_the_samples(tmp_path, capsys) -> None:
     assert main(["demo", "--data", str(data), "--out", str(tmp_path), "--steps", "30", "--minutes", "1",
                  "--rollouts", "2"]) == 0
     table = (tmp_path / "report" / "table.md").read_text()
-    for column in ("TradeFM", "Compound Hawkes", "zero-intelligence", "real vs real"):
+    for column in ("TradeFM", "Compound Hawkes", "zero-intelligence", "real tokens, decoded", "real vs real"):
         assert column in table
     assert (tmp_path / "report" / "report.html").exists() and list((tmp_path / "report").glob("*.png"))
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -240,8 +240,9 @@ def test_report_writes_html_pngs_and_a_deterministic_table(aapl: EventDay, real_
         "other": [zero_intelligence(aapl, start, 1500, seed=s, seconds=300) for s in (3, 4)],
     }
     halves = M.split_halves(real_window)
-    paths = [write_report(tmp_path / name, real_window, generated, floor_pair=halves, seed=7, n_boot=30)
-             for name in ("a", "b")]
+    decoded = [zero_intelligence(aapl, start, 900, seed=5)]  # stands in for the decoded real tokens: a column
+    paths = [write_report(tmp_path / name, real_window, generated, floor_pair=halves, seed=7, n_boot=30,
+                          decoded=decoded) for name in ("a", "b")]
     for p in paths:
         assert p.name == "report.html" and p.exists()
         page = p.read_text()
@@ -252,14 +253,14 @@ def test_report_writes_html_pngs_and_a_deterministic_table(aapl: EventDay, real_
     distances, dynamics = tables[0].decode().split("## Book dynamics")
     lines = distances.splitlines()
     header = next(line for line in lines if line.startswith("| metric"))
-    assert header == "| metric | zero-intelligence | other | real vs real |"
+    assert header == "| metric | zero-intelligence | other | real tokens, decoded | real vs real |"
     body = [line for line in lines if line.startswith("| ") and not line.startswith("| metric")]
     assert len(body) == 2 * len(M.DISTRIBUTIONS) + len(M.L1_SCORES)
     for line in body:
         cells = line.strip("|").split(" | ")
-        assert any("**" in c for c in cells[1:3]) and "**" not in cells[3]  # bold among generators only
+        assert any("**" in c for c in cells[1:3]) and "**" not in "".join(cells[3:])  # bold: generators only
     dyn = [line.strip("|").split(" | ") for line in dynamics.splitlines() if line.startswith("| ")]
-    assert len(dyn[0]) == 5 and dyn[0][1:4] == ["real", "zero-intelligence", "other"]  # + the floor's window
+    assert len(dyn[0]) == 6 and dyn[0][1:5] == ["real", "zero-intelligence", "other", "real tokens, decoded"]
     assert len(dyn) == 1 + len(fields(Dynamics)) and "Book dynamics" in paths[0].read_text()
 
 

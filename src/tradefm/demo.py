@@ -92,7 +92,7 @@ def run(data: str | None, out: str | Path, steps: int = 1000, minutes: float = 1
     from .evaluation.metrics import window
     from .evaluation.report import write_report
     from .generation.output import write_rollouts
-    from .generation.rollout import generate, twap
+    from .generation.rollout import decode_real, generate, twap
     from .model import TradeFM
     from .samples import find_samples
     from .shards import fit_tokenizer, tokenize
@@ -173,8 +173,9 @@ def run(data: str | None, out: str | Path, steps: int = 1000, minutes: float = 1
     fills = fill_fidelity(day, first, start)
 
     _say("evaluating against the real window and writing the report")
+    decoded = decode_real(model_tok, day, start, minutes * 60, rollouts, seed)
     html = write_report(out / "report", real, {"TradeFM": ours, "Compound Hawkes": hk, "zero-intelligence": zi},
-                        floor_pair=(before, real), seed=seed)
+                        floor_pair=(before, real), seed=seed, decoded=decoded)
     extra = ["", "## Participant impact (TWAP sell of 20,000 shares over 5 minutes, 2 rollouts each)", "",
              "| rollouts | mean mid change (ticks) |", "|---|---|"]
     extra += [f"| {label} | {move:+.1f} |" for label, move in impact]

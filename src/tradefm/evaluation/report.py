@@ -45,6 +45,8 @@ from .metrics import (
 from .stylized import ACF_GRID_S, StylizedFacts, side_by_side, stylized_facts
 
 FLOOR = "real vs real"
+DECODED = "real tokens, decoded"  # the real window's own tokens decoded closed loop: what a perfect model would give
+REFERENCES = (DECODED, FLOOR)  # columns that measure the data and the tokens, not generators: never bold
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 _PNG_META = {"Software": None}  # no library version in the files: the same plot gives the same bytes
 
@@ -64,10 +66,10 @@ def table_rows(columns: Mapping[str, Sequence[MetricRow]]) -> list[tuple[str, li
     for metric, stat in order:
         cells = {name: keyed[name].get((metric, stat)) for name in columns}
         rounded = {n: round(r.value, 3) for n, r in cells.items() if r is not None and math.isfinite(r.value)
-                   and n != FLOOR}
+                   and n not in REFERENCES}
         best = min(rounded.values()) if rounded else None
         out.append((f"{stat} · {LABELS[metric]}",
-                    [_fmt(cells[n], n != FLOOR and n in rounded and rounded[n] == best) for n in columns]))
+                    [_fmt(cells[n], n in rounded and rounded[n] == best) for n in columns]))
     return out
 
 
@@ -77,8 +79,9 @@ def markdown_table(title: str, columns: Mapping[str, Sequence[MetricRow]], about
              "KS: two-sample Kolmogorov–Smirnov statistic. W1: Wasserstein-1 distance after normalising both samples "
              "by the real sample's mean and standard deviation. L1: half the L1 distance between histograms on "
              "Freedman–Diaconis bins of the pooled data (LOB-Bench). Brackets: bootstrap 95% intervals. Lower is "
-             f"better; bold: the lowest generator value of the row. '{FLOOR}': the floor, two parts of the real "
-             "data against each other.", "",
+             f"better; bold: the lowest generator value of the row. '{DECODED}': the real window's own tokens "
+             "decoded against the simulated book, as a model's samples are (the tokenizer's and decoder's share of "
+             f"the error). '{FLOOR}': the floor, two parts of the real data against each other.", "",
              "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in table_rows(columns)]
     return "\n".join(lines) + "\n"
@@ -203,13 +206,17 @@ def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def write_report(out_dir: str | Path, real: EventDay, generated: Mapping[str, Sequence[EventDay]],
                  floor_pair: tuple[EventDay, EventDay] | None = None, seed: int = 0, n_boot: int = 200,
-                 max_paths: int = 5) -> Path:
+                 max_paths: int = 5, decoded: Sequence[EventDay] | None = None) -> Path:
     """Write ``table.md``, the PNG plots and ``report.html`` into ``out_dir``; return the html's path.
 
     ``real`` is the real window (e.g. :func:`~.metrics.window`), ``generated`` maps a generator's name to its
-    rollouts (pooled), ``floor_pair`` two real windows compared as the 'real vs real' column."""
+    rollouts (pooled), ``floor_pair`` two real windows compared as the 'real vs real' column, ``decoded`` the
+    real window's tokens decoded closed loop (:func:`tradefm.generation.rollout.decode_real`), a column of
+    the table and the book dynamics beside the generators."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if decoded is not None:
+        generated = {**generated, DECODED: decoded}
     real_series = book_series(real)
     real_s = samples(real, real_series)
     gen_series = {name: [book_series(d) for d in days] for name, days in generated.items()}
@@ -251,7 +258,9 @@ def write_report(out_dir: str | Path, real: EventDay, generated: Mapping[str, Se
         "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}img{max-width:100%}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(about)}</p>",
         "<h2>Distances to the real window</h2>",
-        "<p>Lower is better; bold: the lowest generator value of the row. Brackets: bootstrap 95% intervals.</p>",
+        "<p>Lower is better; bold: the lowest generator value of the row. Brackets: bootstrap 95% intervals. "
+        f"'{DECODED}': the real tokens decoded closed loop (what a perfect model would give); '{FLOOR}': two "
+        "parts of the real data against each other.</p>",
         _html_table(["metric", *columns], [[label, *cells] for label, cells in table_rows(columns)]),
         "<h2>Book dynamics</h2>",
         "<p>Where passive adds land against their side's best quote, which orders cancels take, and how many ticks "
