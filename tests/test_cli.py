@@ -62,6 +62,7 @@ def test_demo_runs_end_to_end_on_the_samples(tmp_path, capsys) -> None:
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["replay_exact"] == 1.0 and set(summary["control"]) == {"free", "volume=0", "volume=2", "activity=0",
                                                                           "activity=2"}
+    assert set(summary["control_response"]) == set(summary["control"])
     assert len(list((tmp_path / "rollouts" / "tradefm").glob("rollout_*/events.parquet"))) == 2
 
 

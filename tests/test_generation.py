@@ -191,3 +191,28 @@ def test_real_tokens_decoded_closed_loop_keep_the_spread(setup) -> None:
     assert all(s > 0.7 * spread[0] for s in spread[1:]), spread
     sr, sd = (pooled(samples(d) for d in days)["spread"] for days in ([real], decoded))
     assert ks_2samp(sr, sd).statistic < 0.35
+
+
+def test_control_response_reads_the_regime_fields(setup) -> None:
+    """The model's expected next inter-arrival, volume and add probability on real GOOG flow under each control
+    setting. A setting changes only its field: once a field's embedding no longer tells its values apart, fixing
+    it gives back the free response exactly, while the other field still moves it."""
+    import copy
+
+    from tradefm.evaluation.control import SETTINGS, control_response
+
+    model, tok, day, start = setup
+    end = start + 600 * 10**9
+    response = control_response(model, tok, day, start, end)
+    assert set(response) == set(SETTINGS)
+    for row in response.values():
+        assert np.isfinite(row["log_dt"]) and np.isfinite(row["log_volume"]) and 0 < row["p_add"] < 1
+    assert response["volume=2"] != response["free"] and response == control_response(model, tok, day, start, end)
+    blind = copy.deepcopy(model)
+    with torch.no_grad():
+        blind.field_embeds[3].weight[:] = blind.field_embeds[3].weight[0]  # the volume regime: one vector for all
+    blind_response = control_response(blind, tok, day, start, end)
+    assert blind_response["volume=0"] == blind_response["volume=2"] == blind_response["free"]
+    assert blind_response["activity=2"] != blind_response["free"]
+    with pytest.raises(ValueError, match="fewer than one context"):
+        control_response(model, tok, day, start, start + 10**9)

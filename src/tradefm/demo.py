@@ -12,16 +12,11 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .events import EventDay, list_days, read_day
-
-if TYPE_CHECKING:
-    from .model import TradeFM
-    from .tokenizer import Tokenizer
 
 
 def _say(msg: str) -> None:
@@ -33,47 +28,7 @@ def _session(day: EventDay) -> tuple[int, int]:
     return int(ts[0]), int(ts[-1])
 
 
-def _per_minute_volume(day: EventDay) -> float:
-    t = day.table
-    market = ~t.column("snapshot").to_numpy()
-    adds = market & (t.column("kind").to_numpy() == 1)
-    ts = t.column("ts").to_numpy()[market]
-    minutes = max((ts[-1] - ts[0]) / 60e9, 1e-9) if len(ts) > 1 else 1.0
-    return float(t.column("size").to_numpy()[adds].sum() / minutes)
-
-
-def _inter_arrival_var(day: EventDay) -> float:
-    t = day.table
-    ts = t.column("ts").to_numpy()[~t.column("snapshot").to_numpy()]
-    return float(np.var(np.diff(ts) / 1e9)) if len(ts) > 2 else float("nan")
-
-
-def _per_minute_events(day: EventDay) -> float:
-    ts = day.table.column("ts").to_numpy()[~day.table.column("snapshot").to_numpy()]
-    return float(len(ts) / max((ts[-1] - ts[0]) / 60e9, 1e-9)) if len(ts) > 1 else 0.0
-
-
 CONTROL_ROLLOUTS, CONTROL_MINUTES = 8, 5.0
-
-
-def control_effects(model: TradeFM, tok: Tokenizer, day: EventDay, start: int, seed: int,
-                    rollouts: int = CONTROL_ROLLOUTS, minutes: float = CONTROL_MINUTES) -> dict[str, dict[str, float]]:
-    """Rollouts from one start with the regime fields left free or fixed low (0) or high (2): per setting the
-    mean over rollouts, and its standard error, of volume added per minute, events per minute and inter-arrival
-    variance. The same seed for every setting, so the settings differ only by the control."""
-    from .generation.rollout import generate
-
-    out = {}
-    for label, control in (("free", None), ("volume=0", {"volume": 0}), ("volume=2", {"volume": 2}),
-                           ("activity=0", {"activity": 0}), ("activity=2", {"activity": 2})):
-        days = generate(model, tok, day, start, 200_000, rollouts, seed, control=control, duration_s=minutes * 60)
-        row = {}
-        for name, fn in (("volume_per_min", _per_minute_volume), ("events_per_min", _per_minute_events),
-                         ("inter_arrival_var", _inter_arrival_var)):
-            x = np.array([fn(d) for d in days])
-            row[name], row[name + "_se"] = float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x)))
-        out[label] = row
-    return out
 
 
 def _mid_path(day: EventDay) -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +43,7 @@ def run(data: str | None, out: str | Path, steps: int = 1000, minutes: float = 1
     """The whole pipeline; returns the report's path. Deterministic for a seed."""
     from .book.replay import replay_lobster
     from .cli import ingest
+    from .evaluation.control import control_effects, control_response
     from .evaluation.fills import fill_fidelity
     from .evaluation.metrics import window
     from .evaluation.report import write_report
@@ -164,7 +120,8 @@ def run(data: str | None, out: str | Path, steps: int = 1000, minutes: float = 1
                          duration_s=min(5.0, minutes) * 60)
     without = generate(model, model_tok, day, start, 200_000, 2, seed, duration_s=min(5.0, minutes) * 60)
     control_minutes = min(CONTROL_MINUTES, minutes)
-    control = control_effects(model, model_tok, day, start, seed, minutes=control_minutes)
+    control = control_effects(model, model_tok, day, start, seed, CONTROL_ROLLOUTS, control_minutes)
+    response = control_response(model, model_tok, day, start, last + 1)  # the whole held-out part
     impact = []
     for label, days in (("with TWAP sell", with_twap), ("without", without)):
         paths = [m[np.isfinite(m)] for m in (_mid_path(d)[1] for d in days)]
@@ -186,6 +143,10 @@ def run(data: str | None, out: str | Path, steps: int = 1000, minutes: float = 1
     extra += [f"| {k} | {v['volume_per_min']:,.0f} ± {v['volume_per_min_se']:,.0f} | "
               f"{v['events_per_min']:,.0f} ± {v['events_per_min_se']:,.0f} | "
               f"{v['inter_arrival_var']:.3g} ± {v['inter_arrival_var_se']:.2g} |" for k, v in control.items()]
+    extra += ["", "The model's own response on the real held-out flow (fields as recorded, or fixed at every position; "
+              "expected values of the next event, no sampling):", "",
+              "| control | E[log inter-arrival (s)] | E[log(1 + volume)] | P(add) |", "|---|---|---|---|"]
+    extra += [f"| {k} | {v['log_dt']:.3f} | {v['log_volume']:.3f} | {v['p_add']:.3f} |" for k, v in response.items()]
     extra += ["", "## Fill fidelity (real order flow replayed through the engine, training part of the day)", "",
               "| per-minute fill count corr | per-minute volume corr | fill-size KS |", "|---|---|---|",
               f"| {fills.count_corr:.3f} | {fills.volume_corr:.3f} | {fills.size_ks:.3f} |"]
@@ -193,7 +154,7 @@ def run(data: str | None, out: str | Path, steps: int = 1000, minutes: float = 1
     (out / "report" / "table.md").write_text(table)
     (out / "summary.json").write_text(json.dumps({
         "replay_exact": exact, "tokens": manifest["counts"], "train": metrics, "window": [start, end],
-        "impact_ticks": dict(impact), "control": control, "fills": asdict(fills),
+        "impact_ticks": dict(impact), "control": control, "control_response": response, "fills": asdict(fills),
         "minutes": round((time.time() - t0) / 60, 1)}, indent=1, default=str))
     print("\n" + table)
     _say(f"done in {(time.time() - t0) / 60:.1f} minutes: {html}")
