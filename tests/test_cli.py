@@ -72,3 +72,47 @@ def test_demo_without_data_says_where_to_get_it(tmp_path, capsys, monkeypatch) -
     monkeypatch.delenv("TRADEFM_DATA", raising=False)
     assert main(["demo", "--data", str(tmp_path / "empty")]) == 2
     assert "lobsterdata.com" in capsys.readouterr().err
+
+
+def test_generate_baseline_evaluate_and_report_commands(tmp_path, capsys) -> None:
+    """The commands of the realism workflow on the real GOOG day, each through the command line: fit and run both
+    baselines, roll out a model, measure the rollouts against the real window, and write the report with the
+    real tokens decoded beside them."""
+    import torch
+
+    from tradefm.model import TradeFM, preset
+    from tradefm.tokenizer import Tokenizer
+
+    events = tmp_path / "events"
+    assert main(["ingest", str(data_file("lobster/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")), "--out",
+                 str(events)]) == 0
+    (day,) = map(str, list_days(events))
+    for kind in ("hawkes", "zero-intelligence"):
+        params = tmp_path / f"{kind}.json"
+        assert main(["baseline", "fit", kind, day, "--start", "10:00", "--end", "14:30", "--out", str(params)]) == 0
+        assert json.loads(params.read_text())["kind"] == kind
+        assert main(["baseline", "generate", str(params), "--from", day, "--start", "15:00", "--minutes", "2",
+                     "--rollouts", "2", "--out", str(tmp_path / "gen" / kind)]) == 0
+        rollouts = sorted((tmp_path / "gen" / kind).glob("rollout_*"))
+        assert len(rollouts) == 2 and all(list(r.glob("*message*.csv")) for r in rollouts)
+        first = read_day(rollouts[0] / "events.parquet")
+        assert first.table.num_rows > 100 and read_day(rollouts[1] / "events.parquet").table != first.table
+    assert main(["fit-tokenizer", str(events), "--out", str(tmp_path / "tok.json")]) == 0
+    torch.manual_seed(0)
+    TradeFM(preset("tiny", layers=2, context=64)).save_pretrained(tmp_path / "model",
+                                                                  Tokenizer.load(tmp_path / "tok.json"))
+    assert main(["generate", str(tmp_path / "model"), "--from", day, "--start", "15:00", "--events", "200",
+                 "--rollouts", "2", "--twap", "sell:500:0.5:5", "--out", str(tmp_path / "gen" / "tradefm")]) == 0
+    assert len(list((tmp_path / "gen" / "tradefm").glob("rollout_*/events.parquet"))) == 2
+    capsys.readouterr()
+    assert main(["evaluate", day, str(tmp_path / "gen" / "hawkes"), "--name", "Hawkes"]) == 0
+    assert "| KS · spread (ticks, per event) |" in capsys.readouterr().out
+    report = tmp_path / "report"
+    assert main(["report", day, f"Hawkes={tmp_path / 'gen' / 'hawkes'}", f"ZI={tmp_path / 'gen' / 'zero-intelligence'}",
+                 "--tokenizer", str(tmp_path / "tok.json"), "--out", str(report)]) == 0
+    header = next(line for line in (report / "table.md").read_text().splitlines() if line.startswith("| metric"))
+    assert header == "| metric | Hawkes | ZI | real tokens, decoded | real vs real |"
+    assert (report / "report.html").exists()
+    capsys.readouterr()
+    assert main(["baseline", "generate", str(tmp_path / "tok.json"), "--from", day, "--out", str(tmp_path / "x")]) == 2
+    assert "holds no baseline parameters" in capsys.readouterr().err and not (tmp_path / "x").exists()

@@ -213,6 +213,55 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+BASELINES = ("hawkes", "zero-intelligence")
+
+
+def _baseline_module(kind: str):
+    from .baselines import hawkes, zero_intelligence
+
+    return {"hawkes": hawkes, "zero-intelligence": zero_intelligence}[kind]
+
+
+def _seconds_after_midnight(clock: str) -> float:
+    h, m, *sec = (float(x) for x in clock.split(":"))
+    return h * 3600 + m * 60 + (sec[0] if sec else 0.0)
+
+
+def cmd_baseline_fit(args: argparse.Namespace) -> int:
+    """Fit a baseline on real symbol-days (optionally one clock window of each) and write its parameters."""
+    from .events import atomic_path, read_day
+
+    days = [read_day(p) for p in args.events]
+    window = None
+    if args.start or args.end:
+        window = (_seconds_after_midnight(args.start or "00:00"), _seconds_after_midnight(args.end or "24:00"))
+    params = _baseline_module(args.kind).fit(days, window=window)
+    out = Path(args.out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps({"kind": args.kind, **json.loads(params.to_json())}))
+    print((params.summary() + "\n" if hasattr(params, "summary") else "") + f"{args.kind} parameters -> {out}")
+    return 0
+
+
+def cmd_baseline_generate(args: argparse.Namespace) -> int:
+    """Rollouts of fitted baseline parameters from a real book, in the same formats as the model's."""
+    from .events import read_day
+    from .generation.output import write_rollouts
+
+    text = Path(args.params).read_text()
+    kind = json.loads(text).get("kind")
+    if kind not in BASELINES:
+        raise ValueError(f"{args.params} holds no baseline parameters (kind {kind!r}, expected one of {BASELINES})")
+    module = _baseline_module(kind)
+    params = (module.HawkesParams if kind == "hawkes" else module.ZIParams).from_json(text)
+    day = read_day(args.source)
+    start = _start_ts(day, args.start)
+    days = [module.generate(params, day, start, args.minutes * 60, args.seed + k) for k in range(args.rollouts)]
+    write_rollouts(days, args.out)
+    print(f"{len(days)} {kind} rollouts of {args.minutes:g} minutes -> {args.out}")
+    return 0
+
+
 def _generated(folders: list[str]) -> list[EventDay]:
     """Rollout folders (with events.parquet) or Parquet files."""
     from .events import read_day
@@ -256,7 +305,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         name, _, folder = spec.rpartition("=")
         runs[name or Path(folder).name] = _generated([folder])
     real = _real_window(args, [d for days in runs.values() for d in days])
-    html = write_report(args.out, real, runs, floor_pair=split_halves(real), seed=args.seed)
+    decoded = None
+    if args.tokenizer:  # the real window's own tokens decoded closed loop: the tokens' share of the distances
+        from .events import read_day
+        from .generation.rollout import decode_real
+        from .tokenizer import Tokenizer
+
+        ts = real.table.column("ts").to_numpy()[~real.table.column("snapshot").to_numpy()]
+        decoded = decode_real(Tokenizer.load(args.tokenizer), read_day(args.real), int(ts[0]),
+                              (ts[-1] - ts[0]) / 1e9, max(len(days) for days in runs.values()), args.seed)
+    html = write_report(args.out, real, runs, floor_pair=split_halves(real), seed=args.seed, decoded=decoded)
     print((Path(args.out) / "table.md").read_text() + f"\nwritten: {html}")
     return 0
 
@@ -358,7 +416,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--end")
     s.add_argument("--out", required=True)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--tokenizer", help="a tokenizer.json: add the real window's own tokens, decoded closed loop")
     s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("baseline", help="Compound Hawkes and zero-intelligence baselines: fit, then generate")
+    bsub = s.add_subparsers(dest="action", required=True)
+    b = bsub.add_parser("fit", help="fit a baseline on real symbol-days and write its parameters (JSON)")
+    b.add_argument("kind", choices=BASELINES)
+    b.add_argument("events", nargs="+", help="symbol-day events.parquet files (from ingest)")
+    b.add_argument("--start", help="local clock time to fit from (e.g. 09:30), each day")
+    b.add_argument("--end", help="local clock time to fit up to (e.g. 14:30), each day")
+    b.add_argument("--out", required=True, help="parameters file (JSON)")
+    b.set_defaults(func=cmd_baseline_fit)
+    b = bsub.add_parser("generate", help="rollouts of fitted parameters from a real book (Parquet + LOBSTER CSV)")
+    b.add_argument("params", help="a parameters file from `tradefm baseline fit`")
+    b.add_argument("--from", dest="source", required=True, help="a symbol-day events.parquet (from ingest)")
+    b.add_argument("--start", help="fraction of the session (0.85, the default) or local time (14:30)")
+    b.add_argument("--minutes", type=float, default=10.0)
+    b.add_argument("--rollouts", type=int, default=4)
+    b.add_argument("--seed", type=int, default=0, help="rollout k uses seed + k")
+    b.add_argument("--out", required=True)
+    b.set_defaults(func=cmd_baseline_generate)
 
     s = sub.add_parser("demo", help="the whole pipeline on the LOBSTER samples, ending in a report")
     s.add_argument("--data", help="folder with the LOBSTER sample zips")
