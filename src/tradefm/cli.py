@@ -216,10 +216,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
 BASELINES = ("hawkes", "zero-intelligence")
 
 
-def _baseline_module(kind: str):
+def _baseline(kind: str):
+    """The module of a baseline (``fit`` and ``generate``) and its parameters class (``from_json``)."""
     from .baselines import hawkes, zero_intelligence
 
-    return {"hawkes": hawkes, "zero-intelligence": zero_intelligence}[kind]
+    return {"hawkes": (hawkes, hawkes.HawkesParams),
+            "zero-intelligence": (zero_intelligence, zero_intelligence.ZIParams)}[kind]
 
 
 def _seconds_after_midnight(clock: str) -> float:
@@ -235,7 +237,7 @@ def cmd_baseline_fit(args: argparse.Namespace) -> int:
     window = None
     if args.start or args.end:
         window = (_seconds_after_midnight(args.start or "00:00"), _seconds_after_midnight(args.end or "24:00"))
-    params = _baseline_module(args.kind).fit(days, window=window)
+    params = _baseline(args.kind)[0].fit(days, window=window)
     out = Path(args.out)
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps({"kind": args.kind, **json.loads(params.to_json())}))
@@ -252,8 +254,8 @@ def cmd_baseline_generate(args: argparse.Namespace) -> int:
     kind = json.loads(text).get("kind")
     if kind not in BASELINES:
         raise ValueError(f"{args.params} holds no baseline parameters (kind {kind!r}, expected one of {BASELINES})")
-    module = _baseline_module(kind)
-    params = (module.HawkesParams if kind == "hawkes" else module.ZIParams).from_json(text)
+    module, params_class = _baseline(kind)
+    params = params_class.from_json(text)
     day = read_day(args.source)
     start = _start_ts(day, args.start)
     days = [module.generate(params, day, start, args.minutes * 60, args.seed + k) for k in range(args.rollouts)]
