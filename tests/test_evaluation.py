@@ -254,11 +254,19 @@ def test_report_writes_html_pngs_and_a_deterministic_table(aapl: EventDay, real_
     lines = distances.splitlines()
     header = next(line for line in lines if line.startswith("| metric"))
     assert header == "| metric | zero-intelligence | other | real tokens, decoded | real vs real |"
-    body = [line for line in lines if line.startswith("| ") and not line.startswith("| metric")]
+    top = lines.index(header)
+    body = lines[top + 2:lines.index("", top)]
     assert len(body) == 2 * len(M.DISTRIBUTIONS) + len(M.L1_SCORES)
+    wins = {"KS": 0, "W1": 0, "L1": 0}
     for line in body:
         cells = line.strip("|").split(" | ")
         assert any("**" in c for c in cells[1:3]) and "**" not in "".join(cells[3:])  # bold: generators only
+        zi, other = (float(c.replace("**", "").split()[0]) for c in cells[1:3])
+        wins[cells[0].split()[0]] += zi < other
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| ")]
+    pairs = [r for r in rows if " vs " in r[0]]
+    assert pairs == [["zero-intelligence vs other", f"{wins['KS']} of 7", f"{wins['W1']} of 7",
+                      f"{wins['L1']} of 6"]]  # head to head: generators only, counted as the cells read
     dyn = [line.strip("|").split(" | ") for line in dynamics.splitlines() if line.startswith("| ")]
     assert len(dyn[0]) == 6 and dyn[0][1:5] == ["real", "zero-intelligence", "other", "real tokens, decoded"]
     assert len(dyn) == 1 + len(fields(Dynamics)) and "Book dynamics" in paths[0].read_text()

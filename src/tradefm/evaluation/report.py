@@ -73,6 +73,23 @@ def table_rows(columns: Mapping[str, Sequence[MetricRow]]) -> list[tuple[str, li
     return out
 
 
+def head_to_head(columns: Mapping[str, Sequence[MetricRow]]) -> list[list[str]]:
+    """For each pair of generators (in column order), the rows of each statistic where the first is lower than the
+    second, after rounding to 3 decimals as the bold marks are: ``["A vs B", "3 of 7", "6 of 7", "4 of 6"]``."""
+    keyed = {name: {(r.metric, r.stat): round(r.value, 3) for r in rows if r.group == "all" and math.isfinite(r.value)}
+             for name, rows in columns.items() if name not in REFERENCES}
+    rows = []
+    for i, a in enumerate(keyed):
+        for b in list(keyed)[i + 1:]:
+            cells = [f"{a} vs {b}"]
+            for stat, metrics in (("KS", DISTRIBUTIONS), ("W1", DISTRIBUTIONS), ("L1", L1_SCORES)):
+                both = [(keyed[a][m, stat], keyed[b][m, stat]) for m in metrics
+                        if (m, stat) in keyed[a] and (m, stat) in keyed[b]]
+                cells.append(f"{sum(x < y for x, y in both)} of {len(both)}")
+            rows.append(cells)
+    return rows
+
+
 def markdown_table(title: str, columns: Mapping[str, Sequence[MetricRow]], about: str = "") -> str:
     names = list(columns)
     lines = [f"# {title}", "", *([about, ""] if about else []),
@@ -84,6 +101,11 @@ def markdown_table(title: str, columns: Mapping[str, Sequence[MetricRow]], about
              f"the error). '{FLOOR}': the floor, two parts of the real data against each other.", "",
              "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in table_rows(columns)]
+    pairs = head_to_head(columns)
+    if pairs:
+        lines += ["", "Head to head: the rows where the first generator is lower.", "",
+                  "| | KS rows | W1 rows | L1 rows |", "|---|---|---|---|",
+                  *("| " + " | ".join(r) + " |" for r in pairs)]
     return "\n".join(lines) + "\n"
 
 
@@ -262,6 +284,8 @@ def write_report(out_dir: str | Path, real: EventDay, generated: Mapping[str, Se
         f"'{DECODED}': the real tokens decoded closed loop (what a perfect model would give); '{FLOOR}': two "
         "parts of the real data against each other.</p>",
         _html_table(["metric", *columns], [[label, *cells] for label, cells in table_rows(columns)]),
+        "<p>Head to head: the rows where the first generator is lower.</p>",
+        _html_table(["", "KS rows", "W1 rows", "L1 rows"], head_to_head(columns)),
         "<h2>Book dynamics</h2>",
         "<p>Where passive adds land against their side's best quote, which orders cancels take, and how many ticks "
         "per minute the spread narrows and widens (the two differ only by the spread's net change).</p>",
