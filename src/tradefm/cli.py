@@ -329,6 +329,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rollout_args(p: argparse.ArgumentParser) -> None:
+    """Where rollouts start and how many: shared by every generator's command."""
+    p.add_argument("--from", dest="source", required=True, help="a symbol-day events.parquet (from ingest)")
+    p.add_argument("--start", help="fraction of the session (0.85, the default) or local time (14:30)")
+    p.add_argument("--rollouts", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tradefm", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -388,11 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("generate", help="closed-loop rollouts of a model from a real book (Parquet + LOBSTER CSV)")
     s.add_argument("model", help="a model folder (with tokenizer.json)")
-    s.add_argument("--from", dest="source", required=True, help="a symbol-day events.parquet (from ingest)")
-    s.add_argument("--start", help="fraction of the session (0.85, the default) or local time (14:30)")
+    _rollout_args(s)
     s.add_argument("--events", type=int, default=1000)
-    s.add_argument("--rollouts", type=int, default=4)
-    s.add_argument("--seed", type=int, default=0)
     s.add_argument("--temperature", type=float, default=1.0)
     s.add_argument("--top-k", type=int, default=0)
     s.add_argument("--top-p", type=float, default=1.0)
@@ -432,11 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_baseline_fit)
     b = bsub.add_parser("generate", help="rollouts of fitted parameters from a real book (Parquet + LOBSTER CSV)")
     b.add_argument("params", help="a parameters file from `tradefm baseline fit`")
-    b.add_argument("--from", dest="source", required=True, help="a symbol-day events.parquet (from ingest)")
-    b.add_argument("--start", help="fraction of the session (0.85, the default) or local time (14:30)")
+    _rollout_args(b)
     b.add_argument("--minutes", type=float, default=10.0)
-    b.add_argument("--rollouts", type=int, default=4)
-    b.add_argument("--seed", type=int, default=0, help="rollout k uses seed + k")
     b.add_argument("--out", required=True)
     b.set_defaults(func=cmd_baseline_generate)
 
