@@ -423,7 +423,7 @@ def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, 
     prices = np.array([p for p, _, _ in levels])
     in_bin = tok.depth.index(order_depth(side, prices, reference, anchor)) == depth_bin
     if not in_bin.any():  # the nearest level; on a tie the more passive one (lower bid, higher ask)
-        in_bin = prices == prices[min(range(len(prices)), key=lambda i: (abs(prices[i] - price), -side * prices[i]))]
+        in_bin = prices == min(prices, key=lambda p: (abs(p - price), -side * p))
     best_key, choice = None, None
     for lvl_price in prices[in_bin]:
         queue = book.queue(side, int(lvl_price))

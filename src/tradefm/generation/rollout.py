@@ -115,6 +115,8 @@ class Rollouts:
         self.opening = float(flow.reference[np.argmax(known)]) if known.any() else float("nan")
         before = flow.ts < start_ts
         tokens, ctx = tokenizer.encode(flow, self.key)
+        self.real_tokens = tokens[~before]  # the real day's tokens from the start on (what decode_real replays)
+        self.real_ts = flow.ts[~before]
         context = model.cfg.context if model is not None else 2
         n_prompt = min(int(before.sum()), prompt or context // 2, context - 1)
         if n_prompt < 1:
@@ -282,10 +284,8 @@ def decode_real(tokenizer: Tokenizer, day: EventDay, start_ts: int, duration_s: 
     distance from the real window is the tokenizer's and the decoder's alone, the floor under every model's
     rollouts, and measuring it needs no training (the quickest test of a tokenizer or decoding change)."""
     ro = Rollouts(None, tokenizer, day, start_ts, rollouts, seed)
-    flow = order_flow(day, tokenizer.features)
-    tokens, _ = tokenizer.encode(flow, ro.key)
     end = start_ts + int(duration_s * 1e9)
-    for token in tokens[(flow.ts >= start_ts) & (flow.ts < end)]:
+    for token in ro.real_tokens[ro.real_ts < end]:
         for r in range(rollouts):
             ro._step(r, int(token))
     return [_until(m.to_day("real tokens, decoded"), end) for m in ro.markets]
