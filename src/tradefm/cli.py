@@ -276,12 +276,10 @@ def _generated(folders: list[str]) -> list[EventDay]:
     return [read_day(p) for p in paths]
 
 
-def _real_window(args: argparse.Namespace, generated: list[EventDay]) -> EventDay:
+def _real_window(args: argparse.Namespace, real: EventDay, generated: list[EventDay]) -> EventDay:
     """The real day cut to the generated days' time span (the same window), unless --start/--end say otherwise."""
     from .evaluation.metrics import window
-    from .events import read_day
 
-    real = read_day(args.real)
     ts = np.concatenate([g.table.column("ts").to_numpy()[~g.table.column("snapshot").to_numpy()] for g in generated])
     start = _start_ts(real, args.start) if args.start else int(ts.min())
     end = _start_ts(real, args.end) if args.end else int(ts.max())
@@ -291,9 +289,10 @@ def _real_window(args: argparse.Namespace, generated: list[EventDay]) -> EventDa
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation.metrics import compare
     from .evaluation.report import markdown_table
+    from .events import read_day
 
     generated = _generated(args.generated)
-    real = _real_window(args, generated)
+    real = _real_window(args, read_day(args.real), generated)
     print(markdown_table("generated vs real", {args.name: compare(real, generated, seed=args.seed)}))
     return 0
 
@@ -301,20 +300,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .evaluation.metrics import split_halves
     from .evaluation.report import write_report
+    from .events import read_day
 
     runs = {}
     for spec in args.generated:
         name, _, folder = spec.rpartition("=")
         runs[name or Path(folder).name] = _generated([folder])
-    real = _real_window(args, [d for days in runs.values() for d in days])
+    day = read_day(args.real)
+    real = _real_window(args, day, [d for days in runs.values() for d in days])
     decoded = None
     if args.tokenizer:  # the real window's own tokens decoded closed loop: the tokens' share of the distances
-        from .events import read_day
         from .generation.rollout import decode_real
         from .tokenizer import Tokenizer
 
         ts = real.table.column("ts").to_numpy()[~real.table.column("snapshot").to_numpy()]
-        decoded = decode_real(Tokenizer.load(args.tokenizer), read_day(args.real), int(ts[0]),
+        decoded = decode_real(Tokenizer.load(args.tokenizer), day, int(ts[0]),
                               (ts[-1] - ts[0]) / 1e9, max(len(days) for days in runs.values()), args.seed)
     html = write_report(args.out, real, runs, floor_pair=split_halves(real), seed=args.seed, decoded=decoded)
     print((Path(args.out) / "table.md").read_text() + f"\nwritten: {html}")
