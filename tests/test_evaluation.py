@@ -298,7 +298,8 @@ def test_book_dynamics_of_a_real_window() -> None:
 def test_the_papers_depth_bins_lose_the_touch() -> None:
     """Decoding real GOOG passive adds from their own tokens against the book each one met: with the paper's 16
     depth bins (about 3 ticks wide at $570) less than half of the adds that joined the best quote decode onto it,
-    and a fifth land at their real price; with 128 bins the placement comes back (within 2 points)."""
+    and a fifth land at their real price; with 128 bins the placement comes back (within 2 points), and so does
+    every share with 16 bins and ``join_touch`` (joining the quote has a depth of its own, 0; within 4 points)."""
     from tradefm.evaluation.dynamics import decoded_placement
     from tradefm.features import FeatureConfig, order_flow
     from tradefm.tokenizer import Tokenizer, TokenizerConfig
@@ -316,3 +317,8 @@ def test_the_papers_depth_bins_lose_the_touch() -> None:
     assert all(abs(got[128]["decoded"][k] - v) < 0.02 for k, v in real.items())
     assert got[16]["match"]["exact_price"] < 0.3 < 0.8 < got[128]["match"]["exact_price"]
     assert got[16]["match"]["crosses"] < 0.01
+    join = FeatureConfig(book_context=True, cancel_from="touch", join_touch=True)
+    joined = decoded_placement(w, Tokenizer.fit({"nasdaq/GOOG": [order_flow(day, join)]}, features=join))
+    assert joined["real"] == real and all(abs(joined["decoded"][k] - v) < 0.04 for k, v in real.items())
+    assert joined["decoded"]["at_touch"] >= real["at_touch"]  # the joiners, and a few adds whose bin holds it
+    assert joined["match"]["exact_price"] > got[16]["match"]["exact_price"] + 0.1

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from tradefm.events import EventDay, Kind
-from tradefm.features import ADD, BUY, CANCEL, SELL, FeatureConfig, order_flow
+from tradefm.features import ADD, BUY, CANCEL, SELL, FeatureConfig, book_before, order_flow
 from tradefm.readers import read
 
 from .conftest import data_file
@@ -25,13 +25,14 @@ def _with_table(day: EventDay, table: pa.Table) -> EventDay:
     return EventDay(day.instrument, day.date, table, day.sources, day.notes)
 
 
-@pytest.mark.parametrize("reference", ["vwap", "mid", "vwap+book", "vwap+touch"])
+@pytest.mark.parametrize("reference", ["vwap", "mid", "vwap+book", "vwap+touch", "vwap+join"])
 @pytest.mark.parametrize("cut", [500, 20_000, 90_000])
 def test_no_future_leakage(aapl: EventDay, cut: int, reference: str) -> None:
     """Perturbing every event after ``cut`` (here: prices, sizes, and dropping half of them) leaves every
     feature of every order event before it unchanged."""
     cfg = FeatureConfig(reference=reference.split("+")[0], book_context=reference.endswith("+book"),
-                        cancel_from="touch" if reference.endswith("+touch") else "reference")
+                        cancel_from="touch" if reference.endswith("+touch") else "reference",
+                        join_touch=reference.endswith("+join"))
     full = order_flow(aapl, cfg)
     t = aapl.table
     head, tail = t.slice(0, cut), t.slice(cut)
@@ -64,6 +65,28 @@ def test_cancels_measured_from_the_touch() -> None:
     assert 0.1 < np.mean(np.isclose(touch.depth_bps[cancels], 0.0)) < 0.5
     # from the touch a cancel is nearer than from the reference (the reference sits inside the spread)
     assert np.median(touch.depth_bps[cancels]) < np.median(ref.depth_bps[cancels])
+
+
+def test_adds_that_join_the_touch_have_depth_zero() -> None:
+    """With ``join_touch`` a passive add on its side's best quote has depth exactly 0 (about a fifth of GOOG's
+    passive adds), no other order has, every other add keeps the paper's depth (up to the hair that moves one
+    exactly at the reference off 0) and cancels keep theirs. On GOOG's 10 levels."""
+    goog = next(read(data_file("lobster/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")))
+    base = order_flow(goog, FeatureConfig(book_context=True, cancel_from="touch"))
+    join = order_flow(goog, FeatureConfig(book_context=True, cancel_from="touch", join_touch=True))
+    t = goog.table
+    rows = np.flatnonzero(np.isin(t.column("kind").to_numpy(), (Kind.ADD, Kind.MODIFY))
+                          & ~t.column("snapshot").to_numpy())
+    passive = (join.action == ADD) & ~join.aggressive
+    assert len(rows) == passive.sum()
+    bid, ask = book_before(goog)
+    on_quote = join.price[passive] == np.where(join.side[passive] == 0, bid[rows], ask[rows])
+    assert 0.1 < on_quote.mean() < 0.4
+    np.testing.assert_array_equal(join.depth_bps[passive] == 0, on_quote)
+    np.testing.assert_allclose(join.depth_bps[passive][~on_quote], base.depth_bps[passive][~on_quote], atol=1e-9)
+    np.testing.assert_allclose(join.depth_bps[~passive], base.depth_bps[~passive], atol=1e-9)
+    np.testing.assert_array_equal(join.depth_bps[join.action == CANCEL], base.depth_bps[join.action == CANCEL])
+    assert not np.any(join.depth_bps[join.action == ADD][~passive[join.action == ADD]] == 0)
 
 
 def test_executions_become_one_marketable_add_per_aggressor(aapl: EventDay) -> None:

@@ -11,7 +11,7 @@ from tradefm.book.replay import replay_lobster
 from tradefm.features import order_flow
 from tradefm.generation.output import write_rollouts
 from tradefm.generation.rollout import Sampling, ScheduledOrder, decode_real, generate, sample, twap
-from tradefm.model import TradeFM, preset
+from tradefm.model import KVCache, TradeFM, preset
 from tradefm.readers import read
 from tradefm.tokenizer import Tokenizer
 
@@ -115,6 +115,31 @@ def test_control_fixes_the_regime_fields(setup) -> None:
     assert free.ctx[:, :, 3].max() < tok.config.regimes
     with pytest.raises(ValueError, match="control"):
         Rollouts(model, tok, day, start, control={"volume": 5})
+
+
+def test_guidance_scales_the_controls_push(setup) -> None:
+    """Guidance 0 samples from the measured context alone: the same bytes as no control at all. Guidance 1 is
+    plain conditioning (one pass). Any other guidance samples from free + g * (controlled - free)."""
+    from tradefm.generation.rollout import Rollouts
+
+    model, tok, day, start = setup
+    control = {"volume": 2, "activity": 2}
+    plain = generate(model, tok, day, start, events=80, rollouts=2, seed=3)
+    zero = generate(model, tok, day, start, events=80, rollouts=2, seed=3, sampling=Sampling(guidance=0.0),
+                    control=control)
+    assert all(a.table.equals(b.table) for a, b in zip(plain, zero, strict=True))
+    steered = generate(model, tok, day, start, events=80, rollouts=2, seed=3, control=control)
+    assert not all(a.table.equals(b.table) for a, b in zip(plain, steered, strict=True))
+    r = Rollouts(model, tok, day, start, rollouts=2, seed=0, sampling=Sampling(guidance=3.0), control=control)
+    free = r.ctx.clone()
+    r.ctx[:, :, 3:5] = 2
+    steered_logits, _ = model(r.tokens, r.ctx)
+    free_logits, _ = model(r.tokens, free)
+    cache = [KVCache.empty(model.cfg, 2, "cpu", torch.float32) for _ in range(2)]
+    got = r._logits(r.tokens, r.ctx, free, *cache)
+    torch.testing.assert_close(got[:, -1], (free_logits + 3.0 * (steered_logits - free_logits))[:, -1])
+    with pytest.raises(ValueError, match="guidance"):
+        Sampling(guidance=-1.0)
 
 
 def test_a_marketable_add_is_immediate_or_cancel(setup) -> None:

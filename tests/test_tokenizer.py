@@ -160,22 +160,23 @@ def test_decoded_values_keep_the_real_distribution_inside_each_bin() -> None:
     assert ks_2samp(v["dt"], flow.dt).statistic < 0.02
 
 
-@pytest.mark.parametrize("cancel_from", ["reference", "touch"])
+@pytest.mark.parametrize("cancel_from", ["reference", "touch", "touch+join"])
 def test_a_real_order_decodes_back_into_its_own_bins(cancel_from: str) -> None:
     """Each real GOOG order, encoded and decoded against the book it met, lands on the same side at a price
     whose depth falls in the same depth bin (up to tick rounding; a cancel: at the level nearest to it), and an
-    add with a size in the same volume bin."""
+    add with a size in the same volume bin. With ``join_touch`` every add that joined its best quote decodes
+    onto that quote."""
     from tradefm.features import order_depth
     from tradefm.generation.market import book_at
     from tradefm.tokenizer import decode_order
 
     day = next(read(data_file("lobster/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")))
-    features = FeatureConfig(cancel_from=cancel_from)
+    features = FeatureConfig(cancel_from=cancel_from.split("+")[0], join_touch=cancel_from.endswith("+join"))
     flow = order_flow(day, features)
     t = Tokenizer.fit({"nasdaq/GOOG": [flow]}, features=features)
     ids, _ = t.encode(flow, "nasdaq/GOOG")
     inst, rng = day.instrument, np.random.default_rng(1)
-    same = {0: [], 1: []}
+    same, joined = {0: [], 1: []}, []
     for i in np.flatnonzero(np.isfinite(flow.reference))[200:20000:40]:
         book = book_at(day, int(flow.ts[i]))  # the book just before the order
         order = decode_order(t, int(ids[i]), book, float(flow.reference[i]), inst.tick_size, inst.size_scale,
@@ -184,13 +185,18 @@ def test_a_real_order_decodes_back_into_its_own_bins(cancel_from: str) -> None:
             continue
         a, s, d, v, _ = t.decompose(int(ids[i]))
         assert order.side == (1 if s == 0 else -1) and order.kind == 1 + a
-        anchor = book.best()[0 if order.side > 0 else 1] if a == 1 and cancel_from == "touch" else None
+        quote = book.best()[0 if order.side > 0 else 1]
+        on_quote = features.join_touch and a == 0 and flow.depth_bps[i] == 0
+        anchor = quote if (a == 1 and features.cancel_from == "touch") or on_quote else None
+        if on_quote:
+            joined.append(order.price == quote)
         around = [order_depth(order.side, order.price + k * inst.tick_size / 2, flow.reference[i], anchor)
                   for k in (-1, 0, 1)]  # up to tick rounding
         same[int(a)].append(d in t.depth.index(np.array(around)))
         if a == 0:
             assert t.volume.index(np.log1p([order.size / inst.size_scale]))[0] == v
     assert len(same[0]) > 100 and np.mean(same[0]) > 0.97
+    assert (len(joined) > 20 and all(joined)) if features.join_touch else not joined
     # a cancel snaps to the nearest level that exists, almost always one in its own bin
     assert len(same[1]) > 100 and np.mean(same[1]) > 0.9
 

@@ -93,7 +93,7 @@ def cmd_fit_tokenizer(args: argparse.Namespace) -> int:
     from .shards import fit_tokenizer
 
     features = FeatureConfig(args.half_life, args.reference, args.volume, book_context=args.book_context,
-                             cancel_from=args.cancel_from)
+                             cancel_from=args.cancel_from, join_touch=args.join_touch)
     tok = fit_tokenizer(args.events, _splits(args), features=features)
     tok.save(args.out)
     tiers = ", ".join(f"{k}: tier {v['tier']}" for k, v in tok.instruments.items())
@@ -204,7 +204,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     model = TradeFM.from_pretrained(args.model)
     tok = Tokenizer.load(Path(args.model) / "tokenizer.json")
     day = read_day(args.source)
-    sampling = Sampling(args.temperature, args.top_k, args.top_p, args.repetition_penalty)
+    sampling = Sampling(args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.guidance)
     control = {k: int(v) for k, v in (item.split("=") for item in args.control.split(","))} if args.control else None
     days = generate(model, tok, day, _start_ts(day, args.start), args.events, args.rollouts, args.seed, sampling,
                     _participant(args.twap), control, progress=True)
@@ -325,7 +325,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run
 
     run(args.data, args.out, steps=args.steps, minutes=args.minutes, rollouts=args.rollouts, seed=args.seed,
-        book_context=not args.paper)
+        book_context=not args.paper, join_touch=args.join_touch)
     return 0
 
 
@@ -368,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cancel-from", choices=("reference", "touch"), default="reference",
                    help="measure a cancel's depth from the reference price (the paper's) or from its side's best "
                         "quote (beyond the paper)")
+    s.add_argument("--join-touch", action="store_true",
+                   help="give an add on its side's best quote a depth of its own, 0 (beyond the paper)")
     split_options(s)
     s.set_defaults(func=cmd_fit_tokenizer)
 
@@ -402,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-k", type=int, default=0)
     s.add_argument("--top-p", type=float, default=1.0)
     s.add_argument("--repetition-penalty", type=float, default=1.2)
+    s.add_argument("--guidance", type=float, default=1.0,
+                   help="with --control: free + G * (controlled - free) logits (1: plain conditioning)")
     s.add_argument("--twap", metavar="SIDE:SIZE:MINUTES:SLICES", help="inject a TWAP participant, e.g. sell:5000:10:20")
     s.add_argument("--control", metavar="volume=N,activity=N", help="fix the regimes: 0 low, 1 normal, 2 high")
     s.add_argument("--out", required=True)
@@ -450,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rollouts", type=int, default=4)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--paper", action="store_true", help="the paper's features only (no book context)")
+    s.add_argument("--join-touch", action="store_true", help="adds that join the best quote as a depth of their own")
     s.set_defaults(func=cmd_demo)
     return p
 

@@ -39,7 +39,7 @@ def _mid_path(day: EventDay) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run(data: str | None, out: str | Path, steps: int = 1000, minutes: float = 10.0, rollouts: int = 4,
-        symbol: str = "GOOG", seed: int = 0, book_context: bool = True) -> Path:
+        symbol: str = "GOOG", seed: int = 0, book_context: bool = True, join_touch: bool = False) -> Path:
     """The whole pipeline; returns the report's path. Deterministic for a seed."""
     from .book.replay import replay_lobster
     from .cli import ingest
@@ -76,7 +76,8 @@ def run(data: str | None, out: str | Path, steps: int = 1000, minutes: float = 1
     if splits.holdout_symbols:
         _say(f"held out of training (level-1 files only): {', '.join(splits.holdout_symbols)}")
     # book context (beyond the paper): the spread as a context field, and cancels measured from the touch
-    features = FeatureConfig(book_context=True, cancel_from="touch") if book_context else FeatureConfig()
+    features = FeatureConfig(book_context=True, cancel_from="touch", join_touch=join_touch) if book_context else \
+        FeatureConfig()
     tok = fit_tokenizer(out / "events", splits, features=features, progress=False)
     manifest = tokenize(out / "events", tok, out / "shards", splits, progress=False)
     _say(f"tokens per split: {manifest['counts']}")
@@ -104,7 +105,9 @@ def run(data: str | None, out: str | Path, steps: int = 1000, minutes: float = 1
 
     from .baselines import hawkes, zero_intelligence
 
-    fit_window = window(day, first, start)  # the baselines learn from the same day's training part
+    # the baselines learn from what the model learned from: the training part of the day (not the validation part
+    # between it and the start, which the model never fits)
+    fit_window = window(day, first, int(first + splits.val_from * (last - first)))
     _say("fitting Compound Hawkes and zero intelligence on the training part of the day")
     hp = hawkes.fit([fit_window])
     zp = zero_intelligence.fit([fit_window])

@@ -30,7 +30,7 @@ from numba import njit
 
 from .features import FeatureConfig, OrderFlow, order_depth
 
-VERSION = 4
+VERSION = 5
 QUANTILES = 33  # per bin, the calibration values' quantiles that decoding draws a value from
 DT_FLOOR = 1e-6  # seconds: dt is binned as log(dt + 1 µs); closer events count as simultaneous
 SPREAD_FLOOR_BPS = 1e-3  # a locked or crossed book's spread, for the log
@@ -388,7 +388,7 @@ def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, 
 
     An add is priced ``depth`` bps (of ``reference``, in price units) from ``reference``, passive side positive,
     rounded to the nearest tick (at least one tick), and sized ``exp(volume) - 1`` shares/coins in size units
-    (at least 1).
+    (at least 1); with ``join_touch`` an add of depth 0 joins its side's best quote.
     A cancel's price is measured the same way, from its side's best quote when the features say
     ``cancel_from="touch"``. It removes the newest resting order consistent with the token: at a level of its side
     whose depth falls in the token's depth bin (none there: the level nearest to the decoded price, ties to the
@@ -406,8 +406,9 @@ def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, 
     action, side_idx = int(v["action"][0]), int(v["side"][0])
     side = 1 if side_idx == 0 else -1
     anchor = reference
-    if action == 1 and tok.features.cancel_from == "touch":  # a cancel from its side's best quote
-        anchor = book.best()[0 if side > 0 else 1] or reference
+    f = tok.features
+    if (action == 1 and f.cancel_from == "touch") or (action == 0 and f.join_touch and v["depth_bps"][0] == 0):
+        anchor = book.best()[0 if side > 0 else 1] or reference  # from (or, at 0, onto) its side's best quote
     price = int(order_price(side, v["depth_bps"][0], reference, tick, anchor))
     amount = float(np.expm1(float(v["log_volume"][0])))
     if tok.features.volume == "notional":  # currency back to units at this order's price

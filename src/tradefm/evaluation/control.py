@@ -52,15 +52,16 @@ def inter_arrival_var(day: EventDay) -> float:
 
 
 def control_effects(model: TradeFM, tok: Tokenizer, day: EventDay, start: int, seed: int, rollouts: int = 8,
-                    minutes: float = 5.0) -> dict[str, dict[str, float]]:
+                    minutes: float = 5.0, guidance: float = 1.0) -> dict[str, dict[str, float]]:
     """Rollouts from one start under each of :data:`SETTINGS`: per setting the mean over rollouts, and its
     standard error, of volume added per minute, events per minute and inter-arrival variance. The same seed for
-    every setting, so the settings differ only by the control."""
-    from ..generation.rollout import generate
+    every setting, so the settings differ only by the control (sampled with that ``guidance``)."""
+    from ..generation.rollout import Sampling, generate
 
     out = {}
     for label, control in SETTINGS.items():
-        days = generate(model, tok, day, start, 200_000, rollouts, seed, control=control, duration_s=minutes * 60)
+        days = generate(model, tok, day, start, 200_000, rollouts, seed, Sampling(guidance=guidance),
+                        control=control, duration_s=minutes * 60)
         row = {}
         for name, fn in (("volume_per_min", volume_per_minute), ("events_per_min", events_per_minute),
                          ("inter_arrival_var", inter_arrival_var)):

@@ -100,7 +100,9 @@ def decoded_placement(day: EventDay, tok: Tokenizer, seed: int = 0) -> dict[str,
     ok = np.isfinite(best) & np.isfinite(ref)
     side, best, other, ref, real = side[ok], best[ok], other[ok], ref[ok], flow.price[passive][ok]
     _, _, depth_bin, _, _ = tok.decompose(ids[passive][ok])
-    decoded = order_price(side, tok.depth.value(depth_bin, np.random.default_rng(seed)), ref, inst.tick_size)
+    depth = tok.depth.value(depth_bin, np.random.default_rng(seed))
+    anchor = np.where(tok.features.join_touch & (depth == 0), best, ref)  # as decode_order: 0 joins the quote
+    decoded = order_price(side, depth, ref, inst.tick_size, anchor)
     crosses = np.where(side > 0, decoded >= other, decoded <= other)  # False where the other side is empty
     return {"real": placement(side * (best - real) / inst.tick_size),
             "decoded": placement(side * (best - decoded) / inst.tick_size),

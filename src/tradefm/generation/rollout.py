@@ -10,7 +10,10 @@ leaves moves the reference price (EW-VWAP of the rollout's own fills, or the boo
 event's price-level and spread context. Participants' orders (a schedule, or a callback)
 are injected into the market and into the token stream with the participant flag set. ``control`` fixes the
 volume and activity regime fields ({"volume": 0|1|2, "activity": 0|1|2}: low, normal, high) instead of
-measuring them on the rollout's own trailing window: the model's controllable indicators.
+measuring them on the rollout's own trailing window: the model's controllable indicators. With
+``Sampling(guidance=g)`` the model is asked twice per step, with the fields as requested and as measured, and
+samples from ``free + g * (controlled - free)`` logits (classifier-free guidance): g > 1 pushes further in the
+direction the control moves the model, for a field the model reads only weakly.
 """
 
 from __future__ import annotations
@@ -36,10 +39,11 @@ class Sampling:
     top_k: int = 0  # 0: no limit
     top_p: float = 1.0
     repetition_penalty: float = 1.2  # the paper's rollouts used 1.2; 1.0 switches it off
+    guidance: float = 1.0  # with a control: free + guidance * (controlled - free) logits; 1.0 is plain conditioning
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.repetition_penalty <= 0:
-            raise ValueError("need temperature > 0, 0 < top_p <= 1 and repetition_penalty > 0")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.repetition_penalty <= 0 or self.guidance < 0:
+            raise ValueError("need temperature > 0, 0 < top_p <= 1, repetition_penalty > 0 and guidance >= 0")
 
 
 def sample(logits: torch.Tensor, history: torch.Tensor, cfg: Sampling, gen: torch.Generator) -> torch.Tensor:
@@ -170,8 +174,20 @@ class Rollouts:
         vol, act = self.tok.regimes(np.array([sum(before)]), np.array([float(len(before))]), self.key)
         bid, ask = self.markets[r].best()
         spread = spread_bps(bid, ask) if bid and ask else np.nan
-        return [self.tier, level, flag, self.control.get("volume", int(vol[0])),
-                self.control.get("activity", int(act[0])), int(self.tok.spread_bin(np.array([spread]))[0])]
+        return [self.tier, level, flag, int(vol[0]), int(act[0]), int(self.tok.spread_bin(np.array([spread]))[0])]
+
+    def _steer(self, row: list[int]) -> list[int]:
+        """A measured context row with the control's regime fields in place of the measured ones."""
+        return [*row[:3], self.control.get("volume", row[3]), self.control.get("activity", row[4]), *row[5:]]
+
+    def _logits(self, tokens: torch.Tensor, ctx: torch.Tensor, free: torch.Tensor, cache: KVCache,
+                free_cache: KVCache | None) -> torch.Tensor:
+        """Next-token logits under the steered context, guided away from the measured one when asked to."""
+        logits, _ = self.model(tokens, ctx, cache=cache)
+        if free_cache is None:
+            return logits
+        base, _ = self.model(tokens, free, cache=free_cache)
+        return base + self.sampling.guidance * (logits - base)
 
     def _step(self, r: int, token: int) -> list[int]:
         """Decode the model's token into an order at the time its dt gives and apply it; returns the token's
@@ -243,8 +259,15 @@ class Rollouts:
         n = len(self.markets)
         cfg = self.model.cfg
         end = self.start_ts + int(duration_s * 1e9) if duration_s else None
-        cache = KVCache.empty(cfg, n, "cpu", torch.float32)
-        logits, _ = self.model(self.tokens, self.ctx, cache=cache)
+        guided = bool(self.control) and self.sampling.guidance != 1.0
+        free = self.ctx.clone()  # the context as measured (the prompt's rows are real: never steered)
+
+        def caches() -> tuple[KVCache, KVCache | None]:
+            return (KVCache.empty(cfg, n, "cpu", torch.float32),
+                    KVCache.empty(cfg, n, "cpu", torch.float32) if guided else None)
+
+        cache, free_cache = caches()
+        logits = self._logits(self.tokens, self.ctx, free, cache, free_cache)
         for _ in tqdm(range(events), desc="generate", unit="event", disable=not progress):
             if end is not None and min(self.ts) >= end:
                 break
@@ -258,13 +281,14 @@ class Rollouts:
                     row = self._step(r, int(nxt[r]))
                 ctx_rows.append(row)
             self.tokens = torch.cat([self.tokens, nxt[:, None]], dim=1)
-            self.ctx = torch.cat([self.ctx, torch.tensor(ctx_rows)[:, None]], dim=1)
+            self.ctx = torch.cat([self.ctx, torch.tensor([self._steer(row) for row in ctx_rows])[:, None]], dim=1)
+            free = torch.cat([free, torch.tensor(ctx_rows)[:, None]], dim=1)
             if cache.length + 1 > cfg.context:  # the window is full: keep its second half and go on
                 keep = cfg.context // 2
-                cache = KVCache.empty(cfg, n, "cpu", torch.float32)
-                logits, _ = self.model(self.tokens[:, -keep:], self.ctx[:, -keep:], cache=cache)
+                cache, free_cache = caches()
+                logits = self._logits(self.tokens[:, -keep:], self.ctx[:, -keep:], free[:, -keep:], cache, free_cache)
             else:
-                logits, _ = self.model(nxt[:, None], self.ctx[:, -1:], cache=cache)
+                logits = self._logits(nxt[:, None], self.ctx[:, -1:], free[:, -1:], cache, free_cache)
         days = [m.to_day("tradefm") for m in self.markets]
         if end is not None:
             days = [_until(d, end) for d in days]
