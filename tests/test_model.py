@@ -9,6 +9,8 @@ import torch
 
 from tradefm.model import PRESETS, KVCache, ModelConfig, TradeFM, preset
 
+RADIX = (2, 2, 16, 16, 16)  # the tokenizer's: action, side, depth, volume, dt
+
 
 def _batch(cfg: ModelConfig, b: int = 2, t: int = 24, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
@@ -72,9 +74,10 @@ def test_kv_cache_gives_the_same_logits_as_a_full_pass() -> None:
         model(*too_long)
 
 
-def test_a_saved_folder_is_a_complete_model(tmp_path) -> None:
+@pytest.mark.parametrize("token_fields", [(), RADIX])
+def test_a_saved_folder_is_a_complete_model(tmp_path, token_fields: tuple[int, ...]) -> None:
     torch.manual_seed(0)
-    model = TradeFM(preset("tiny", layers=2)).eval()
+    model = TradeFM(preset("tiny", layers=2, token_fields=token_fields)).eval()
     model.save_pretrained(tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["layers"] == 2
     assert (tmp_path / "model.safetensors").read_bytes()[:8] != b"\x80\x04\x95"  # not a pickle
@@ -102,8 +105,9 @@ def test_the_fused_loss_is_cross_entropy(dtype: torch.dtype) -> None:
         torch.testing.assert_close(a, b, **tol)
 
 
-def test_training_loss_is_the_mean_cross_entropy_of_the_logits() -> None:
-    model = TradeFM(preset("tiny", context=32))
+@pytest.mark.parametrize("token_fields", [(), RADIX])
+def test_training_loss_is_the_mean_cross_entropy_of_the_logits(token_fields: tuple[int, ...]) -> None:
+    model = TradeFM(preset("tiny", context=32, token_fields=token_fields))
     tokens, ctx = _batch(model.cfg)
     targets = torch.roll(tokens, -1, 1)
     logits, _ = model(tokens, ctx)
@@ -112,8 +116,38 @@ def test_training_loss_is_the_mean_cross_entropy_of_the_logits() -> None:
     torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-5)
 
 
+def test_factorized_ids_share_their_fields_vectors() -> None:
+    """With ``token_fields`` an id's input and output vectors are its own plus one per field value (the
+    tokenizer's mixed radix), so two ids that share a field share that part, and its gradient."""
+    from tradefm.model import mixed_radix
+
+    digits = mixed_radix(16_384, RADIX)
+    ids = torch.tensor([0, 1, 4097, 12345, 16_383])
+    rebuilt = ((((digits[:, 0] * 2 + digits[:, 1]) * 16 + digits[:, 2]) * 16 + digits[:, 3]) * 16 + digits[:, 4])
+    assert torch.equal(rebuilt, torch.arange(16_384))
+    torch.manual_seed(0)
+    model = TradeFM(preset("tiny", layers=1, context=32, token_fields=RADIX))
+    w = model.head_weight()
+    expected = model.head.weight[ids] + sum(e.weight[digits[ids, i]] for i, e in enumerate(model.head_fields))
+    torch.testing.assert_close(w[ids], expected)
+    tokens, ctx = _batch(model.cfg)
+    _, loss = model(tokens, ctx, torch.roll(tokens, -1, 1))
+    loss.backward()
+    seen = torch.roll(tokens, -1, 1).flatten()
+    volume_grad = model.head_fields[3].weight.grad.abs().sum(1)
+    assert (volume_grad > 0).all()  # every volume value's vector learns from every id that has it
+    assert model.head.weight.grad[seen].abs().sum() > 0
+    with torch.no_grad():  # generation keeps the sum, and makes it anew once a weight changes
+        kept = model.head_weight()
+        assert model.head_weight() is kept
+        model.head_fields[3].weight.add_(1.0)
+        torch.testing.assert_close(model.head_weight()[ids], expected + 1.0)
+
+
 def test_config_checks() -> None:
     with pytest.raises(ValueError):
         ModelConfig(width=100, heads=3)
+    with pytest.raises(ValueError, match="token_fields"):
+        ModelConfig(vocab_size=16_384, token_fields=(2, 2, 16, 16, 8))
     with pytest.raises(ValueError, match="unknown preset"):
         preset("1b")

@@ -32,6 +32,9 @@ class ModelConfig:
     # vocabulary of each context field: tier, level bin, flag, volume regime, activity regime, spread bin
     context_fields: tuple[int, ...] = (3, 32, 2, 3, 3, 8)
     field_width: int = 64  # embedding width of each context field
+    # the ids' mixed radix (the tokenizer's: action, side, depth, volume, dt) to give every id, in and out, its own
+    # vector plus one per field value; () gives each id its own vector only
+    token_fields: tuple[int, ...] = ()
     rope_theta: float = 10_000.0
     norm_eps: float = 1e-5
     dropout: float = 0.0
@@ -41,6 +44,8 @@ class ModelConfig:
             raise ValueError("width must divide by heads, and heads by kv_heads")
         if (self.width // self.heads) % 2:
             raise ValueError("the head width must be even for rotary positions")
+        if self.token_fields and math.prod(self.token_fields) != self.vocab_size:
+            raise ValueError(f"token_fields {self.token_fields} do not make a vocabulary of {self.vocab_size}")
 
     @property
     def head_dim(self) -> int:
@@ -63,6 +68,15 @@ def preset(name: str, **overrides: object) -> ModelConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
     return replace(PRESETS[name], **overrides)
+
+
+def mixed_radix(vocab: int, radix: tuple[int, ...]) -> torch.Tensor:
+    """[vocab, len(radix)] digits of every id, most significant first (the tokenizer's ``decompose``)."""
+    ids, out = torch.arange(vocab), []
+    for r in reversed(radix):
+        out.append(ids % r)
+        ids = ids // r
+    return torch.stack(out[::-1], dim=1) if out else torch.zeros(vocab, 0, dtype=torch.long)
 
 
 def rope_table(cfg: ModelConfig, device: torch.device | str | None = None) -> torch.Tensor:
@@ -192,6 +206,12 @@ class TradeFM(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
         self.norm = nn.RMSNorm(cfg.width, eps=cfg.norm_eps)
         self.head = nn.Linear(cfg.width, cfg.vocab_size, bias=False)
+        # factorized ids: a rare id (most of the 16,384 are) shares what its fields' values learn from common ones
+        self.token_field_embeds = nn.ModuleList(nn.Embedding(r, cfg.width) for r in cfg.token_fields)
+        self.head_fields = nn.ModuleList(nn.Embedding(r, cfg.width) for r in cfg.token_fields)
+        self.register_buffer("digits", mixed_radix(cfg.vocab_size, cfg.token_fields), persistent=False)
+        self._head_key: tuple | None = None  # head_weight's cache (no-grad only)
+        self._head_cache: torch.Tensor | None = None
         self.register_buffer("rope", rope_table(cfg), persistent=False)
         self.checkpointing = False
         self.apply(self._init)
@@ -209,8 +229,27 @@ class TradeFM(nn.Module):
 
     def embed(self, tokens: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """[B, T] tokens and [B, T, fields] context -> [B, T, width]."""
-        parts = [self.token_embed(tokens)] + [e(context[..., i]) for i, e in enumerate(self.field_embeds)]
+        tok = self.token_embed(tokens)
+        for i, e in enumerate(self.token_field_embeds):
+            tok = tok + e(self.digits[tokens, i])
+        parts = [tok] + [e(context[..., i]) for i, e in enumerate(self.field_embeds)]
         return self.project(torch.cat(parts, dim=-1))
+
+    def head_weight(self) -> torch.Tensor:
+        """[vocab, width] output vectors: each id's own, plus its fields' when ids are factorized. Without
+        gradients (generation: one position per step) the sum is kept until a weight changes."""
+        if not self.head_fields:
+            return self.head.weight
+        weights = [self.head.weight, *(e.weight for e in self.head_fields)]
+        key = tuple((w._version, w.data_ptr()) for w in weights)
+        if torch.is_grad_enabled() or self._head_key != key:
+            w = self.head.weight
+            for i, e in enumerate(self.head_fields):
+                w = w + e.weight[self.digits[:, i]]
+            if torch.is_grad_enabled():
+                return w
+            self._head_cache, self._head_key = w, key
+        return self._head_cache
 
     def forward(self, tokens: torch.Tensor, context: torch.Tensor, targets: torch.Tensor | None = None,
                 cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -229,11 +268,11 @@ class TradeFM(nn.Module):
                 x = block(x, rope, cache, i)
         if cache is not None:
             cache.length += t
-            return self.head(self.norm(x[:, -1:])), None
+            return F.linear(self.norm(x[:, -1:]), self.head_weight()), None
         if targets is not None:  # training: the loss without keeping the logits
-            return None, LinearCrossEntropy.apply(self.norm(x).flatten(0, 1), self.head.weight,
+            return None, LinearCrossEntropy.apply(self.norm(x).flatten(0, 1), self.head_weight(),
                                                   targets.flatten().long())
-        return self.head(self.norm(x)), None
+        return F.linear(self.norm(x), self.head_weight()), None
 
     # ------------------------------------------------------------------ files
     def save_pretrained(self, directory: str | Path, tokenizer: object | None = None) -> Path:
@@ -262,6 +301,7 @@ class TradeFM(nn.Module):
         raw = json.loads((directory / CONFIG).read_text())
         raw.pop("model_type", None)
         raw["context_fields"] = tuple(raw["context_fields"])
+        raw["token_fields"] = tuple(raw.get("token_fields", ()))
         model = cls(ModelConfig(**raw))
         model.load_state_dict(load_file(str(directory / WEIGHTS), device=str(device)))
         return model.to(device)

@@ -114,6 +114,7 @@ def tokenize(events_dir: str | Path, tokenizer: Tokenizer, out: str | Path, spli
             counts[split] += n
     tokenizer.save(out / "tokenizer.json")  # the shards carry the token space they are written in
     manifest = {"tokenizer_hash": tokenizer.hash, "vocab_size": tokenizer.vocab_size,
+                "radix": list(tokenizer.config.radix),
                 "token_dtype": tokenizer.token_dtype.name, "context_fields": list(tokenizer.CONTEXT),
                 "context_sizes": list(tokenizer.context_sizes),
                 "splits": asdict(splits), "counts": counts, "files": files, "events_dir": str(events_dir)}

@@ -15,7 +15,7 @@ import os
 import time
 import tomllib
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -215,8 +215,11 @@ def train(cfg: TrainConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     manifest = json.loads((Path(cfg.shards) / "manifest.json").read_text())
+    # ids factorized by the tokenizer's radix unless the run says otherwise (model.token_fields = [])
     mcfg = preset(cfg.preset, **{"vocab_size": manifest["vocab_size"],
-                                 "context_fields": tuple(manifest["context_sizes"]), **cfg.model})
+                                 "context_fields": tuple(manifest["context_sizes"]),
+                                 "token_fields": tuple(manifest.get("radix", ())), **cfg.model})
+    mcfg = replace(mcfg, token_fields=tuple(mcfg.token_fields))
     seq_len = cfg.seq_len or mcfg.context
     model = TradeFM(mcfg).to(device)
     train_w = Windows(cfg.shards, "train", seq_len, cfg.seed)
