@@ -453,8 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--minutes", type=float, default=10.0, help="length of the generated window")
     s.add_argument("--rollouts", type=int, default=4)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--paper", action="store_true", help="the paper's features only (no book context)")
-    s.add_argument("--join-touch", action="store_true", help="adds that join the best quote as a depth of their own")
+    which = s.add_mutually_exclusive_group()
+    which.add_argument("--paper", action="store_true", help="the paper's features only (no book context)")
+    which.add_argument("--no-join-touch", dest="join_touch", action="store_false",
+                       help="book context without giving adds that join the best quote a depth of their own")
     s.set_defaults(func=cmd_demo)
     return p
 

@@ -243,9 +243,12 @@ class TradeFM(nn.Module):
         weights = [self.head.weight, *(e.weight for e in self.head_fields)]
         key = tuple((w._version, w.data_ptr()) for w in weights)
         if torch.is_grad_enabled() or self._head_key != key:
-            w = self.head.weight
+            # broadcast over the ids' grid (row-major is the mixed radix), not gathered: its backward is a plain
+            # sum, the same bits on every run, where a gather's scatter-add of 1,024 duplicates per value is not
+            radix, w = self.cfg.token_fields, self.head.weight.view(*self.cfg.token_fields, -1)
             for i, e in enumerate(self.head_fields):
-                w = w + e.weight[self.digits[:, i]]
+                w = w + e.weight.view(*(r if j == i else 1 for j, r in enumerate(radix)), -1)
+            w = w.reshape(self.cfg.vocab_size, -1)
             if torch.is_grad_enabled():
                 return w
             self._head_cache, self._head_key = w, key
