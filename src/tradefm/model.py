@@ -70,15 +70,6 @@ def preset(name: str, **overrides: object) -> ModelConfig:
     return replace(PRESETS[name], **overrides)
 
 
-def mixed_radix(vocab: int, radix: tuple[int, ...]) -> torch.Tensor:
-    """[vocab, len(radix)] digits of every id, most significant first (the tokenizer's ``decompose``)."""
-    ids, out = torch.arange(vocab), []
-    for r in reversed(radix):
-        out.append(ids % r)
-        ids = ids // r
-    return torch.stack(out[::-1], dim=1) if out else torch.zeros(vocab, 0, dtype=torch.long)
-
-
 def rope_table(cfg: ModelConfig, device: torch.device | str | None = None) -> torch.Tensor:
     """The rotary angles as unit complex numbers, [context, head_dim / 2, 2] (real, imaginary)."""
     inv = 1.0 / (cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2, device=device).float() / cfg.head_dim))
@@ -209,7 +200,8 @@ class TradeFM(nn.Module):
         # factorized ids: a rare id (most of the 16,384 are) shares what its fields' values learn from common ones
         self.token_field_embeds = nn.ModuleList(nn.Embedding(r, cfg.width) for r in cfg.token_fields)
         self.head_fields = nn.ModuleList(nn.Embedding(r, cfg.width) for r in cfg.token_fields)
-        self.register_buffer("digits", mixed_radix(cfg.vocab_size, cfg.token_fields), persistent=False)
+        # an id's digit of field i is id // stride_i % radix_i (most significant first, as the tokenizer composes)
+        self.strides = [math.prod(cfg.token_fields[i + 1:]) for i in range(len(cfg.token_fields))]
         self._head_key: tuple | None = None  # head_weight's cache (no-grad only)
         self._head_cache: torch.Tensor | None = None
         self.register_buffer("rope", rope_table(cfg), persistent=False)
@@ -230,8 +222,8 @@ class TradeFM(nn.Module):
     def embed(self, tokens: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """[B, T] tokens and [B, T, fields] context -> [B, T, width]."""
         tok = self.token_embed(tokens)
-        for i, e in enumerate(self.token_field_embeds):
-            tok = tok + e(self.digits[tokens, i])
+        for e, r, stride in zip(self.token_field_embeds, self.cfg.token_fields, self.strides, strict=True):
+            tok = tok + e(tokens // stride % r)
         parts = [tok] + [e(context[..., i]) for i, e in enumerate(self.field_embeds)]
         return self.project(torch.cat(parts, dim=-1))
 

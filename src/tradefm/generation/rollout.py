@@ -180,11 +180,11 @@ class Rollouts:
         """A measured context row with the control's regime fields in place of the measured ones."""
         return [*row[:3], self.control.get("volume", row[3]), self.control.get("activity", row[4]), *row[5:]]
 
-    def _logits(self, tokens: torch.Tensor, ctx: torch.Tensor, free: torch.Tensor, cache: KVCache,
+    def _logits(self, tokens: torch.Tensor, ctx: torch.Tensor, free: torch.Tensor | None, cache: KVCache,
                 free_cache: KVCache | None) -> torch.Tensor:
         """Next-token logits under the steered context, guided away from the measured one when asked to."""
         logits, _ = self.model(tokens, ctx, cache=cache)
-        if free_cache is None:
+        if free is None or free_cache is None:
             return logits
         base, _ = self.model(tokens, free, cache=free_cache)
         return base + self.sampling.guidance * (logits - base)
@@ -260,7 +260,7 @@ class Rollouts:
         cfg = self.model.cfg
         end = self.start_ts + int(duration_s * 1e9) if duration_s else None
         guided = bool(self.control) and self.sampling.guidance != 1.0
-        free = self.ctx.clone()  # the context as measured (the prompt's rows are real: never steered)
+        free = self.ctx.clone() if guided else None  # the context as measured (the prompt's rows are never steered)
 
         def caches() -> tuple[KVCache, KVCache | None]:
             return (KVCache.empty(cfg, n, "cpu", torch.float32),
@@ -282,13 +282,13 @@ class Rollouts:
                 ctx_rows.append(row)
             self.tokens = torch.cat([self.tokens, nxt[:, None]], dim=1)
             self.ctx = torch.cat([self.ctx, torch.tensor([self._steer(row) for row in ctx_rows])[:, None]], dim=1)
-            free = torch.cat([free, torch.tensor(ctx_rows)[:, None]], dim=1)
-            if cache.length + 1 > cfg.context:  # the window is full: keep its second half and go on
-                keep = cfg.context // 2
+            if free is not None:
+                free = torch.cat([free, torch.tensor(ctx_rows)[:, None]], dim=1)
+            span = cfg.context // 2 if cache.length + 1 > cfg.context else 1  # a full window keeps its second half
+            if span > 1:
                 cache, free_cache = caches()
-                logits = self._logits(self.tokens[:, -keep:], self.ctx[:, -keep:], free[:, -keep:], cache, free_cache)
-            else:
-                logits = self._logits(nxt[:, None], self.ctx[:, -1:], free[:, -1:], cache, free_cache)
+            logits = self._logits(self.tokens[:, -span:], self.ctx[:, -span:],
+                                  None if free is None else free[:, -span:], cache, free_cache)
         days = [m.to_day("tradefm") for m in self.markets]
         if end is not None:
             days = [_until(d, end) for d in days]
