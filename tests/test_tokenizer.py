@@ -160,24 +160,28 @@ def test_decoded_values_keep_the_real_distribution_inside_each_bin() -> None:
     assert ks_2samp(v["dt"], flow.dt).statistic < 0.02
 
 
-@pytest.mark.parametrize("cancel_from", ["reference", "touch", "touch+join"])
+@pytest.mark.parametrize("cancel_from", ["reference", "touch", "touch+join", "touch+join+clear"])
 def test_a_real_order_decodes_back_into_its_own_bins(cancel_from: str) -> None:
     """Each real GOOG order, encoded and decoded against the book it met, lands on the same side at a price
     whose depth falls in the same depth bin (up to tick rounding; a cancel: at the level nearest to it), and an
     add with a size in the same volume bin. With ``join_touch`` every add that joined its best quote decodes
-    onto that quote."""
-    from tradefm.features import order_depth
+    onto that quote; with ``clear_touch`` every aggressor that took the whole opposite best level takes it again,
+    at its price and with its size."""
+    from tradefm.features import CLEAR, order_depth
     from tradefm.generation.market import book_at
     from tradefm.tokenizer import decode_order
 
     day = next(read(data_file("lobster/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")))
-    features = FeatureConfig(cancel_from=cancel_from.split("+")[0], join_touch=cancel_from.endswith("+join"))
+    clear = cancel_from.endswith("+clear")
+    features = FeatureConfig(cancel_from=cancel_from.split("+")[0], join_touch="+join" in cancel_from,
+                             clear_touch=clear, hidden=not clear)
     flow = order_flow(day, features)
     t = Tokenizer.fit({"nasdaq/GOOG": [flow]}, features=features)
     ids, _ = t.encode(flow, "nasdaq/GOOG")
     inst, rng = day.instrument, np.random.default_rng(1)
-    same, joined = {0: [], 1: []}, []
-    for i in np.flatnonzero(np.isfinite(flow.reference))[200:20000:40]:
+    same, joined, took = {0: [], 1: []}, [], []
+    rows = np.flatnonzero(np.isfinite(flow.reference))[200:20000]
+    for i in np.union1d(rows[::40], rows[flow.depth_bps[rows] == CLEAR][::4]):
         book = book_at(day, int(flow.ts[i]))  # the book just before the order
         order = decode_order(t, int(ids[i]), book, float(flow.reference[i]), inst.tick_size, inst.size_scale,
                              10**9, rng)
@@ -190,6 +194,9 @@ def test_a_real_order_decodes_back_into_its_own_bins(cancel_from: str) -> None:
         anchor = quote if (a == 1 and features.cancel_from == "touch") or on_quote else None
         if on_quote:
             joined.append(order.price == quote)
+        if flow.depth_bps[i] == CLEAR:
+            took.append(book.levels(-order.side)[0][:2] == (order.price, order.size))
+            continue
         around = [order_depth(order.side, order.price + k * inst.tick_size / 2, flow.reference[i], anchor)
                   for k in (-1, 0, 1)]  # up to tick rounding
         same[int(a)].append(d in t.depth.index(np.array(around)))
@@ -197,6 +204,7 @@ def test_a_real_order_decodes_back_into_its_own_bins(cancel_from: str) -> None:
             assert t.volume.index(np.log1p([order.size / inst.size_scale]))[0] == v
     assert len(same[0]) > 100 and np.mean(same[0]) > 0.97
     assert (len(joined) > 20 and all(joined)) if features.join_touch else not joined
+    assert (len(took) > 50 and all(took)) if clear else not took
     # a cancel snaps to the nearest level that exists, almost always one in its own bin
     assert len(same[1]) > 100 and np.mean(same[1]) > 0.9
 

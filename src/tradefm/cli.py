@@ -93,7 +93,8 @@ def cmd_fit_tokenizer(args: argparse.Namespace) -> int:
     from .shards import fit_tokenizer
 
     features = FeatureConfig(args.half_life, args.reference, args.volume, book_context=args.book_context,
-                             cancel_from=args.cancel_from, join_touch=args.join_touch)
+                             cancel_from=args.cancel_from, join_touch=args.join_touch,
+                             clear_touch=args.clear_touch, hidden=args.hidden)
     tok = fit_tokenizer(args.events, _splits(args), features=features)
     tok.save(args.out)
     tiers = ", ".join(f"{k}: tier {v['tier']}" for k, v in tok.instruments.items())
@@ -370,6 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "quote (beyond the paper)")
     s.add_argument("--join-touch", action="store_true",
                    help="give an add on its side's best quote a depth of its own, 0 (beyond the paper)")
+    s.add_argument("--clear-touch", action="store_true",
+                   help="give an aggressor that took the whole opposite best level a depth of its own (beyond the "
+                        "paper)")
+    s.add_argument("--no-hidden", dest="hidden", action="store_false",
+                   help="leave out executions of hidden orders, which never show in the book (beyond the paper)")
     split_options(s)
     s.set_defaults(func=cmd_fit_tokenizer)
 

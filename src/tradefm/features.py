@@ -4,6 +4,8 @@ The canonical events of a symbol-day become *order events* (the paper's actions:
 reports an aggressive order as executions of the resting orders it hit; those executions (one aggressor, one
 timestamp, one side) become one marketable add on the opposite side: price = its worst fill, size = the total,
 so that in a rollout the matching engine produces the fills again. Partial cancels and deletes are cancels.
+With ``hidden=False`` executions of hidden orders are left out: they fill inside the spread without showing in
+the book, and a rollout's book has no hidden order for such a token to hit (decoded, it would rest there).
 
 Per order event, using only events up to it:
 - ``dt``: seconds since the previous order event of the symbol;
@@ -15,6 +17,10 @@ Per order event, using only events up to it:
   add that is exactly at the reference without being on the quote moves off 0 by a hair: 0 then always means
   "at the best quote", a value of its own that decoding puts back on the quote (in bps from the reference, 21% of
   real GOOG passive adds, those that join the queue, would be spread over a 3-tick bin and rarely land on it);
+  with ``clear_touch`` (beyond the paper) an aggressor that took the whole opposite best level, and no deeper, has
+  depth ``CLEAR`` (the negative number nearest 0), which decoding turns into taking that level whole in the book it
+  meets: the widening of the spread is in the token, not left to sizes matching a rollout's book (three in five
+  real aggressors do take the level whole);
 - ``log_volume``: log(1 + size in shares / contracts / coins), or of its value in currency (``volume="notional"``:
   a coin and a share are not the same amount of anything, and the paper's unit squeezes BTC into one bin);
 - ``level_change``: (reference mid − the day's first mid) / first mid;
@@ -54,6 +60,8 @@ def _kinds(*kinds: int) -> np.ndarray:
 
 
 _IS_EXEC, _IS_CANCEL = _kinds(*_EXEC), _kinds(Kind.CANCEL, Kind.DELETE)
+_IS_VISIBLE_EXEC = _kinds(*(k for k in _EXEC if k != Kind.EXECUTE_HIDDEN))
+CLEAR = float(np.nextafter(0.0, -1.0))  # the depth of an aggressor that took its opposite best level whole
 _IS_ORDER = _kinds(Kind.ADD, Kind.CANCEL, Kind.DELETE, Kind.MODIFY)
 
 
@@ -66,6 +74,8 @@ class FeatureConfig:
     book_context: bool = False  # also give the model the book's spread before each event (not in the paper)
     cancel_from: str = "reference"  # a cancel's depth from the reference (the paper's) or from its side's touch
     join_touch: bool = False  # an add on its side's best quote has depth exactly 0, "joins the queue" (not the paper's)
+    clear_touch: bool = False  # an aggressor that took the whole opposite best level has depth CLEAR (not the paper's)
+    hidden: bool = True  # executions of hidden orders are aggressors too (False: left out, the book never shows them)
 
     def __post_init__(self) -> None:
         if self.reference not in ("vwap", "mid"):
@@ -177,11 +187,12 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
     ts = t.column("ts").to_numpy()
     market = ~t.column("snapshot").to_numpy()
     kind_u8 = kind.astype(np.uint8)
-    is_exec = _IS_EXEC[kind_u8] & market & (side != 0)
+    is_exec = (_IS_EXEC if cfg.hidden else _IS_VISIBLE_EXEC)[kind_u8] & market & (side != 0)
 
     # reference price before each event: EW-VWAP, with the book mid before the day's first execution
     # (then the book need only be replayed that far), or the book mid throughout
-    whole_book = cfg.reference == "mid" or cfg.book_context or cfg.cancel_from == "touch" or cfg.join_touch
+    whole_book = (cfg.reference == "mid" or cfg.book_context or cfg.cancel_from == "touch" or cfg.join_touch
+                  or cfg.clear_touch)
     first_exec = int(np.argmax(is_exec)) if is_exec.any() else len(kind)
     bid, ask = book_before(day, None if whole_book else first_exec + 1)
     mid = (bid + ask) / 2
@@ -226,6 +237,15 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
         add = action == ADD
         depth_bps = np.where(add & (depth_bps == 0), np.nextafter(0.0, 1.0), depth_bps)
         depth_bps = np.where(add & ~from_exec & (o_price == best), 0.0, depth_bps)
+    if cfg.clear_touch:  # CLEAR is "took the opposite best level whole, and no deeper"
+        depth_bps = np.where(depth_bps == CLEAR, -1e-300, depth_bps)  # no other order has it by chance
+        last = np.flatnonzero(is_exec & ~np.append(prev_same[1:] & is_exec[1:], False))  # each aggressor's last
+        after = np.minimum(last + 1, len(kind) - 1)  # the touch after it is the one before the next event
+        resting = side[ex[firsts]]  # the side it hit
+        hit = np.where(resting > 0, bid[ex[firsts]], ask[ex[firsts]])
+        left = np.where(resting > 0, bid[after], ask[after])
+        whole = (g_price == hit) & (last + 1 < len(kind)) & (np.isnan(left) | (resting * (hit - left) > 0))
+        depth_bps[from_exec] = np.where(whole, CLEAR, depth_bps[from_exec])
     dt = np.diff(o_ts, prepend=o_ts[:1]) / 1e9
     # price level since the open: the reference against the day's first reference, known from where it exists
     level_change = np.zeros(len(rows))

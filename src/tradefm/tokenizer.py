@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from .features import FeatureConfig, OrderFlow, order_depth
+from .features import CLEAR, FeatureConfig, OrderFlow, order_depth
 
-VERSION = 5
+VERSION = 6
 QUANTILES = 33  # per bin, the calibration values' quantiles that decoding draws a value from
 DT_FLOOR = 1e-6  # seconds: dt is binned as log(dt + 1 µs); closer events count as simultaneous
 SPREAD_FLOOR_BPS = 1e-3  # a locked or crossed book's spread, for the log
@@ -110,17 +110,20 @@ class Bins:
         return cls([float(e) for e in edges], centers, lows, highs, quantiles)
 
 
-def _tail_edges(x: np.ndarray, n: int, tail: tuple[float, float], equal_frequency: bool) -> np.ndarray:
+def _tail_edges(x: np.ndarray, n: int, tail: tuple[float, float], equal_frequency: bool,
+                sentinels: tuple[float, ...] = ()) -> np.ndarray:
     """n bins: one below the low tail quantile, n-2 inside, one above the high one.
 
     Equal-frequency bins give a value that holds more than half a bin's share of the data (an atom: with depth
     from the touch, 0 = joins the best quote and -1 = reaches the other side) a bin of its own, so that
-    decoding that bin gives exactly that value; the other edges are quantiles of the rest."""
+    decoding that bin gives exactly that value; the other edges are quantiles of the rest. ``sentinels`` that
+    occur get a bin of their own however rare (a value that means something to decoding, such as CLEAR)."""
     if not equal_frequency:
         return _strictly_increasing(np.linspace(*np.quantile(x, tail), n - 1))
     values, counts = np.unique(x, return_counts=True)
-    atoms = values[counts > len(x) / (2 * n)][: (n - 1) // 2]
-    own = [e for a in atoms for e in (a, np.nextafter(a, np.inf))]  # the bin [a, a+) holds a alone
+    forced = values[np.isin(values, sentinels)]
+    atoms = np.union1d(forced, values[counts > len(x) / (2 * n)][: max(0, (n - 1) // 2 - len(forced))])
+    own = np.unique([e for a in atoms for e in (a, np.nextafter(a, np.inf))])  # the bin [a, a+) holds a alone
     rest = x[~np.isin(x, atoms)] if len(atoms) else x
     inner = np.quantile(rest, np.linspace(*tail, n - 1 - len(own))) if len(rest) else np.zeros(n - 1 - len(own))
     return _strictly_increasing(np.sort(np.concatenate([inner, own])))
@@ -220,7 +223,7 @@ class Tokenizer:
             np.full(cfg.tiers - 1, log_adv[0])
         tok = cls(
             config=cfg,
-            depth=Bins.fit(depth, _tail_edges(depth, n_depth, cfg.tail, equal_frequency=True)),
+            depth=Bins.fit(depth, _tail_edges(depth, n_depth, cfg.tail, equal_frequency=True, sentinels=(CLEAR,))),
             volume=Bins.fit(volume, _tail_edges(volume, n_vol, cfg.tail, equal_frequency=False)),
             dt=Bins.fit(dt, _tail_edges(dt, n_dt, cfg.tail, equal_frequency=False)),
             level=Bins.fit(level, _strictly_increasing(np.quantile(level, np.linspace(0, 1, cfg.level_bins + 1)
@@ -388,7 +391,8 @@ def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, 
 
     An add is priced ``depth`` bps (of ``reference``, in price units) from ``reference``, passive side positive,
     rounded to the nearest tick (at least one tick), and sized ``exp(volume) - 1`` shares/coins in size units
-    (at least 1); with ``join_touch`` an add of depth 0 joins its side's best quote.
+    (at least 1); with ``join_touch`` an add of depth 0 joins its side's best quote, and with ``clear_touch`` an add
+    of depth CLEAR takes the whole opposite best level (priced at it and sized as all that rests there).
     A cancel's price is measured the same way, from its side's best quote when the features say
     ``cancel_from="touch"``. It removes the newest resting order consistent with the token: at a level of its side
     whose depth falls in the token's depth bin (none there: the level nearest to the decoded price, ties to the
@@ -415,6 +419,10 @@ def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, 
         amount /= price / price_scale
     size = max(1, round(amount * size_scale))
     dt = float(v["dt"][0])
+    if action == 0 and f.clear_touch and v["depth_bps"][0] == CLEAR:
+        hit = book.levels(-side)[:1]  # the opposite best level, taken whole
+        if hit:
+            return Order(1, side, int(hit[0][0]), int(hit[0][1]), next_id, dt)
     if action == 0:
         return Order(1, side, price, size, next_id, dt)
     levels = book.levels(side)
