@@ -155,19 +155,29 @@ def spread_bps(bid: np.ndarray | float, ask: np.ndarray | float) -> np.ndarray:
     return (ask - bid) / ((ask + bid) / 2) * 1e4
 
 
-def book_before(day: EventDay, upto: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Best bid and ask (price units, NaN for an empty side) before each canonical event, from the engine;
+def book_after(day: EventDay, upto: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Best bid and ask (price units, NaN for an empty side) after each canonical event, from the engine;
     only the first ``upto`` events are replayed (the rest stay NaN)."""
     t = day.table
     n = t.num_rows if upto is None else min(upto, t.num_rows)
     cols = [t.column(c).to_numpy()[:n].astype(np.int64) for c in ("kind", "side", "price", "size", "order_id")]
     depth = int(day.notes.get("levels", 0) or 0)
     _, touch = OrderBook(replay=True, depth=depth).apply_many(*cols)
-    best = touch[:, [0, 2]]
     out = np.full((t.num_rows, 2), np.nan)
-    m = min(n, t.num_rows - 1)
-    out[1:m + 1] = np.where(best[:m] > 0, best[:m], np.nan)  # before event i is after event i - 1
+    out[:n] = np.where(touch[:, [0, 2]] > 0, touch[:, [0, 2]], np.nan)
     return out[:, 0], out[:, 1]
+
+
+def _before(after: np.ndarray) -> np.ndarray:
+    """Before event i is after event i - 1 (nothing before the first)."""
+    return np.concatenate([[np.nan], after[:-1]])[: len(after)]
+
+
+def book_before(day: EventDay, upto: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Best bid and ask (price units, NaN for an empty side) before each canonical event, from the engine;
+    only the first ``upto`` events are replayed (the rest stay NaN)."""
+    bid, ask = book_after(day, upto)
+    return _before(bid), _before(ask)
 
 
 def book_mid_before(day: EventDay, upto: int | None = None) -> np.ndarray:
@@ -194,7 +204,8 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
     whole_book = (cfg.reference == "mid" or cfg.book_context or cfg.cancel_from == "touch" or cfg.join_touch
                   or cfg.clear_touch)
     first_exec = int(np.argmax(is_exec)) if is_exec.any() else len(kind)
-    bid, ask = book_before(day, None if whole_book else first_exec + 1)
+    bid_after, ask_after = book_after(day, None if whole_book else first_exec + 1)
+    bid, ask = _before(bid_after), _before(ask_after)
     mid = (bid + ask) / 2
     if cfg.reference == "mid":
         ref_all = mid
@@ -240,11 +251,10 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
     if cfg.clear_touch:  # CLEAR is "took the opposite best level whole, and no deeper"
         depth_bps = np.where(depth_bps == CLEAR, -1e-300, depth_bps)  # no other order has it by chance
         last = np.flatnonzero(is_exec & ~np.append(prev_same[1:] & is_exec[1:], False))  # each aggressor's last
-        after = np.minimum(last + 1, len(kind) - 1)  # the touch after it is the one before the next event
         resting = side[ex[firsts]]  # the side it hit
         hit = np.where(resting > 0, bid[ex[firsts]], ask[ex[firsts]])
-        left = np.where(resting > 0, bid[after], ask[after])
-        whole = (g_price == hit) & (last + 1 < len(kind)) & (np.isnan(left) | (resting * (hit - left) > 0))
+        left = np.where(resting > 0, bid_after[last], ask_after[last])  # that side's best once it was done
+        whole = (g_price == hit) & (np.isnan(left) | (resting * (hit - left) > 0))
         depth_bps[from_exec] = np.where(whole, CLEAR, depth_bps[from_exec])
     dt = np.diff(o_ts, prepend=o_ts[:1]) / 1e9
     # price level since the open: the reference against the day's first reference, known from where it exists
