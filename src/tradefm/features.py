@@ -61,8 +61,9 @@ def _kinds(*kinds: int) -> np.ndarray:
 
 _IS_EXEC, _IS_CANCEL = _kinds(*_EXEC), _kinds(Kind.CANCEL, Kind.DELETE)
 _IS_VISIBLE_EXEC = _kinds(*(k for k in _EXEC if k != Kind.EXECUTE_HIDDEN))
-CLEAR = float(np.nextafter(0.0, -1.0))  # the depth of an aggressor that took its opposite best level whole
 _IS_ORDER = _kinds(Kind.ADD, Kind.CANCEL, Kind.DELETE, Kind.MODIFY)
+# the depth of an aggressor that took its opposite best level whole: no price difference in bps comes this near 0
+CLEAR = float(np.nextafter(0.0, -1.0))
 
 
 @dataclass(frozen=True)
@@ -249,8 +250,7 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
         depth_bps = np.where(add & (depth_bps == 0), np.nextafter(0.0, 1.0), depth_bps)
         depth_bps = np.where(add & ~from_exec & (o_price == best), 0.0, depth_bps)
     if cfg.clear_touch:  # CLEAR is "took the opposite best level whole, and no deeper"
-        depth_bps = np.where(depth_bps == CLEAR, -1e-300, depth_bps)  # no other order has it by chance
-        last = np.flatnonzero(is_exec & ~np.append(prev_same[1:] & is_exec[1:], False))  # each aggressor's last
+        last = ex[np.append(firsts[1:], len(ex)) - 1] if len(ex) else ex  # each aggressor's last execution
         resting = side[ex[firsts]]  # the side it hit
         hit = np.where(resting > 0, bid[ex[firsts]], ask[ex[firsts]])
         left = np.where(resting > 0, bid_after[last], ask_after[last])  # that side's best once it was done
