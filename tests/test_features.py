@@ -90,12 +90,14 @@ def test_adds_that_join_the_touch_have_depth_zero() -> None:
     assert not np.any(join.depth_bps[join.action == ADD][~passive[join.action == ADD]] == 0)
 
 
-def test_aggressors_that_take_the_whole_best_level_have_depth_clear() -> None:
+def test_aggressors_at_the_best_level_have_depth_clear_or_take() -> None:
     """With ``clear_touch`` an aggressor that took the whole opposite best level, and no deeper, has depth CLEAR:
     priced at that level and sized as all that rested there (checked against the book replayed up to it), about
-    three in five of GOOG's visible aggressors; no other order has it. With ``hidden=False`` executions of hidden
-    orders make no aggressor: every one left fills at or through the opposite best quote. On GOOG's 10 levels."""
-    from tradefm.features import CLEAR
+    three in five of GOOG's visible aggressors; one that took part of it has depth TAKE, priced at it and smaller
+    than what rested there; no other order has either. On GOOG no aggressor went deeper: every one is one of the
+    two. With ``hidden=False`` executions of hidden orders make no aggressor: every one left fills at or through
+    the opposite best quote. On GOOG's 10 levels."""
+    from tradefm.features import CLEAR, TAKE
     from tradefm.generation.market import book_at
 
     goog = next(read(data_file("lobster/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")))
@@ -106,21 +108,22 @@ def test_aggressors_that_take_the_whole_best_level_have_depth_clear() -> None:
     hidden = (goog.table.column("kind").to_numpy() == Kind.EXECUTE_HIDDEN).sum()
     assert hidden > 100 and flow.aggressive.sum() < with_hidden.aggressive.sum()
     agg = np.flatnonzero(flow.aggressive)
-    clear = flow.depth_bps == CLEAR
-    assert not np.any(clear & ~flow.aggressive)
-    assert 0.4 < clear[agg].mean() < 0.8
+    clear, take = flow.depth_bps == CLEAR, flow.depth_bps == TAKE
+    assert not np.any((clear | take) & ~flow.aggressive)
+    assert 0.4 < clear[agg].mean() < 0.8 and np.all(clear[agg] | take[agg])
     bid, ask = book_before(goog)
     t = goog.table
     first_exec = {int(ts): i for i, ts in reversed(list(enumerate(t.column("ts").to_numpy())))}
     rows = np.array([first_exec[int(ts)] for ts in flow.ts[agg]])
     other = np.where(flow.side[agg] == BUY, ask[rows], bid[rows])
     assert np.mean(np.where(flow.side[agg] == BUY, flow.price[agg] >= other, flow.price[agg] <= other)) > 0.99
-    whole = []
-    for i in agg[clear[agg]][::10]:
+    whole, part = [], []
+    for i in agg[::10]:
         side = 1 if flow.side[i] == BUY else -1
         level = book_at(goog, int(flow.ts[i])).levels(-side)[0]
-        whole.append(level[0] == flow.price[i] and level[1] == flow.size[i])
+        (whole if clear[i] else part).append(level[0] == flow.price[i] and (level[1] == flow.size[i]) == clear[i])
     assert len(whole) > 50 and np.mean(whole) > 0.95
+    assert len(part) > 30 and np.mean(part) > 0.95
 
 
 def test_executions_become_one_marketable_add_per_aggressor(aapl: EventDay) -> None:

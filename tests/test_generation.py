@@ -191,10 +191,12 @@ def test_a_token_enters_the_model_with_the_book_it_met(setup, reference: str) ->
 
 def test_real_tokens_decoded_closed_loop_keep_the_spread(setup) -> None:
     """The real GOOG tokens of ten minutes, decoded against the simulated book as a model's samples are: a
-    perfect model's rollout. Cancels (depth from their side's touch) delete known orders whole, as real ones do
-    (GOOG: 19 partial cancels in 65,000), and the spread stays near the real one: median 19 ticks against 25, KS
-    0.25 (cancelling an order larger than the token's volume bin in part instead silted the book up and narrowed
-    the spread to 9 ticks, KS 0.5-0.7)."""
+    perfect model's rollout, with the demo's book context. Cancels (depth from their side's touch) delete known
+    orders whole, as real ones do (GOOG: 19 partial cancels in 65,000), and the spread stays near the real one:
+    median 21 and 23 ticks against 25, KS 0.12 (cancelling an order larger than the token's volume bin in part
+    instead silted the book up and narrowed the spread to 9 ticks, KS 0.5-0.7; without CLEAR and TAKE, aggressors
+    decoded from a lagging reference rest one tick short of the other side's quote: over the demo's 30-minute
+    window, median 11 ticks against 25, KS 0.46)."""
     from scipy.stats import ks_2samp
 
     from tradefm.evaluation.dynamics import dynamics
@@ -203,7 +205,7 @@ def test_real_tokens_decoded_closed_loop_keep_the_spread(setup) -> None:
     from tradefm.features import FeatureConfig
 
     _, _, day, start = setup
-    features = FeatureConfig(cancel_from="touch")
+    features = FeatureConfig(book_context=True, cancel_from="touch", join_touch=True, clear_touch=True, hidden=False)
     tok = Tokenizer.fit({"nasdaq/GOOG": [order_flow(day, features)]}, features=features)
     real = window(day, start, start + 600 * 10**9)
     decoded = decode_real(tok, day, start, 600.0, rollouts=2, seed=0)
@@ -213,9 +215,9 @@ def test_real_tokens_decoded_closed_loop_keep_the_spread(setup) -> None:
         assert (oid[kind == Kind.CANCEL] == 0).all()  # only the snapshot's anonymous volume loses a part
         assert len(d.table) > 0.6 * len(real.table)
     spread = [dynamics([d]).median_spread for d in (real, *decoded)]
-    assert all(s > 0.7 * spread[0] for s in spread[1:]), spread
+    assert all(s > 0.8 * spread[0] for s in spread[1:]), spread
     sr, sd = (pooled(samples(d) for d in days)["spread"] for days in ([real], decoded))
-    assert ks_2samp(sr, sd).statistic < 0.35
+    assert ks_2samp(sr, sd).statistic < 0.2
 
 
 def test_control_response_reads_the_regime_fields(setup) -> None:

@@ -166,8 +166,8 @@ def test_a_real_order_decodes_back_into_its_own_bins(cancel_from: str) -> None:
     whose depth falls in the same depth bin (up to tick rounding; a cancel: at the level nearest to it), and an
     add with a size in the same volume bin. With ``join_touch`` every add that joined its best quote decodes
     onto that quote; with ``clear_touch`` every aggressor that took the whole opposite best level takes it again,
-    at its price and with its size."""
-    from tradefm.features import CLEAR, order_depth
+    at its price and with its size, and every one that took part of it takes part of it again, at its price."""
+    from tradefm.features import CLEAR, TAKE, order_depth
     from tradefm.generation.market import book_at
     from tradefm.tokenizer import decode_order
 
@@ -181,7 +181,7 @@ def test_a_real_order_decodes_back_into_its_own_bins(cancel_from: str) -> None:
     inst, rng = day.instrument, np.random.default_rng(1)
     same, joined, took = {0: [], 1: []}, [], []
     rows = np.flatnonzero(np.isfinite(flow.reference))[200:20000]
-    for i in np.union1d(rows[::40], rows[flow.depth_bps[rows] == CLEAR][::4]):
+    for i in np.union1d(rows[::40], rows[np.isin(flow.depth_bps[rows], (CLEAR, TAKE))][::4]):
         book = book_at(day, int(flow.ts[i]))  # the book just before the order
         order = decode_order(t, int(ids[i]), book, float(flow.reference[i]), inst.tick_size, inst.size_scale,
                              10**9, rng)
@@ -194,8 +194,9 @@ def test_a_real_order_decodes_back_into_its_own_bins(cancel_from: str) -> None:
         anchor = quote if (a == 1 and features.cancel_from == "touch") or on_quote else None
         if on_quote:
             joined.append(order.price == quote)
-        if flow.depth_bps[i] == CLEAR:
-            took.append(book.levels(-order.side)[0][:2] == (order.price, order.size))
+        if flow.depth_bps[i] in (CLEAR, TAKE):
+            price, size, _ = book.levels(-order.side)[0]
+            took.append(order.price == price and (order.size == size) == (flow.depth_bps[i] == CLEAR))
             continue
         around = [order_depth(order.side, order.price + k * inst.tick_size / 2, flow.reference[i], anchor)
                   for k in (-1, 0, 1)]  # up to tick rounding
@@ -275,6 +276,34 @@ def test_a_cancel_deletes_the_order_its_size_points_to(tok: Tokenizer) -> None:
     order = decode_order(tok, int(tok.compose(1, 0, 0, small, 0)), book, 1000.0, 1, 1, 10,
                          np.random.default_rng(0))
     assert (order.order_id, order.size) == (3, 300)  # only a bigger order is left: still deleted whole
+
+
+def test_a_cancel_with_no_order_in_its_bin_never_moves_up_to_the_touch(tok: Tokenizer) -> None:
+    """A cancel whose depth bin holds no level of the rollout's book takes the nearest level at least as deep as
+    its bin, not a shallower one: aimed behind the best quote, it leaves the quote alone (snapping to the nearest
+    level put a fifth of GOOG's real cancels, decoded closed loop, on the touch, where real ones are 14%, and
+    widened the spread 4 times as often as real cancels do)."""
+    from tradefm.book import OrderBook
+    from tradefm.features import order_depth
+    from tradefm.tokenizer import decode_order
+
+    ref, centers = 1e6, np.asarray(tok.depth.centers)
+    k = next(b for b in range(len(centers) - 4) if centers[b] > 0)  # the first bin behind the reference
+
+    def price(b: int) -> int:
+        return round(ref - centers[b] * ref / 1e4)  # a bid whose depth is bin b's median
+
+    book = OrderBook()
+    book.add(1, 1, price(k), 100)  # the best bid
+    book.add(2, 1, price(k + 3), 100)  # three bins behind it
+    assert list(tok.depth.index(order_depth(1, np.array([price(k), price(k + 3)]), ref))) == [k, k + 3]
+    # nearer the touch than the deep level, but in a bin of its own between them
+    assert abs(price(k + 1) - price(k)) < abs(price(k + 1) - price(k + 3))
+    token = int(tok.compose(1, 0, k + 1, int(tok.volume.index(np.log1p([100]))[0]), 0))
+    order = decode_order(tok, token, book, ref, 1, 1, 10)
+    assert (order.price, order.order_id) == (price(k + 3), 2)
+    book.cancel(2, 100)  # only the touch is left: the cancel takes it rather than nothing
+    assert decode_order(tok, token, book, ref, 1, 1, 10).order_id == 1
 
 
 def test_a_real_cancel_decodes_to_the_order_it_removed() -> None:

@@ -372,8 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--join-touch", action="store_true",
                    help="give an add on its side's best quote a depth of its own, 0 (beyond the paper)")
     s.add_argument("--clear-touch", action="store_true",
-                   help="give an aggressor that took the whole opposite best level a depth of its own (beyond the "
-                        "paper)")
+                   help="give an aggressor that took the whole opposite best level, or part of it, a depth of its "
+                        "own (beyond the paper)")
     s.add_argument("--no-hidden", dest="hidden", action="store_false",
                    help="leave out executions of hidden orders, which never show in the book (beyond the paper)")
     split_options(s)

@@ -77,8 +77,8 @@ def run(data: str | None, out: str | Path, steps: int = 1000, minutes: float = 1
     if splits.holdout_symbols:
         _say(f"held out of training (level-1 files only): {', '.join(splits.holdout_symbols)}")
     # book context (beyond the paper): the spread as a context field, cancels measured from the touch, adds that join
-    # the best quote and aggressors that take the whole opposite best level as depths of their own, and no executions
-    # of hidden orders (the book never shows them, and a rollout's book has none to hit)
+    # the best quote and aggressors that take the opposite best level whole or in part as depths of their own, and
+    # no executions of hidden orders (the book never shows them, and a rollout's book has none to hit)
     features = FeatureConfig(book_context=True, cancel_from="touch", join_touch=join_touch, clear_touch=True,
                              hidden=False) if book_context else FeatureConfig()
     tok = fit_tokenizer(out / "events", splits, features=features, progress=False)

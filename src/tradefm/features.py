@@ -20,7 +20,10 @@ Per order event, using only events up to it:
   with ``clear_touch`` (beyond the paper) an aggressor that took the whole opposite best level, and no deeper, has
   depth ``CLEAR`` (the negative number nearest 0), which decoding turns into taking that level whole in the book it
   meets: the widening of the spread is in the token, not left to sizes matching a rollout's book (three in five
-  real aggressors do take the level whole);
+  real aggressors do take the level whole); one that took part of it has depth ``TAKE`` (the next negative
+  number), decoded as taking part of that level and leaving the quote where it is. Measured from the reference,
+  a fifth of those had a positive depth (the EW-VWAP had lagged beyond the quote they hit) and decoded as passive
+  adds one tick short of the other side's quote; on the LOBSTER samples every visible aggressor is one of the two;
 - ``log_volume``: log(1 + size in shares / contracts / coins), or of its value in currency (``volume="notional"``:
   a coin and a share are not the same amount of anything, and the paper's unit squeezes BTC into one bin);
 - ``level_change``: (reference mid − the day's first mid) / first mid;
@@ -64,6 +67,8 @@ _IS_VISIBLE_EXEC = _kinds(*(k for k in _EXEC if k != Kind.EXECUTE_HIDDEN))
 _IS_ORDER = _kinds(Kind.ADD, Kind.CANCEL, Kind.DELETE, Kind.MODIFY)
 # the depth of an aggressor that took its opposite best level whole: no price difference in bps comes this near 0
 CLEAR = float(np.nextafter(0.0, -1.0))
+# ... and of one that took part of it (the level stays): the next such number
+TAKE = float(np.nextafter(CLEAR, -1.0))
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,7 @@ class FeatureConfig:
     book_context: bool = False  # also give the model the book's spread before each event (not in the paper)
     cancel_from: str = "reference"  # a cancel's depth from the reference (the paper's) or from its side's touch
     join_touch: bool = False  # an add on its side's best quote has depth exactly 0, "joins the queue" (not the paper's)
-    clear_touch: bool = False  # an aggressor that took the whole opposite best level has depth CLEAR (not the paper's)
+    clear_touch: bool = False  # an aggressor at the opposite best level has depth CLEAR or TAKE (not the paper's)
     hidden: bool = True  # executions of hidden orders are aggressors too (False: left out, the book never shows them)
 
     def __post_init__(self) -> None:
@@ -249,13 +254,14 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
         add = action == ADD
         depth_bps = np.where(add & (depth_bps == 0), np.nextafter(0.0, 1.0), depth_bps)
         depth_bps = np.where(add & ~from_exec & (o_price == best), 0.0, depth_bps)
-    if cfg.clear_touch:  # CLEAR is "took the opposite best level whole, and no deeper"
+    if cfg.clear_touch:  # CLEAR is "took the opposite best level whole, and no deeper", TAKE "took part of it"
         last = ex[np.append(firsts[1:], len(ex)) - 1] if len(ex) else ex  # each aggressor's last execution
         resting = side[ex[firsts]]  # the side it hit
         hit = np.where(resting > 0, bid[ex[firsts]], ask[ex[firsts]])
         left = np.where(resting > 0, bid_after[last], ask_after[last])  # that side's best once it was done
-        whole = (g_price == hit) & (np.isnan(left) | (resting * (hit - left) > 0))
-        depth_bps[from_exec] = np.where(whole, CLEAR, depth_bps[from_exec])
+        emptied = np.isnan(left) | (resting * (hit - left) > 0)
+        at_best = g_price == hit
+        depth_bps[from_exec] = np.where(at_best, np.where(emptied, CLEAR, TAKE), depth_bps[from_exec])
     dt = np.diff(o_ts, prepend=o_ts[:1]) / 1e9
     # price level since the open: the reference against the day's first reference, known from where it exists
     level_change = np.zeros(len(rows))

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from .features import CLEAR, FeatureConfig, OrderFlow, order_depth
+from .features import CLEAR, TAKE, FeatureConfig, OrderFlow, order_depth
 
-VERSION = 6
+VERSION = 7
 QUANTILES = 33  # per bin, the calibration values' quantiles that decoding draws a value from
 DT_FLOOR = 1e-6  # seconds: dt is binned as log(dt + 1 µs); closer events count as simultaneous
 SPREAD_FLOOR_BPS = 1e-3  # a locked or crossed book's spread, for the log
@@ -223,7 +223,7 @@ class Tokenizer:
             np.full(cfg.tiers - 1, log_adv[0])
         tok = cls(
             config=cfg,
-            depth=Bins.fit(depth, _tail_edges(depth, n_depth, cfg.tail, equal_frequency=True, sentinels=(CLEAR,))),
+            depth=Bins.fit(depth, _tail_edges(depth, n_depth, cfg.tail, equal_frequency=True, sentinels=(CLEAR, TAKE))),
             volume=Bins.fit(volume, _tail_edges(volume, n_vol, cfg.tail, equal_frequency=False)),
             dt=Bins.fit(dt, _tail_edges(dt, n_dt, cfg.tail, equal_frequency=False)),
             level=Bins.fit(level, _strictly_increasing(np.quantile(level, np.linspace(0, 1, cfg.level_bins + 1)
@@ -392,18 +392,20 @@ def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, 
     An add is priced ``depth`` bps (of ``reference``, in price units) from ``reference``, passive side positive,
     rounded to the nearest tick (at least one tick), and sized ``exp(volume) - 1`` shares/coins in size units
     (at least 1); with ``join_touch`` an add of depth 0 joins its side's best quote, and with ``clear_touch`` an add
-    of depth CLEAR takes the whole opposite best level (priced at it and sized as all that rests there).
+    of depth CLEAR takes the whole opposite best level (priced at it and sized as all that rests there) and one of
+    depth TAKE part of it (its decoded size, leaving at least one share there).
     A cancel's price is measured the same way, from its side's best quote when the features say
     ``cancel_from="touch"``. It removes the newest resting order consistent with the token: at a level of its side
-    whose depth falls in the token's depth bin (none there: the level nearest to the decoded price, ties to the
-    more passive one), the order whose size falls in the token's volume bin, or else in the nearest one; among
-    equals the newest. Real cancels take young orders (GOOG: median age 4 s, 29% within a second), and a token
-    cannot tell orders within its bins apart; picking by nearest exact size instead cancelled orders 15-24 s old
-    (7-12% within a second), so rollout books silted up behind the touch. A known order is deleted whole: in every
-    sample venue at most 1% of real cancels leave a remainder, while cancelling an order larger than the token's
-    volume bin in part left one in a quarter of rollout cancels, and the real GOOG tokens decoded closed loop
-    (:func:`tradefm.generation.rollout.decode_real`) then narrowed the spread from 27 ticks to 9 (23 with whole
-    deletes).
+    whose depth falls in the token's depth bin (none there: the level nearest to the decoded price among those at
+    least as deep as the bin, ties to the more passive one; a cancel aimed behind the quote that fell back on it
+    widened the spread of decoded real GOOG tokens 4 times as often as real cancels do), the order whose size falls
+    in the token's volume bin, or else in the nearest one; among equals the newest. Real cancels take young orders
+    (GOOG: median age 4 s, 29% within a second), and a token cannot tell orders within its bins apart; picking by
+    nearest exact size instead cancelled orders 15-24 s old (7-12% within a second), so rollout books silted up
+    behind the touch. A known order is deleted whole: in every sample venue at most 1% of real cancels leave a
+    remainder, while cancelling an order larger than the token's volume bin in part left one in a quarter of rollout
+    cancels, and the real GOOG tokens decoded closed loop (:func:`tradefm.generation.rollout.decode_real`) then
+    narrowed the spread from 27 ticks to 9 (23 with whole deletes).
     Volume whose id the book does not know (snapshot or revealed) is many orders at one price: it counts as the
     oldest and loses the decoded size. With nothing resting on that side, the cancel decodes to ``None``."""
     v = tok.values([token], rng)
@@ -419,10 +421,12 @@ def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, 
         amount /= price / price_scale
     size = max(1, round(amount * size_scale))
     dt = float(v["dt"][0])
-    if action == 0 and f.clear_touch and v["depth_bps"][0] == CLEAR:
-        hit = book.levels(-side)[:1]  # the opposite best level, taken whole
+    if action == 0 and f.clear_touch and v["depth_bps"][0] in (CLEAR, TAKE):
+        hit = book.levels(-side)[:1]  # the opposite best level: taken whole, or in part (at least one share stays)
         if hit:
-            return Order(1, side, int(hit[0][0]), int(hit[0][1]), next_id, dt)
+            level_price, level_size = int(hit[0][0]), int(hit[0][1])
+            take = level_size if v["depth_bps"][0] == CLEAR else max(1, min(size, level_size - 1))
+            return Order(1, side, level_price, take, next_id, dt)
     if action == 0:
         return Order(1, side, price, size, next_id, dt)
     levels = book.levels(side)
@@ -430,9 +434,11 @@ def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, 
         return None
     _, _, depth_bin, volume_bin, _ = (int(x) for x in tok.decompose(token))
     prices = np.array([p for p, _, _ in levels])
-    in_bin = tok.depth.index(order_depth(side, prices, reference, anchor)) == depth_bin
-    if not in_bin.any():  # the nearest level; on a tie the more passive one (lower bid, higher ask)
-        in_bin = prices == min(prices, key=lambda p: (abs(p - price), -side * p))
+    bins = tok.depth.index(order_depth(side, prices, reference, anchor))
+    in_bin = bins == depth_bin
+    if not in_bin.any():  # the nearest level no nearer the touch than the bin; on a tie the more passive one
+        deep = prices[bins >= depth_bin] if (bins >= depth_bin).any() else prices
+        in_bin = prices == min(deep, key=lambda p: (abs(p - price), -side * p))
     best_key, choice = None, None
     for lvl_price in prices[in_bin]:
         queue = book.queue(side, int(lvl_price))
