@@ -228,7 +228,8 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
     g_size = np.add.reduceat(size[ex], firsts) if len(ex) else np.zeros(0, np.int64)
     g_max = np.maximum.reduceat(price[ex], firsts) if len(ex) else g_size
     g_min = np.minimum.reduceat(price[ex], firsts) if len(ex) else g_size
-    g_price = np.where(side[ex[firsts]] < 0, g_max, g_min)  # a buyer's worst fill is the highest ask, etc.
+    g_rest = side[ex[firsts]]  # the side each aggressor hit
+    g_price = np.where(g_rest < 0, g_max, g_min)  # a buyer's worst fill is the highest ask, etc.
 
     is_order = market & _IS_ORDER[kind_u8]
     rows = np.flatnonzero(is_order | group_start)
@@ -256,12 +257,10 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
         depth_bps = np.where(add & ~from_exec & (o_price == best), 0.0, depth_bps)
     if cfg.clear_touch:  # CLEAR is "took the opposite best level whole, and no deeper", TAKE "took part of it"
         last = ex[np.append(firsts[1:], len(ex)) - 1] if len(ex) else ex  # each aggressor's last execution
-        resting = side[ex[firsts]]  # the side it hit
-        hit = np.where(resting > 0, bid[ex[firsts]], ask[ex[firsts]])
-        left = np.where(resting > 0, bid_after[last], ask_after[last])  # that side's best once it was done
-        emptied = np.isnan(left) | (resting * (hit - left) > 0)
-        at_best = g_price == hit
-        depth_bps[from_exec] = np.where(at_best, np.where(emptied, CLEAR, TAKE), depth_bps[from_exec])
+        hit = np.where(g_rest > 0, bid[ex[firsts]], ask[ex[firsts]])  # the best price on the side it hit
+        left = np.where(g_rest > 0, bid_after[last], ask_after[last])  # that side's best once it was done
+        emptied = np.isnan(left) | (g_rest * (hit - left) > 0)
+        depth_bps[from_exec] = np.where(g_price == hit, np.where(emptied, CLEAR, TAKE), depth_bps[from_exec])
     dt = np.diff(o_ts, prepend=o_ts[:1]) / 1e9
     # price level since the open: the reference against the day's first reference, known from where it exists
     level_change = np.zeros(len(rows))

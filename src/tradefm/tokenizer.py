@@ -413,19 +413,20 @@ def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, 
     side = 1 if side_idx == 0 else -1
     anchor = reference
     f = tok.features
-    if (action == 1 and f.cancel_from == "touch") or (action == 0 and f.join_touch and v["depth_bps"][0] == 0):
+    depth = float(v["depth_bps"][0])
+    if (action == 1 and f.cancel_from == "touch") or (action == 0 and f.join_touch and depth == 0):
         anchor = book.best()[0 if side > 0 else 1] or reference  # from (or, at 0, onto) its side's best quote
-    price = int(order_price(side, v["depth_bps"][0], reference, tick, anchor))
+    price = int(order_price(side, depth, reference, tick, anchor))
     amount = float(np.expm1(float(v["log_volume"][0])))
     if tok.features.volume == "notional":  # currency back to units at this order's price
         amount /= price / price_scale
     size = max(1, round(amount * size_scale))
     dt = float(v["dt"][0])
-    if action == 0 and f.clear_touch and v["depth_bps"][0] in (CLEAR, TAKE):
+    if action == 0 and f.clear_touch and depth in (CLEAR, TAKE):
         hit = book.levels(-side)[:1]  # the opposite best level: taken whole, or in part (at least one share stays)
         if hit:
             level_price, level_size = int(hit[0][0]), int(hit[0][1])
-            take = level_size if v["depth_bps"][0] == CLEAR else max(1, min(size, level_size - 1))
+            take = level_size if depth == CLEAR else max(1, min(size, level_size - 1))
             return Order(1, side, level_price, take, next_id, dt)
     if action == 0:
         return Order(1, side, price, size, next_id, dt)
@@ -437,7 +438,8 @@ def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, 
     bins = tok.depth.index(order_depth(side, prices, reference, anchor))
     in_bin = bins == depth_bin
     if not in_bin.any():  # the nearest level no nearer the touch than the bin; on a tie the more passive one
-        deep = prices[bins >= depth_bin] if (bins >= depth_bin).any() else prices
+        behind = bins >= depth_bin
+        deep = prices[behind] if behind.any() else prices
         in_bin = prices == min(deep, key=lambda p: (abs(p - price), -side * p))
     best_key, choice = None, None
     for lvl_price in prices[in_bin]:
