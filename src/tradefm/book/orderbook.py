@@ -175,8 +175,12 @@ class OrderBook:
         return out
 
     def best(self) -> tuple[int | None, int | None]:
-        b, a = self.levels(1)[:1], self.levels(-1)[:1]
-        return (b[0][0] if b else None), (a[0][0] if a else None)
+        """Best bid and ask prices (None for an empty side), read off the top of each side's level array."""
+        def top(s: int) -> int | None:
+            n = int(self.state.meta[E.M_NLV_BID + s])
+            return int(self.state.levels[s, n - 1, E.L_PRICE]) if n else None
+
+        return top(0), top(1)
 
     def fills(self) -> list[Fill]:
         f = self.state.fills[: int(self.state.meta[E.M_NFILL])]

@@ -22,6 +22,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 import torch
@@ -170,8 +171,12 @@ class Rollouts:
         recent, now = self.recent[r], self.ts[r]
         while recent and recent[0][0] < now - self.window:
             recent.popleft()
-        before = [v for t, v in recent if t < now]  # strictly earlier, as in features.trailing
-        vol, act = self.tok.regimes(np.array([sum(before)]), np.array([float(len(before))]), self.key)
+        at_now = 0  # events stamped now sit at the end of the window: the features count only strictly earlier ones
+        while at_now < len(recent) and recent[-1 - at_now][0] >= now:
+            at_now += 1
+        n = len(recent) - at_now
+        volume = sum(v for _, v in islice(recent, n))
+        vol, act = self.tok.regimes(np.array([volume]), np.array([float(n)]), self.key)
         bid, ask = self.markets[r].best()
         spread = spread_bps(bid, ask) if bid and ask else np.nan
         return [self.tier, level, flag, int(vol[0]), int(act[0]), int(self.tok.spread_bin(np.array([spread]))[0])]
