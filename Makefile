@@ -35,6 +35,8 @@ bench: $(VENV)/.bench
 	$(BIN)/python benchmarks/bench_tokenize.py
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/check_hawkes_tick.py
+	@test -d runs/demo/model/model || $(BIN)/tradefm demo  # generation is timed on the demo's trained model
+	$(BIN)/python benchmarks/bench_generate.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache
