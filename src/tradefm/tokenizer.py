@@ -71,7 +71,7 @@ class Bins:
 
     def index(self, x: np.ndarray) -> np.ndarray:
         """Bin of each value; NaN goes to bin 0, so no value can fall outside the vocabulary."""
-        return np.searchsorted(self._edge_array, _nan_low(x), side="right").astype(np.int64)
+        return _search(self._edge_array, x)
 
     def value(self, b: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """A value inside each bin: its median, or a seeded draw from the bin's calibration distribution
@@ -140,11 +140,11 @@ def _strictly_increasing(e: np.ndarray) -> np.ndarray:
     return e
 
 
-def _nan_low(x: np.ndarray) -> np.ndarray:
-    """NaN as -inf (the lowest bin); ``np.nan_to_num`` does the same ten times slower on the one-value arrays
-    a rollout bins at every step."""
+def _search(edges: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Bin of each value by its edges, NaN in the lowest (as -inf: ``np.nan_to_num`` does the same ten times
+    slower on the one-value arrays a rollout bins at every step)."""
     x = np.asarray(x, dtype=np.float64)
-    return np.where(np.isnan(x), -np.inf, x)
+    return np.searchsorted(edges, np.where(np.isnan(x), -np.inf, x), side="right").astype(np.int64)
 
 
 def _seconds(log_dt: np.ndarray) -> np.ndarray:
@@ -301,8 +301,7 @@ class Tokenizer:
                                 ("activity", self.activity_regime, recent_events)):
             edges = known.get(f"{name}_regime_edges")
             x = np.log1p(np.asarray(x, dtype=np.float64))
-            out.append(pooled.index(x) if edges is None else
-                       np.searchsorted(edges, _nan_low(x), side="right").astype(np.int64))
+            out.append(pooled.index(x) if edges is None else _search(np.asarray(edges), x))
         return out[0], out[1]
 
     def encode(self, flow: OrderFlow, instrument: str, adv: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -328,7 +327,10 @@ class Tokenizer:
 
     def values(self, ids, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
         """Action, side and a concrete value per continuous field (bin median, or a seeded draw in the bin)."""
-        a, s, d, v, t = self.decompose(ids)
+        return self.bin_values(*self.decompose(ids), rng=rng)
+
+    def bin_values(self, a, s, d, v, t, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+        """:meth:`values` of ids already decomposed into their five bins."""
         return {"action": a, "side": s, "depth_bps": self.depth.value(d, rng), "log_volume": self.volume.value(v, rng),
                 "dt": _seconds(self.dt.value(t, rng))}
 
@@ -417,8 +419,9 @@ def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, 
     narrowed the spread from 27 ticks to 9 (23 with whole deletes).
     Volume whose id the book does not know (snapshot or revealed) is many orders at one price: it counts as the
     oldest and loses the decoded size. With nothing resting on that side, the cancel decodes to ``None``."""
-    v = tok.values([token], rng)
-    action, side_idx = int(v["action"][0]), int(v["side"][0])
+    bins = tok.decompose([token])
+    v = tok.bin_values(*bins, rng=rng)
+    action, side_idx, depth_bin, volume_bin = (int(b[0]) for b in bins[:4])
     side = 1 if side_idx == 0 else -1
     anchor = reference
     f = tok.features
@@ -432,9 +435,9 @@ def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, 
     size = max(1, round(amount * size_scale))
     dt = float(v["dt"][0])
     if action == 0 and f.clear_touch and depth in (CLEAR, TAKE):
-        hit = book.levels(-side)[:1]  # the opposite best level: taken whole, or in part (at least one share stays)
-        if hit:
-            level_price, level_size = int(hit[0][0]), int(hit[0][1])
+        ask, ask_size, bid, bid_size = (int(x) for x in book.top(1))
+        level_price, level_size = (ask, ask_size) if side > 0 else (bid, bid_size)
+        if level_price:  # the opposite best level: taken whole, or in part (at least one share stays)
             take = level_size if depth == CLEAR else max(1, min(size, level_size - 1))
             return Order(1, side, level_price, take, next_id, dt)
     if action == 0:
@@ -442,7 +445,6 @@ def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, 
     levels = book.levels(side)
     if not levels:
         return None
-    _, _, depth_bin, volume_bin, _ = (int(x) for x in tok.decompose(token))
     prices = np.array([p for p, _, _ in levels])
     bins = tok.depth.index(order_depth(side, prices, reference, anchor))
     in_bin = bins == depth_bin

@@ -175,12 +175,9 @@ class OrderBook:
         return out
 
     def best(self) -> tuple[int | None, int | None]:
-        """Best bid and ask prices (None for an empty side), read off the top of each side's level array."""
-        def top(s: int) -> int | None:
-            n = int(self.state.meta[E.M_NLV_BID + s])
-            return int(self.state.levels[s, n - 1, E.L_PRICE]) if n else None
-
-        return top(0), top(1)
+        """Best bid and ask prices (None for an empty side)."""
+        ask, _, bid, _ = (int(x) for x in self.top(1))
+        return bid or None, ask or None
 
     def fills(self) -> list[Fill]:
         f = self.state.fills[: int(self.state.meta[E.M_NFILL])]
