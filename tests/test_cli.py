@@ -97,10 +97,10 @@ def test_generate_baseline_evaluate_and_report_commands(tmp_path, capsys) -> Non
         assert len(rollouts) == 2 and all(list(r.glob("*message*.csv")) for r in rollouts)
         first = read_day(rollouts[0] / "events.parquet")
         assert first.table.num_rows > 100 and read_day(rollouts[1] / "events.parquet").table != first.table
-    assert main(["fit-tokenizer", str(events), "--out", str(tmp_path / "tok.json"), "--book-context",
-                 "--cancel-from", "touch", "--join-touch", "--clear-touch", "--no-hidden"]) == 0
+    assert main(["fit-tokenizer", str(events), "--out", str(tmp_path / "tok.json"), "--features", "book",
+                 "--feature", "half_life_s=5"]) == 0
     features = Tokenizer.load(tmp_path / "tok.json").features
-    assert features.clear_touch and not features.hidden and features.join_touch
+    assert features.clear_touch and not features.hidden and features.join_touch and features.half_life_s == 5
     torch.manual_seed(0)
     TradeFM(preset("tiny", layers=2, context=64)).save_pretrained(tmp_path / "model",
                                                                   Tokenizer.load(tmp_path / "tok.json"))

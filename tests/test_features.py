@@ -6,8 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from tradefm.codec import ADD, BUY, CANCEL, SELL, FeatureConfig
 from tradefm.events import EventDay, Kind
-from tradefm.features import ADD, BUY, CANCEL, SELL, FeatureConfig, book_before, order_flow
+from tradefm.features import book_before, order_flow
 from tradefm.readers import read
 
 from .conftest import data_file
@@ -97,7 +98,7 @@ def test_aggressors_at_the_best_level_have_depth_clear_or_take() -> None:
     than what rested there; no other order has either. On GOOG no aggressor went deeper: every one is one of the
     two. With ``hidden=False`` executions of hidden orders make no aggressor: every one left fills at or through
     the opposite best quote. On GOOG's 10 levels."""
-    from tradefm.features import CLEAR, TAKE
+    from tradefm.codec import CLEAR, TAKE
     from tradefm.generation.market import book_at
 
     goog = next(read(data_file("lobster/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")))

@@ -88,13 +88,32 @@ def _splits(args: argparse.Namespace):
                        holdout_venues=tuple(args.holdout_venue))
 
 
+def _features(name: str, pairs: list[str]):
+    """A named feature preset with ``KEY=VALUE`` overrides (``--feature cancel_from=reference``)."""
+    from dataclasses import fields
+
+    from .codec import FeatureConfig, features
+
+    kinds = {f.name: f.type for f in fields(FeatureConfig)}
+    overrides: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in kinds:
+            raise ValueError(f"--feature wants KEY=VALUE with KEY one of {', '.join(kinds)}, got {pair!r}")
+        kind = kinds[key]
+        if kind == "bool":
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"--feature {key} wants true or false, got {value!r}")
+            overrides[key] = value.lower() in ("true", "1")
+        else:
+            overrides[key] = float(value) if kind == "float" else value
+    return features(name, **overrides)
+
+
 def cmd_fit_tokenizer(args: argparse.Namespace) -> int:
-    from .features import FeatureConfig
     from .shards import fit_tokenizer
 
-    features = FeatureConfig(args.half_life, args.reference, args.volume, book_context=args.book_context,
-                             cancel_from=args.cancel_from, join_touch=args.join_touch,
-                             clear_touch=args.clear_touch, hidden=args.hidden)
+    features = _features(args.features, args.feature)
     tok = fit_tokenizer(args.events, _splits(args), features=features)
     tok.save(args.out)
     tiers = ", ".join(f"{k}: tier {v['tier']}" for k, v in tok.instruments.items())
@@ -196,13 +215,16 @@ def _participant(spec: str | None):
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    import torch
+
     from .events import read_day
     from .generation.output import write_rollouts
     from .generation.rollout import Sampling, generate
     from .model import TradeFM
     from .tokenizer import Tokenizer
 
-    model = TradeFM.from_pretrained(args.model)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")  # the books stay on the CPU
+    model = TradeFM.from_pretrained(args.model, device=device)
     tok = Tokenizer.load(Path(args.model) / "tokenizer.json")
     day = read_day(args.source)
     sampling = Sampling(args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.guidance)
@@ -362,20 +384,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("fit-tokenizer", help="fit the universal bins on the calibration window of an event store")
     s.add_argument("events", help="event store folder (from ingest)")
     s.add_argument("--out", required=True, help="tokenizer JSON file")
-    s.add_argument("--half-life", type=float, default=10.0, help="EW-VWAP half-life in seconds")
-    s.add_argument("--reference", choices=("vwap", "mid"), default="vwap", help="reference price for depth")
-    s.add_argument("--volume", choices=("size", "notional"), default="size", help="volume in units or in currency")
-    s.add_argument("--book-context", action="store_true", help="give the model the spread (beyond the paper)")
-    s.add_argument("--cancel-from", choices=("reference", "touch"), default="reference",
-                   help="measure a cancel's depth from the reference price (the paper's) or from its side's best "
-                        "quote (beyond the paper)")
-    s.add_argument("--join-touch", action="store_true",
-                   help="give an add on its side's best quote a depth of its own, 0 (beyond the paper)")
-    s.add_argument("--clear-touch", action="store_true",
-                   help="give an aggressor that took the whole opposite best level, or part of it, a depth of its "
-                        "own (beyond the paper)")
-    s.add_argument("--no-hidden", dest="hidden", action="store_false",
-                   help="leave out executions of hidden orders, which never show in the book (beyond the paper)")
+    s.add_argument("--features", choices=("paper", "book"), default="paper",
+                   help="feature preset: the paper's, or with book context (docs/TOKENS.md)")
+    s.add_argument("--feature", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one preset field, e.g. volume=notional, half_life_s=5, cancel_from=reference")
     split_options(s)
     s.set_defaults(func=cmd_fit_tokenizer)
 
@@ -406,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="a model folder (with tokenizer.json)")
     _rollout_args(s)
     s.add_argument("--events", type=int, default=1000)
+    s.add_argument("--device", help="where the model runs: cpu, cuda, cuda:1 (default: cuda when there is one)")
     s.add_argument("--temperature", type=float, default=1.0)
     s.add_argument("--top-k", type=int, default=0)
     s.add_argument("--top-p", type=float, default=1.0)
@@ -455,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="the whole pipeline on the LOBSTER samples, ending in a report")
     s.add_argument("--data", help="folder with the LOBSTER sample zips")
     s.add_argument("--out", default="runs/demo")
-    s.add_argument("--steps", type=int, default=1000, help="training steps of the tiny model")
+    s.add_argument("--steps", type=int, default=400, help="training steps of the tiny model")
     s.add_argument("--minutes", type=float, default=10.0, help="length of the generated window")
     s.add_argument("--rollouts", type=int, default=4)
     s.add_argument("--seed", type=int, default=0)

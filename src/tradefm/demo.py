@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ def _session(day: EventDay) -> tuple[int, int]:
     return int(ts[0]), int(ts[-1])
 
 
-CONTROL_ROLLOUTS, CONTROL_MINUTES = 8, 5.0
+CONTROL_ROLLOUTS, CONTROL_MINUTES = 8, 3.0
 CONTROL_GUIDANCE = 4.0  # the tiny model reads the regime fields weakly: guidance makes their push measurable
 
 
@@ -39,7 +39,7 @@ def _mid_path(day: EventDay) -> tuple[np.ndarray, np.ndarray]:
     return s["ts"], s["mid"]
 
 
-def run(data: str | None, out: str | Path, steps: int = 1000, minutes: float = 10.0, rollouts: int = 4,
+def run(data: str | None, out: str | Path, steps: int = 400, minutes: float = 10.0, rollouts: int = 4,
         symbol: str = "GOOG", seed: int = 0, book_context: bool = True, join_touch: bool = True) -> Path:
     """The whole pipeline; returns the report's path. Deterministic for a seed."""
     from .book.replay import replay_lobster
@@ -66,7 +66,7 @@ def run(data: str | None, out: str | Path, steps: int = 1000, minutes: float = 1
     exact = sum(r.matched_rows for r in reports) / sum(r.rows for r in reports)
     _say(f"book replay: {exact:.2%} of {sum(r.rows for r in reports):,} orderbook rows exact")
 
-    from .features import FeatureConfig
+    from .codec import FEATURES
     from .shards import SplitConfig
 
     # a level-1 file is not a symbol's order flow: it leaves out every event behind the touch (all of AAPL's adds
@@ -76,11 +76,9 @@ def run(data: str | None, out: str | Path, steps: int = 1000, minutes: float = 1
     splits = SplitConfig(holdout_symbols=tuple(s for s in shallow if s != symbol))
     if splits.holdout_symbols:
         _say(f"held out of training (level-1 files only): {', '.join(splits.holdout_symbols)}")
-    # book context (beyond the paper): the spread as a context field, cancels measured from the touch, adds that join
-    # the best quote and aggressors that take the opposite best level whole or in part as depths of their own, and
-    # no executions of hidden orders (the book never shows them, and a rollout's book has none to hit)
-    features = FeatureConfig(book_context=True, cancel_from="touch", join_touch=join_touch, clear_touch=True,
-                             hidden=False) if book_context else FeatureConfig()
+    # the book-context features (beyond the paper, tradefm.codec.FEATURES) or the paper's own
+    features = FEATURES["book"] if book_context else FEATURES["paper"]
+    features = replace(features, join_touch=join_touch and book_context)
     tok = fit_tokenizer(out / "events", splits, features=features, progress=False)
     manifest = tokenize(out / "events", tok, out / "shards", splits, progress=False)
     _say(f"tokens per split: {manifest['counts']}")

@@ -47,10 +47,9 @@ import numpy as np
 from numba import njit
 
 from .book import OrderBook
+from .codec import BUY, SELL, FeatureConfig, depth_of
 from .events import EventDay, Kind
 
-ADD, CANCEL = 0, 1  # action
-BUY, SELL = 0, 1  # side index in tokens (bid/buy side first)
 _EXEC = (Kind.EXECUTE, Kind.EXECUTE_HIDDEN, Kind.TRADE)
 COLUMNS = ["ts", "kind", "side", "price", "size", "order_id", "snapshot"]  # what features read of an event
 
@@ -65,35 +64,6 @@ def _kinds(*kinds: int) -> np.ndarray:
 _IS_EXEC, _IS_CANCEL = _kinds(*_EXEC), _kinds(Kind.CANCEL, Kind.DELETE)
 _IS_VISIBLE_EXEC = _kinds(*(k for k in _EXEC if k != Kind.EXECUTE_HIDDEN))
 _IS_ORDER = _kinds(Kind.ADD, Kind.CANCEL, Kind.DELETE, Kind.MODIFY)
-# the depth of an aggressor that took its opposite best level whole: no price difference in bps comes this near 0
-CLEAR = float(np.nextafter(0.0, -1.0))
-# ... and of one that took part of it (the level stays): the next such number
-TAKE = float(np.nextafter(CLEAR, -1.0))
-
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    half_life_s: float = 10.0  # EW-VWAP half-life; docs/TOKENS.md has the measurement behind it
-    reference: str = "vwap"  # "vwap" (the paper's) or "mid" (the book's)
-    volume: str = "size"  # "size": log(1 + shares/contracts/coins) (the paper's); "notional": log(1 + currency)
-    window_s: float = 60.0  # trailing window of the volume and activity regimes
-    book_context: bool = False  # also give the model the book's spread before each event (not in the paper)
-    cancel_from: str = "reference"  # a cancel's depth from the reference (the paper's) or from its side's touch
-    join_touch: bool = False  # an add on its side's best quote has depth exactly 0, "joins the queue" (not the paper's)
-    clear_touch: bool = False  # an aggressor at the opposite best level has depth CLEAR or TAKE (not the paper's)
-    hidden: bool = True  # executions of hidden orders are aggressors too (False: left out, the book never shows them)
-
-    def __post_init__(self) -> None:
-        if self.reference not in ("vwap", "mid"):
-            raise ValueError(f"reference must be 'vwap' or 'mid', not {self.reference!r}")
-        if self.cancel_from not in ("reference", "touch"):
-            raise ValueError(f"cancel_from must be 'reference' or 'touch', not {self.cancel_from!r}")
-        if self.volume not in ("size", "notional"):
-            raise ValueError(f"volume must be 'size' or 'notional', not {self.volume!r}")
-        if not self.half_life_s > 0:
-            raise ValueError("half_life_s must be positive")
-
-
 @dataclass
 class OrderFlow:
     """Order events of one symbol-day and their features (all arrays of one length)."""
@@ -146,15 +116,6 @@ def trailing(ts: np.ndarray, volume: np.ndarray, window_s: float) -> tuple[np.nd
     return cum[last] - cum[first], (last - first).astype(np.float64)
 
 
-def order_depth(side: np.ndarray | float, price: np.ndarray | float, reference: np.ndarray | float,
-                anchor: np.ndarray | float | None = None) -> np.ndarray:
-    """Signed distance of an order's price from ``anchor`` (default: the reference) in bps of the reference:
-    positive is passive (a bid below, an ask above), negative aggressive. ``side`` is +1 bid / -1 ask."""
-    reference = np.asarray(reference, dtype=np.float64)
-    anchor = reference if anchor is None else np.asarray(anchor, dtype=np.float64)
-    return np.where(np.asarray(side) > 0, 1.0, -1.0) * (anchor - np.asarray(price, dtype=np.float64)) / reference * 1e4
-
-
 def spread_bps(bid: np.ndarray | float, ask: np.ndarray | float) -> np.ndarray:
     """The spread in bps of the mid (NaN where a side is empty)."""
     bid, ask = np.asarray(bid, dtype=np.float64), np.asarray(ask, dtype=np.float64)
@@ -190,6 +151,16 @@ def book_mid_before(day: EventDay, upto: int | None = None) -> np.ndarray:
     """The book mid (price units, NaN when a side is empty) before each canonical event."""
     bid, ask = book_before(day, upto)
     return (bid + ask) / 2
+
+
+@njit(cache=True)
+def _depths(action, side, price, reference, best, aggressive, hit, emptied, cancel_touch, join_touch, clear_touch):
+    """:func:`tradefm.codec.depth_of` of every order event of a day."""
+    out = np.empty(len(action))
+    for i in range(len(action)):
+        out[i] = depth_of(action[i], side[i], price[i], reference[i], best[i], aggressive[i], hit[i], emptied[i],
+                          cancel_touch, join_touch, clear_touch)
+    return out
 
 
 def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
@@ -246,21 +217,16 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
     known = ~np.isnan(ref)
     # before any reference exists (empty book, no trade yet) the order is its own reference: depth 0
     ref_or_own = np.where(known, ref, o_price)
-    depth_bps = order_depth(o_side, o_price, ref_or_own)
     best = np.where(o_side > 0, bid[rows], ask[rows])  # its side's best quote before it (NaN: that side is empty)
-    if cfg.cancel_from == "touch":  # a cancel from its side's best quote (the reference while that side is empty)
-        touch = order_depth(o_side, o_price, ref_or_own, np.where(np.isnan(best), ref_or_own, best))
-        depth_bps = np.where(action == CANCEL, touch, depth_bps)
-    if cfg.join_touch:  # 0 is "on its side's best quote", for adds as for cancels from the touch
-        add = action == ADD
-        depth_bps = np.where(add & (depth_bps == 0), np.nextafter(0.0, 1.0), depth_bps)
-        depth_bps = np.where(add & ~from_exec & (o_price == best), 0.0, depth_bps)
-    if cfg.clear_touch:  # CLEAR is "took the opposite best level whole, and no deeper", TAKE "took part of it"
-        last = ex[np.append(firsts[1:], len(ex)) - 1] if len(ex) else ex  # each aggressor's last execution
-        hit = np.where(g_rest > 0, bid[ex[firsts]], ask[ex[firsts]])  # the best price on the side it hit
+    hit = np.full(len(rows), np.nan)  # an aggressor's: the best price of the side it hit, and whether it emptied it
+    emptied = np.zeros(len(rows), dtype=bool)
+    if len(ex):
+        last = ex[np.append(firsts[1:], len(ex)) - 1]  # each aggressor's last execution
+        hit[from_exec] = np.where(g_rest > 0, bid[ex[firsts]], ask[ex[firsts]])
         left = np.where(g_rest > 0, bid_after[last], ask_after[last])  # that side's best once it was done
-        emptied = np.isnan(left) | (g_rest * (hit - left) > 0)
-        depth_bps[from_exec] = np.where(g_price == hit, np.where(emptied, CLEAR, TAKE), depth_bps[from_exec])
+        emptied[from_exec] = np.isnan(left) | (g_rest * (hit[from_exec] - left) > 0)
+    depth_bps = _depths(action, o_side.astype(np.int64), o_price.astype(np.float64), ref_or_own, best, from_exec,
+                        hit, emptied, cfg.cancel_from == "touch", cfg.join_touch, cfg.clear_touch)
     dt = np.diff(o_ts, prepend=o_ts[:1]) / 1e9
     # price level since the open: the reference against the day's first reference, known from where it exists
     level_change = np.zeros(len(rows))

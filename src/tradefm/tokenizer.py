@@ -28,12 +28,11 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from .features import CLEAR, TAKE, FeatureConfig, OrderFlow, order_depth
+from .codec import CLEAR, DT_FLOOR, SPREAD_FLOOR_BPS, TAKE, FeatureConfig, bin_of, seconds_of, token_of
+from .features import OrderFlow
 
 VERSION = 7
 QUANTILES = 33  # per bin, the calibration values' quantiles that decoding draws a value from
-DT_FLOOR = 1e-6  # seconds: dt is binned as log(dt + 1 µs); closer events count as simultaneous
-SPREAD_FLOOR_BPS = 1e-3  # a locked or crossed book's spread, for the log
 FIELDS = ("action", "side", "depth", "volume", "dt")
 
 
@@ -147,11 +146,6 @@ def _search(edges: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.searchsorted(edges, np.where(np.isnan(x), -np.inf, x), side="right").astype(np.int64)
 
 
-def _seconds(log_dt: np.ndarray) -> np.ndarray:
-    dt = np.exp(log_dt) - DT_FLOOR
-    return np.where(dt < DT_FLOOR * 1e-3, 0.0, dt)  # below a ns is float noise around "simultaneous"
-
-
 def _log_spread(spread_bps: np.ndarray) -> np.ndarray:
     """log of the spread in bps; a locked or crossed book (spread <= 0) counts as the narrowest spread."""
     return np.log(np.maximum(spread_bps, SPREAD_FLOOR_BPS))
@@ -162,25 +156,13 @@ def _subsample(x: np.ndarray, cap: int) -> np.ndarray:
 
 
 @njit(cache=True)
-def _bin(edges: np.ndarray, x: float) -> int:
-    """``Bins.index`` for one value: the number of edges <= x (NaN compares false: bin 0)."""
-    b = 0
-    while b < len(edges) and edges[b] <= x:
-        b += 1
-    return b
-
-
-@njit(cache=True)
 def _encode(action, side, depth, log_volume, dt, level, flag, e_depth, e_volume, e_dt, e_level, radix, tier,
             tokens, ctx) -> None:
     """One pass over a day: every field binned and composed, no temporaries."""
     for i in range(len(action)):
-        t = action[i] * radix[1] + side[i]
-        t = t * radix[2] + _bin(e_depth, depth[i])
-        t = t * radix[3] + _bin(e_volume, log_volume[i])
-        tokens[i] = t * radix[4] + _bin(e_dt, np.log(dt[i] + DT_FLOOR))
+        tokens[i] = token_of(action[i], side[i], depth[i], log_volume[i], dt[i], e_depth, e_volume, e_dt, radix)
         ctx[i, 0] = tier
-        ctx[i, 1] = _bin(e_level, level[i])
+        ctx[i, 1] = bin_of(e_level, level[i])
         ctx[i, 2] = flag[i]
 
 
@@ -332,7 +314,7 @@ class Tokenizer:
     def bin_values(self, a, s, d, v, t, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
         """:meth:`values` of ids already decomposed into their five bins."""
         return {"action": a, "side": s, "depth_bps": self.depth.value(d, rng), "log_volume": self.volume.value(v, rng),
-                "dt": _seconds(self.dt.value(t, rng))}
+                "dt": seconds_of(self.dt.value(t, rng))}
 
     # ------------------------------------------------------------------ files
     def to_dict(self) -> dict:
@@ -372,96 +354,3 @@ class Tokenizer:
         if d.get("hash") and d["hash"] != tok.hash:
             raise ValueError(f"{path}: content hash mismatch (file says {d['hash']}, content is {tok.hash})")
         return tok
-
-
-def order_price(side: np.ndarray | int, depth_bps: np.ndarray | float, reference: np.ndarray | float, tick: int,
-                anchor: np.ndarray | float | None = None) -> np.ndarray:
-    """The price ``depth_bps`` (of ``reference``) from ``anchor`` (default: the reference), passive side positive,
-    on the tick grid and at least one tick: the inverse of :func:`~tradefm.features.order_depth`."""
-    anchor = reference if anchor is None else anchor
-    raw = (np.asarray(anchor, dtype=np.float64)
-           - np.asarray(side) * np.asarray(depth_bps, dtype=np.float64) * np.asarray(reference) / 1e4)
-    return np.maximum(tick, np.round(raw / tick) * tick).astype(np.int64)
-
-
-@dataclass(frozen=True)
-class Order:
-    """A decoded token as a canonical event the matching engine accepts."""
-
-    kind: int  # Kind.ADD or Kind.CANCEL
-    side: int  # +1 bid / -1 ask
-    price: int  # price units, on the tick grid
-    size: int  # size units, at least 1
-    order_id: int  # a new id for adds; for cancels the resting order chosen (0 = anonymous volume at price)
-    dt: float  # seconds since the previous event
-
-
-def decode_order(tok: Tokenizer, token: int, book, reference: float, tick: int, size_scale: int, next_id: int,
-                 rng: np.random.Generator | None = None, price_scale: int = 1) -> Order | None:
-    """Turn one token into a concrete order against ``book`` (a :class:`tradefm.book.OrderBook`).
-
-    An add is priced ``depth`` bps (of ``reference``, in price units) from ``reference``, passive side positive,
-    rounded to the nearest tick (at least one tick), and sized ``exp(volume) - 1`` shares/coins in size units
-    (at least 1); with ``join_touch`` an add of depth 0 joins its side's best quote, and with ``clear_touch`` an add
-    of depth CLEAR takes the whole opposite best level (priced at it and sized as all that rests there) and one of
-    depth TAKE part of it (its decoded size, leaving at least one share there).
-    A cancel's price is measured the same way, from its side's best quote when the features say
-    ``cancel_from="touch"``. It removes the newest resting order consistent with the token: at a level of its side
-    whose depth falls in the token's depth bin (none there: the level nearest to the decoded price among those at
-    least as deep as the bin, ties to the more passive one; a cancel aimed behind the quote that fell back on it
-    widened the spread of decoded real GOOG tokens 4 times as often as real cancels do), the order whose size falls
-    in the token's volume bin, or else in the nearest one; among equals the newest. Real cancels take young orders
-    (GOOG: median age 4 s, 29% within a second), and a token cannot tell orders within its bins apart; picking by
-    nearest exact size instead cancelled orders 15-24 s old (7-12% within a second), so rollout books silted up
-    behind the touch. A known order is deleted whole: in every sample venue at most 1% of real cancels leave a
-    remainder, while cancelling an order larger than the token's volume bin in part left one in a quarter of rollout
-    cancels, and the real GOOG tokens decoded closed loop (:func:`tradefm.generation.rollout.decode_real`) then
-    narrowed the spread from 27 ticks to 9 (23 with whole deletes).
-    Volume whose id the book does not know (snapshot or revealed) is many orders at one price: it counts as the
-    oldest and loses the decoded size. With nothing resting on that side, the cancel decodes to ``None``."""
-    bins = tok.decompose([token])
-    v = tok.bin_values(*bins, rng=rng)
-    action, side_idx, depth_bin, volume_bin = (int(b[0]) for b in bins[:4])
-    side = 1 if side_idx == 0 else -1
-    anchor = reference
-    f = tok.features
-    depth = float(v["depth_bps"][0])
-    if (action == 1 and f.cancel_from == "touch") or (action == 0 and f.join_touch and depth == 0):
-        anchor = book.best()[0 if side > 0 else 1] or reference  # from (or, at 0, onto) its side's best quote
-    price = int(order_price(side, depth, reference, tick, anchor))
-    amount = float(np.expm1(float(v["log_volume"][0])))
-    if tok.features.volume == "notional":  # currency back to units at this order's price
-        amount /= price / price_scale
-    size = max(1, round(amount * size_scale))
-    dt = float(v["dt"][0])
-    if action == 0 and f.clear_touch and depth in (CLEAR, TAKE):
-        ask, ask_size, bid, bid_size = (int(x) for x in book.top(1))
-        level_price, level_size = (ask, ask_size) if side > 0 else (bid, bid_size)
-        if level_price:  # the opposite best level: taken whole, or in part (at least one share stays)
-            take = level_size if depth == CLEAR else max(1, min(size, level_size - 1))
-            return Order(1, side, level_price, take, next_id, dt)
-    if action == 0:
-        return Order(1, side, price, size, next_id, dt)
-    levels = book.levels(side)
-    if not levels:
-        return None
-    prices = np.array([p for p, _, _ in levels])
-    bins = tok.depth.index(order_depth(side, prices, reference, anchor))
-    in_bin = bins == depth_bin
-    if not in_bin.any():  # the nearest level no nearer the touch than the bin; on a tie the more passive one
-        behind = bins >= depth_bin
-        deep = prices[behind] if behind.any() else prices
-        in_bin = prices == min(deep, key=lambda p: (abs(p - price), -side * p))
-    best_key, choice = None, None
-    for lvl_price in prices[in_bin]:
-        queue = book.queue(side, int(lvl_price))
-        volume = np.array([q for _, q in queue]) / size_scale
-        if tok.features.volume == "notional":  # units to currency at this level's price
-            volume = volume * lvl_price / price_scale
-        bins = tok.volume.index(np.log1p(volume))
-        for (oid, resting), b in zip(queue, bins, strict=True):
-            key = (abs(int(b) - volume_bin), -oid)  # the nearest size bin, then the newest order
-            if best_key is None or key < best_key:
-                best_key, choice = key, (int(lvl_price), oid, resting)
-    lvl_price, oid, resting = choice
-    return Order(2, side, lvl_price, resting if oid > 0 else min(size, resting), max(oid, 0), dt)

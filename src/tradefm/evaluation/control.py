@@ -27,6 +27,7 @@ SETTINGS: dict[str, dict[str, int] | None] = {
     "free": None, "volume=0": {"volume": 0}, "volume=2": {"volume": 2},
     "activity=0": {"activity": 0}, "activity=2": {"activity": 2}}
 FIELD = {"volume": 3, "activity": 4}  # column of each regime field in the tokenizer's CONTEXT
+CHUNK = 8  # context windows per forward pass of control_response
 
 
 def _market(day: EventDay) -> np.ndarray:
@@ -54,18 +55,20 @@ def inter_arrival_var(day: EventDay) -> float:
 def control_effects(model: TradeFM, tok: Tokenizer, day: EventDay, start: int, seed: int, rollouts: int = 8,
                     minutes: float = 5.0, guidance: float = 1.0) -> dict[str, dict[str, float]]:
     """Rollouts from one start under each of :data:`SETTINGS`: per setting the mean over rollouts, and its
-    standard error, of volume added per minute, events per minute and inter-arrival variance. The same seed for
-    every setting, so the settings differ only by the control (sampled with that ``guidance``)."""
+    standard error, of volume added per minute, events per minute and inter-arrival variance. Every setting's
+    rollouts run in one batch (sampled with that ``guidance``), from the same book and prompt."""
     from ..generation.rollout import Sampling, generate
 
+    settings = list(SETTINGS.items())
+    controls = [control for _, control in settings for _ in range(rollouts)]
+    days = generate(model, tok, day, start, 200_000, len(controls), seed, Sampling(guidance=guidance),
+                    control=controls, duration_s=minutes * 60)
     out = {}
-    for label, control in SETTINGS.items():
-        days = generate(model, tok, day, start, 200_000, rollouts, seed, Sampling(guidance=guidance),
-                        control=control, duration_s=minutes * 60)
+    for k, (label, _) in enumerate(settings):
         row = {}
         for name, fn in (("volume_per_min", volume_per_minute), ("events_per_min", events_per_minute),
                          ("inter_arrival_var", inter_arrival_var)):
-            x = np.array([fn(d) for d in days])
+            x = np.array([fn(d) for d in days[k * rollouts:(k + 1) * rollouts]])
             row[name], row[name + "_se"] = float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x)))
         out[label] = row
     return out
@@ -98,9 +101,13 @@ def control_response(model: TradeFM, tok: Tokenizer, day: EventDay, start: int, 
         c = context.clone()
         for name, value in (setting or {}).items():
             c[:, :, FIELD[name]] = value
-        logits, _ = model(tokens, c)
-        expected = torch.softmax(logits[:, width // 2:].float(), dim=-1) @ per_token  # [windows, positions, 3]
-        out[label] = dict(zip(("log_dt", "log_volume", "p_add"), expected.mean(dim=(0, 1)).tolist(), strict=True))
+        total = torch.zeros(3, dtype=torch.float64)
+        for a in range(0, len(tokens), CHUNK):  # a few windows at a time: the logits of all are gigabytes
+            logits, _ = model(tokens[a:a + CHUNK], c[a:a + CHUNK])
+            expected = torch.softmax(logits[:, width // 2:].float(), dim=-1) @ per_token  # [windows, positions, 3]
+            total += expected.sum(dim=(0, 1)).double()
+        mean = total / (len(tokens) * (width - width // 2))
+        out[label] = dict(zip(("log_dt", "log_volume", "p_add"), mean.tolist(), strict=True))
     return out
 
 

@@ -19,9 +19,10 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..codec import ADD, add_prices
 from ..events import EventDay, Kind
-from ..features import ADD, book_before, order_flow
-from ..tokenizer import Tokenizer, order_price
+from ..features import book_before, order_flow
+from ..tokenizer import Tokenizer
 
 NEAR_TICKS = 10  # "near the touch": 1 to this many ticks behind the best quote
 
@@ -101,8 +102,7 @@ def decoded_placement(day: EventDay, tok: Tokenizer, seed: int = 0) -> dict[str,
     side, best, other, ref, real = side[ok], best[ok], other[ok], ref[ok], flow.price[passive][ok]
     _, _, depth_bin, _, _ = tok.decompose(ids[passive][ok])
     depth = tok.depth.value(depth_bin, np.random.default_rng(seed))
-    anchor = np.where(tok.features.join_touch & (depth == 0), best, ref)  # as decode_order: 0 joins the quote
-    decoded = order_price(side, depth, ref, inst.tick_size, anchor)
+    decoded = add_prices(side, depth, ref, inst.tick_size, best, tok.features.join_touch)  # as decoding prices them
     crosses = np.where(side > 0, decoded >= other, decoded <= other)  # False where the other side is empty
     return {"real": placement(side * (best - real) / inst.tick_size),
             "decoded": placement(side * (best - decoded) / inst.tick_size),

@@ -28,8 +28,9 @@ import pyarrow as pa
 from scipy import stats
 
 from ..book import OrderBook
+from ..codec import ADD, CANCEL
 from ..events import EventDay, table_from_columns
-from ..features import ADD, CANCEL, order_flow
+from ..features import order_flow
 from ..generation.market import book_at
 
 HORIZONS_S = (1, 10, 60)

@@ -1,0 +1,335 @@
+"""B simulated markets advanced together: one compiled call per step decodes, matches and measures every rollout.
+
+The books are the matching engine's own arrays (:mod:`tradefm.book.engine`) stacked along a leading rollout axis;
+the step kernel takes each rollout's sampled token (or a participant's order), decodes it with the shared rules of
+:mod:`tradefm.codec`, applies it, records what happened the way a feed reports it (adds, cancels and deletes,
+each fill as an execution of the resting order), moves the rollout's reference price and trailing window, and
+writes the context row the token enters the model with: the state just before the event, as the features give
+it in training. Python touches the batch only between steps: to grow arrays, draw uniforms in blocks, and
+hand over participants' orders.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..book import OrderBook
+from ..book import engine as E
+from ..codec import (
+    ADD,
+    CANCEL,
+    SPREAD_FLOOR_BPS,
+    Tables,
+    best_price,
+    bin_of,
+    decode,
+    depth_of,
+    order_volume,
+    token_of,
+)
+from ..events import EventDay, Kind, table_from_columns
+from .market import Market
+
+kernel = E.kernel
+BLOCK = 256  # uniforms drawn per rollout at a time (three per decoded token)
+LOG = 7  # recorded columns: ts, kind, side, price, size, order id, flag
+R_NUM, R_DEN = 0, 1  # the EW-VWAP's running sums in ``vwap``
+# per-rollout participant order handed to a step: valid, time (ns), side, size, limit price (0: a market order)
+P_VALID, P_TS, P_SIDE, P_SIZE, P_PRICE = range(5)
+NEED_LOG, NEED_UNIFORMS = 1, 2
+
+
+@kernel
+def _record(log: np.ndarray, n: int, ts: int, kind: int, side: int, price: int, size: int, oid: int,
+            flag: int) -> int:
+    r = log[n]
+    r[0], r[1], r[2], r[3], r[4], r[5], r[6] = ts, kind, side, price, size, oid, flag
+    return n + 1
+
+
+@kernel
+def _fills(st: E.BookState, log: np.ndarray, n: int, ts: int, side: int, flag: int, vwap: np.ndarray,
+           last: np.ndarray, b: int, lam: float) -> int:
+    """Record the step's fills as executions of the resting orders and move the EW-VWAP by each."""
+    for f in range(st.meta[E.M_NFILL]):
+        price, size = st.fills[f, 1], st.fills[f, 2]
+        n = _record(log, n, ts, E.K_EXECUTE, -side, price, size, max(st.fills[f, 0], 0), flag)
+        decay = math.exp(-lam * (ts - last[b])) if last[b] != 0 else 1.0
+        vwap[b, R_NUM] = vwap[b, R_NUM] * decay + price * size
+        vwap[b, R_DEN] = vwap[b, R_DEN] * decay + size
+        last[b] = ts
+    return n
+
+
+@kernel
+def _reference(st: E.BookState, t: Tables, vwap: np.ndarray, b: int) -> float:
+    """The reference price depth is measured from: the rollout's EW-VWAP, or the book mid with
+    ``reference="mid"`` (the EW-VWAP while a side is empty)."""
+    if t.reference_mid:
+        bid, ask = best_price(st, 1), best_price(st, -1)
+        if bid != 0 and ask != 0:
+            return (bid + ask) / 2
+    return vwap[b, R_NUM] / vwap[b, R_DEN]
+
+
+@kernel
+def _context(st: E.BookState, t: Tables, reference: float, opening: float, now: int, window: int,
+             rts: np.ndarray, rv: np.ndarray, rhead: np.ndarray, rlen: np.ndarray, b: int, flag: int,
+             row: np.ndarray) -> None:
+    """The context row of an event at ``now``: tier, price level since the open, flag, the volume and activity
+    regimes of the trailing window (strictly earlier events), and the spread bin."""
+    cap = rts.shape[1]
+    while rlen[b] > 0 and rts[b, rhead[b]] < now - window:  # out of the window for good
+        rhead[b] = (rhead[b] + 1) % cap
+        rlen[b] -= 1
+    n = rlen[b]
+    while n > 0 and rts[b, (rhead[b] + n - 1) % cap] >= now:  # stamped now: not before the event
+        n -= 1
+    volume = 0.0
+    for k in range(n):
+        volume += rv[b, (rhead[b] + k) % cap]
+    change = (reference - opening) / opening if math.isfinite(opening) else 0.0
+    bid, ask = best_price(st, 1), best_price(st, -1)
+    spread = (ask - bid) / ((ask + bid) / 2) * 1e4 if bid != 0 and ask != 0 else np.nan
+    row[0] = t.tier
+    row[1] = bin_of(t.level_edges, change)
+    row[2] = flag
+    row[3] = bin_of(t.volume_regime_edges, np.log1p(volume))
+    row[4] = bin_of(t.activity_regime_edges, np.log1p(float(n)))
+    row[5] = bin_of(t.spread_edges, np.log(max(spread, SPREAD_FLOOR_BPS))) if spread == spread else 0
+
+
+@kernel
+def _remember(rts: np.ndarray, rv: np.ndarray, rhead: np.ndarray, rlen: np.ndarray, b: int, ts: int,
+              volume: float) -> None:
+    cap = rts.shape[1]
+    k = (rhead[b] + rlen[b]) % cap
+    rts[b, k], rv[b, k] = ts, volume
+    rlen[b] += 1
+
+
+@kernel
+def step(orders, levels, free, fills, meta, keys, vals, t: Tables, tokens, due, u, ucur, ts, next_id, vwap, last,
+         opening: float, lam: float, window: int, rts, rv, rhead, rlen, log, nlog, ctx, first: int) -> tuple:
+    """Advance rollouts ``first``..B-1 by one event each. A rollout with a participant order due (``due``)
+    executes it and its token is written back to ``tokens``; the others decode their sampled token. ``ctx``
+    gets each event's context row (measured before it meets the book). Returns (rollout, need): where it had
+    to stop for Python to grow the record (``NEED_LOG``) or draw uniforms (``NEED_UNIFORMS``); (B, 0) when done.
+    """
+    for b in range(first, len(tokens)):
+        st = E.BookState(orders[b], levels[b], free[b], fills[b], meta[b], keys[b], vals[b])
+        if nlog[b] + st.meta[E.M_LIVE] + 2 > log.shape[1]:
+            return b, NEED_LOG
+        st.meta[E.M_NFILL] = 0
+        lg = log[b]
+        if due[b, P_VALID]:  # the participant acts now; the model's sample is set aside
+            side, size, limit = due[b, P_SIDE], due[b, P_SIZE], due[b, P_PRICE]
+            now = max(ts[b], due[b, P_TS])
+            dt = (now - ts[b]) / 1e9
+            ts[b] = now
+            reference = _reference(st, t, vwap, b)
+            _context(st, t, reference, opening, now, window, rts, rv, rhead, rlen, b, 1, ctx[b])
+            own, hit = best_price(st, side), best_price(st, -side)
+            next_id[b] += 1
+            st.meta[E.M_ADDED] += size
+            left = E._match(st, next_id[b], side, limit, size)  # limit 0 is MARKET: no price limit
+            filled, worst = 0, 0
+            for f in range(st.meta[E.M_NFILL]):
+                filled += st.fills[f, 2]
+                worst = st.fills[f, 1]  # fills come best price first: the last is the worst
+            nlog[b] = _fills(st, lg, nlog[b], now, side, 1, vwap, last, b, lam)
+            if left > 0 and limit != 0:  # a limit order's rest rests, a market order's is dropped
+                E._rest(st, next_id[b], side, limit, left, False)
+                nlog[b] = _record(lg, nlog[b], now, E.K_ADD, side, limit, left, next_id[b], 1)
+            elif left > 0:
+                st.meta[E.M_CANCELLED] += left
+            price = float(worst) if filled > 0 else (float(limit) if limit != 0 else reference)
+            amount = filled if filled > 0 else size
+            after = best_price(st, -side)
+            depth = depth_of(ADD, side, price, reference, float(own) if own != 0 else np.nan, filled > 0,
+                             float(hit), after != hit, t.cancel_touch, t.join_touch, t.clear_touch)
+            volume = order_volume(t, amount, price)
+            tokens[b] = token_of(ADD, 0 if side > 0 else 1, depth, np.log1p(volume), dt, t.depth_edges,
+                                 t.volume_edges, t.dt_edges, t.radix)
+            _remember(rts, rv, rhead, rlen, b, now, volume)
+            continue
+        if ucur[b] >= u.shape[1]:
+            return b, NEED_UNIFORMS
+        k = ucur[b]
+        ucur[b] += 1
+        reference = _reference(st, t, vwap, b)
+        kind, side, price, size, oid, dt = decode(st, t, tokens[b], u[b, k, 0], u[b, k, 1], u[b, k, 2], reference,
+                                                  next_id[b] + 1)
+        if kind == 0:  # a cancel with nothing on its side: no event, the clock stays
+            _context(st, t, reference, opening, ts[b], window, rts, rv, rhead, rlen, b, 0, ctx[b])
+            continue
+        ts[b] += int(dt * 1e9)
+        now = ts[b]
+        _context(st, t, reference, opening, now, window, rts, rv, rhead, rlen, b, 0, ctx[b])
+        _remember(rts, rv, rhead, rlen, b, now, order_volume(t, size, price))
+        if kind == E.K_ADD:
+            # a marketable add is immediate-or-cancel: in the data an aggressor is the executions it made (the
+            # features rebuild it from them), so a remainder resting through the spread is never in a token
+            opp = best_price(st, -side)
+            marketable = opp != 0 and (price >= opp if side > 0 else price <= opp)
+            next_id[b] += 1
+            st.meta[E.M_ADDED] += size
+            left = E._match(st, next_id[b], side, price, size)
+            nlog[b] = _fills(st, lg, nlog[b], now, side, 0, vwap, last, b, lam)
+            if left > 0 and marketable:
+                st.meta[E.M_CANCELLED] += left
+            elif left > 0:
+                E._rest(st, next_id[b], side, price, left, False)
+                nlog[b] = _record(lg, nlog[b], now, E.K_ADD, side, price, left, next_id[b], 0)
+            continue
+        if oid > 0:  # a known order is deleted whole
+            slot = E.slot_of(st, oid)
+            resting = st.orders[slot, E.O_SIZE]
+            size = min(size, resting)
+            event = E.K_DELETE if size == resting else E.K_CANCEL
+        else:  # anonymous volume at the price
+            s = 0 if side > 0 else 1
+            pos = E._find_level(st, s, price)
+            anonymous = 0
+            if pos >= 0:
+                slot = st.levels[s, pos, E.L_HEAD]
+                while slot != E.NIL:
+                    if st.orders[slot, E.O_ID] < 0:
+                        anonymous += st.orders[slot, E.O_SIZE]
+                    slot = st.orders[slot, E.O_NEXT]
+            size = min(size, anonymous)
+            event = E.K_CANCEL
+        if size > 0:
+            E.apply_event(st, event, side, price, size, oid, False)
+            nlog[b] = _record(lg, nlog[b], now, event, side, price, size, oid, 0)
+    return len(tokens), 0
+
+
+_STATE = ("orders", "levels", "free", "fills", "meta", "keys", "vals")
+
+
+class Simulator:
+    """The markets of B rollouts from one real book: the stacked engine arrays, each rollout's clock, reference
+    price, trailing window and record, and the uniforms its decoding draws."""
+
+    def __init__(self, day: EventDay, start_ts: int, tables: Tables, rollouts: int, seed: int, start_ref: float,
+                 opening: float, half_life_s: float, window_s: float, recent: tuple[np.ndarray, np.ndarray]) -> None:
+        seed_market = Market(day, start_ts)  # the real book as anonymous volume, and its snapshot rows
+        self.instrument, self.date, self.start_ts = day.instrument, day.date, start_ts
+        self.snapshot = np.stack([np.asarray(seed_market.rows[c], dtype=np.int64)
+                                  for c in ("ts", "kind", "side", "price", "size", "order_id", "flag")], axis=1)
+        self.t, self.B = tables, rollouts
+        one = seed_market.book.state
+        self.state = {name: np.repeat(getattr(one, name)[None], rollouts, axis=0) for name in _STATE}
+        self.ts = np.full(rollouts, start_ts, dtype=np.int64)
+        self.next_id = np.full(rollouts, seed_market.next_id, dtype=np.int64)
+        self.vwap = np.tile([start_ref, 1.0], (rollouts, 1))
+        self.last = np.zeros(rollouts, dtype=np.int64)
+        self.opening, self.lam, self.window = float(opening), math.log(2) / (half_life_s * 1e9), int(window_s * 1e9)
+        rts, rv = recent
+        cap = max(1024, 2 * len(rts))
+        self.rts = np.zeros((rollouts, cap), dtype=np.int64)
+        self.rv = np.zeros((rollouts, cap))
+        self.rts[:, : len(rts)], self.rv[:, : len(rv)] = rts, rv
+        self.rhead = np.zeros(rollouts, dtype=np.int64)
+        self.rlen = np.full(rollouts, len(rts), dtype=np.int64)
+        self.log = np.zeros((rollouts, 4096, LOG), dtype=np.int64)
+        self.nlog = np.zeros(rollouts, dtype=np.int64)
+        self.rngs = [np.random.default_rng([seed, r]) for r in range(rollouts)]
+        self.u = np.stack([g.random((BLOCK, 3)) for g in self.rngs])
+        self.ucur = np.zeros(rollouts, dtype=np.int64)
+        self.ctx = np.zeros((rollouts, 6), dtype=np.int64)
+        self.no_orders = np.zeros((rollouts, 5), dtype=np.int64)
+        self._steps_left = 0
+
+    # ------------------------------------------------------------------ capacity
+    def _reserve(self, steps: int) -> None:
+        """Room for ``steps`` more events in every book (each rests at most one order), its fills and its
+        trailing window; the id index kept at most half full."""
+        st, meta = self.state, self.state["meta"]
+        cap = st["orders"].shape[1]
+        need = int(meta[:, E.M_NEXT_SLOT].max()) + steps + 1
+        if need > cap:
+            new = max(need, 2 * cap)
+            st["orders"] = _grow(st["orders"], 1, new)
+            st["levels"] = _grow(st["levels"], 2, new)
+            st["free"] = _grow(st["free"], 1, new)
+        fill_need = int(meta[:, E.M_LIVE].max()) + 2 * steps + 1
+        if fill_need > st["fills"].shape[1]:
+            st["fills"] = np.zeros((self.B, max(fill_need, 2 * st["fills"].shape[1]), 4), dtype=np.int64)
+        if 2 * (int(meta[:, E.M_HUSED].max()) + steps) > st["keys"].shape[1]:
+            size = E._pow2(4 * (int(meta[:, E.M_LIVE].max()) + steps))
+            keys, vals = np.zeros((self.B, size), dtype=np.int64), np.zeros((self.B, size), dtype=np.int64)
+            for b in range(self.B):
+                meta[b, E.M_HUSED] = E.rehash(st["keys"][b], st["vals"][b], keys[b], vals[b])
+            st["keys"], st["vals"] = keys, vals
+        if int(self.rlen.max()) + steps > self.rts.shape[1]:  # unroll each ring into a larger one
+            cap = 2 * (int(self.rlen.max()) + steps)
+            idx = (self.rhead[:, None] + np.arange(self.rts.shape[1])[None]) % self.rts.shape[1]
+            self.rts = _grow(np.take_along_axis(self.rts, idx, 1), 1, cap)
+            self.rv = _grow(np.take_along_axis(self.rv, idx, 1), 1, cap)
+            self.rhead[:] = 0
+        self._steps_left = steps
+
+    # ------------------------------------------------------------------ stepping
+    def step(self, tokens: np.ndarray, due: np.ndarray | None = None) -> np.ndarray:
+        """One event per rollout: ``tokens`` [B] int64 (participants' tokens are written into it), ``due``
+        [B, 5] participant orders (``P_*`` columns). Returns the context rows [B, 6] of the events."""
+        if self._steps_left <= 0:
+            self._reserve(64)
+        self._steps_left -= 1
+        due = self.no_orders if due is None else due
+        st, first = self.state, 0
+        while True:
+            first, need = step(*(st[name] for name in _STATE), self.t, tokens, due, self.u, self.ucur, self.ts,
+                               self.next_id, self.vwap, self.last, self.opening, self.lam, self.window, self.rts,
+                               self.rv, self.rhead, self.rlen, self.log, self.nlog, self.ctx, first)
+            if need == NEED_LOG:
+                self.log = _grow(self.log, 1, 2 * self.log.shape[1] + int(st["meta"][first, E.M_LIVE]))
+            elif need == NEED_UNIFORMS:
+                self.u[first] = self.rngs[first].random((BLOCK, 3))
+                self.ucur[first] = 0
+            else:
+                return self.ctx
+
+    # ------------------------------------------------------------------ reading
+    def book(self, b: int) -> OrderBook:
+        """Rollout ``b``'s book, read-only: an :class:`OrderBook` over views of the batch's arrays (valid until
+        the next step)."""
+        view = OrderBook(replay=False)
+        view.state = E.BookState(*(self.state[name][b] for name in _STATE))
+        return view
+
+    def days(self, source: str) -> list[EventDay]:
+        """Each rollout's record as a feed-like EventDay: the snapshot rows, then what happened."""
+        out = []
+        for b in range(self.B):
+            rows = np.concatenate([self.snapshot, self.log[b, : self.nlog[b]]])
+            snap = np.zeros(len(rows), dtype=bool)
+            snap[: len(self.snapshot)] = True
+            table = table_from_columns({
+                "ts": rows[:, 0], "kind": rows[:, 1].astype(np.int8), "side": rows[:, 2].astype(np.int8),
+                "price": rows[:, 3], "size": rows[:, 4], "order_id": rows[:, 5], "snapshot": snap,
+                "src_type": np.where(rows[:, 6] == 1, "participant", source).astype(object)})
+            out.append(EventDay(self.instrument, self.date, table, [source],
+                                {"generated_by": source, "snapshot_levels": len(self.snapshot)}))
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the batch (books, windows, records, uniforms)."""
+        arrays = [*self.state.values(), self.rts, self.rv, self.log, self.u]
+        return int(sum(a.nbytes for a in arrays))
+
+
+def _grow(a: np.ndarray, axis: int, size: int) -> np.ndarray:
+    shape = list(a.shape)
+    shape[axis] = size
+    out = np.zeros(shape, dtype=a.dtype)
+    out[tuple(slice(0, n) for n in a.shape)] = a
+    return out
+
+
+__all__ = ["CANCEL", "Kind", "Simulator", "step"]
