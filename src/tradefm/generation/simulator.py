@@ -19,7 +19,6 @@ from ..book import OrderBook
 from ..book import engine as E
 from ..codec import (
     ADD,
-    CANCEL,
     SPREAD_FLOOR_BPS,
     Tables,
     best_price,
@@ -29,7 +28,7 @@ from ..codec import (
     order_volume,
     token_of,
 )
-from ..events import EventDay, Kind, table_from_columns
+from ..events import EventDay, table_from_columns
 from .market import Market
 
 kernel = E.kernel
@@ -332,4 +331,4 @@ def _grow(a: np.ndarray, axis: int, size: int) -> np.ndarray:
     return out
 
 
-__all__ = ["CANCEL", "Kind", "Simulator", "step"]
+__all__ = ["Simulator", "step"]
