@@ -66,6 +66,27 @@ def test_demo_runs_end_to_end_on_the_samples(tmp_path, capsys) -> None:
     assert len(list((tmp_path / "rollouts" / "tradefm").glob("rollout_*/events.parquet"))) == 2
 
 
+def test_a_demo_rerun_starts_afresh_and_never_clears_a_folder_it_did_not_write(tmp_path, capsys) -> None:
+    """Left in place, an earlier demo's checkpoint would be resumed at its last step and nothing trained."""
+    from tradefm.demo import MARK, _fresh
+
+    earlier = tmp_path / "earlier"
+    (earlier / "model").mkdir(parents=True)
+    (earlier / "model" / "checkpoint.pt").write_bytes(b"x")
+    (earlier / MARK).touch()
+    (earlier / "notes.txt").write_text("mine")
+    assert _fresh(earlier) == earlier
+    assert not (earlier / "model").exists() and (earlier / "notes.txt").read_text() == "mine"
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "data.csv").write_text("1,2")
+    data = data_file("lobster/LOBSTER_SampleFile_GOOG_2012-06-21_1.zip").parent
+    assert main(["demo", "--data", str(data), "--out", str(foreign)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not an earlier demo run" in err and len(err.splitlines()) == 1
+    assert (foreign / "data.csv").exists()
+
+
 def test_demo_without_data_says_where_to_get_it(tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

@@ -258,6 +258,20 @@ def best_price(st: E.BookState, side: int) -> int:
 
 
 @kernel
+def _nearest(lv: np.ndarray, j: int, price: int, side: int) -> int:
+    """Of the levels ``lv[j]``, ``lv[j - 1]``, ... (one side, best last), the one nearest ``price``; ties go to
+    the more passive. Levels are sorted by price, so the distance falls and then rises: the first rise ends it."""
+    best_j, best_d = j, abs(lv[j, E.L_PRICE] - price)
+    for k in range(j - 1, -1, -1):
+        d = abs(lv[k, E.L_PRICE] - price)
+        if d < best_d or (d == best_d and -side * lv[k, E.L_PRICE] < -side * lv[best_j, E.L_PRICE]):
+            best_j, best_d = k, d
+        elif d > best_d:
+            break
+    return best_j
+
+
+@kernel
 def decode(st: E.BookState, t: Tables, token: int, u_depth: float, u_volume: float, u_dt: float, reference: float,
            next_id: int) -> tuple[int, int, int, int, int, float]:
     """Turn one token into an order against the book ``st``: (kind, side, price, size, order id, dt seconds);
@@ -321,23 +335,11 @@ def decode(st: E.BookState, t: Tables, token: int, u_depth: float, u_volume: flo
                 first = j
             last = j
         elif b > depth_bin:
-            if first < 0:  # no level in the bin: the nearest of those at least as deep (ties: the more passive)
-                best_j, best_d = j, abs(lv[j, E.L_PRICE] - price)
-                for k in range(j - 1, -1, -1):
-                    d = abs(lv[k, E.L_PRICE] - price)
-                    if d < best_d or (d == best_d and -side * lv[k, E.L_PRICE] < -side * lv[best_j, E.L_PRICE]):
-                        best_j, best_d = k, d
-                    elif d > best_d:
-                        break
-                first, last = best_j, best_j
+            if first < 0:  # no level in the bin: the nearest of those at least as deep
+                first = last = _nearest(lv, j, price, side)
             break
     if first < 0:  # every level is nearer the touch than the bin: the nearest of them all
-        best_j, best_d = n - 1, abs(lv[n - 1, E.L_PRICE] - price)
-        for k in range(n - 2, -1, -1):
-            d = abs(lv[k, E.L_PRICE] - price)
-            if d < best_d or (d == best_d and -side * lv[k, E.L_PRICE] < -side * lv[best_j, E.L_PRICE]):
-                best_j, best_d = k, d
-        first, last = best_j, best_j
+        first = last = _nearest(lv, n - 1, price, side)
     best_gap, best_oid, best_price_, best_size = -1, 0, 0, 0
     for j in range(first, last - 1, -1):
         p = lv[j, E.L_PRICE]

@@ -9,6 +9,7 @@ fill fidelity -> report (HTML + markdown).
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -28,7 +29,26 @@ def _session(day: EventDay) -> tuple[int, int]:
     return int(ts[0]), int(ts[-1])
 
 
-CONTROL_ROLLOUTS, CONTROL_MINUTES = 8, 3.0
+MARK = ".tradefm-demo"  # in every demo output folder: a rerun may replace what it holds
+
+
+def _fresh(out: Path) -> Path:
+    """An empty output folder for this run: an earlier demo's outputs are replaced (left there, its checkpoint
+    would be resumed and nothing trained); a folder that is not a demo's is refused, never cleared."""
+    if out.exists() and any(out.iterdir()):
+        if not ((out / MARK).exists() or (out / "summary.json").exists()):
+            raise ValueError(f"{out} is not empty and is not an earlier demo run: pick another --out")
+        _say(f"replacing the earlier demo run in {out}")
+        for sub in ("events", "shards", "model", "rollouts", "report", "summary.json"):
+            path = out / sub
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARK).touch()
+    return out
+
+
+CONTROL_ROLLOUTS, CONTROL_MINUTES, IMPACT_MINUTES = 8, 3.0, 3.0
+RESPONSE_WINDOWS = 96  # context windows of the held-out flow the model's control response is averaged over
 CONTROL_GUIDANCE = 4.0  # the tiny model reads the regime fields weakly: guidance makes their push measurable
 
 
@@ -57,9 +77,9 @@ def run(data: str | None, out: str | Path, steps: int = 400, minutes: float = 10
     from .training import TrainConfig, train
 
     t0 = time.time()
-    out = Path(out)
     torch.manual_seed(seed)
     zips = find_samples(data)
+    out = _fresh(Path(out))
     _say(f"LOBSTER samples: {', '.join(z.name for z in zips)}")
     ingest([str(z) for z in zips], out / "events", "lobster", False, quiet=True)
     reports = [r for z in zips for r in replay_lobster(z)]
@@ -98,7 +118,6 @@ def run(data: str | None, out: str | Path, steps: int = 400, minutes: float = 10
     real = window(day, start, end)
     before = window(day, start - (end - start), start)  # the real-vs-real floor: the window just before
 
-    torch.set_num_threads(1)  # one rollout step is many tiny ops: threads cost more than they give
     _say(f"generating {rollouts} TradeFM rollouts of {minutes:g} minutes of {symbol} from the held-out start")
     ours = generate(model, Tokenizer.load(out / "model" / "model" / "tokenizer.json"), day, start, 200_000,
                     rollouts, seed, duration_s=minutes * 60)
@@ -119,14 +138,15 @@ def run(data: str | None, out: str | Path, steps: int = 400, minutes: float = 10
 
     _say("participant impact and control")
     model_tok = Tokenizer.load(out / "model" / "model" / "tokenizer.json")
-    plan = twap(side=-1, total=20_000, minutes=min(5.0, minutes), slices=20)
+    impact_minutes = min(IMPACT_MINUTES, minutes)
+    plan = twap(side=-1, total=20_000, minutes=impact_minutes, slices=20)
     with_twap = generate(model, model_tok, day, start, 200_000, 2, seed, participant=plan,
-                         duration_s=min(5.0, minutes) * 60)
-    without = generate(model, model_tok, day, start, 200_000, 2, seed, duration_s=min(5.0, minutes) * 60)
+                         duration_s=impact_minutes * 60)
+    without = generate(model, model_tok, day, start, 200_000, 2, seed, duration_s=impact_minutes * 60)
     control_minutes = min(CONTROL_MINUTES, minutes)
     control = control_effects(model, model_tok, day, start, seed, CONTROL_ROLLOUTS, control_minutes,
                               CONTROL_GUIDANCE)
-    response = control_response(model, model_tok, day, start, last + 1)  # the whole held-out part
+    response = control_response(model, model_tok, day, start, last + 1, RESPONSE_WINDOWS)  # the held-out part
     impact = []
     for label, days in (("with TWAP sell", with_twap), ("without", without)):
         paths = [m[np.isfinite(m)] for m in (_mid_path(d)[1] for d in days)]
@@ -138,8 +158,8 @@ def run(data: str | None, out: str | Path, steps: int = 400, minutes: float = 10
     decoded = decode_real(model_tok, day, start, minutes * 60, rollouts, seed)
     html = write_report(out / "report", real, {"TradeFM": ours, "Compound Hawkes": hk, "zero-intelligence": zi},
                         floor_pair=(before, real), seed=seed, decoded=decoded)
-    extra = ["", "## Participant impact (TWAP sell of 20,000 shares over 5 minutes, 2 rollouts each)", "",
-             "| rollouts | mean mid change (ticks) |", "|---|---|"]
+    extra = ["", f"## Participant impact (TWAP sell of 20,000 shares over {impact_minutes:g} minutes, 2 rollouts "
+             "each)", "", "| rollouts | mean mid change (ticks) |", "|---|---|"]
     extra += [f"| {label} | {move:+.1f} |" for label, move in impact]
     extra += ["", f"## Control (regime fields free or fixed, guidance {CONTROL_GUIDANCE:g}; {CONTROL_ROLLOUTS} "
               f"rollouts of {control_minutes:g} minutes each, mean ± standard error over rollouts)", "",

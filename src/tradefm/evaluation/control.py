@@ -75,12 +75,13 @@ def control_effects(model: TradeFM, tok: Tokenizer, day: EventDay, start: int, s
 
 
 @torch.no_grad()
-def control_response(model: TradeFM, tok: Tokenizer, day: EventDay, start: int, end: int
-                     ) -> dict[str, dict[str, float]]:
+def control_response(model: TradeFM, tok: Tokenizer, day: EventDay, start: int, end: int,
+                     windows: int | None = None) -> dict[str, dict[str, float]]:
     """The model's expected next-event values on the real flow of ``day`` in [start, end), under each of
     :data:`SETTINGS`: ``log_dt`` (mean log inter-arrival seconds), ``log_volume`` (mean log(1 + volume)) and
     ``p_add``, averaged over every position with at least half a context window of history. The flow is cut into
-    windows of the model's context; with the field fixed, every position of a window carries the setting."""
+    windows of the model's context (at most ``windows`` of them, evenly spread); with the field fixed, every
+    position of a window carries the setting."""
     inst = day.instrument
     flow = order_flow(day, tok.features)
     ids, ctx = tok.encode(flow, f"{inst.venue}/{inst.symbol}")
@@ -91,6 +92,9 @@ def control_response(model: TradeFM, tok: Tokenizer, day: EventDay, start: int, 
         raise ValueError(f"the window holds fewer than one context ({width}) of order events")
     tokens = torch.from_numpy(ids[inside][:n].astype(np.int64)).view(-1, width)
     context = torch.from_numpy(ctx[inside][:n].astype(np.int64)).view(-1, width, ctx.shape[1])
+    if windows is not None and len(tokens) > windows:
+        keep = torch.from_numpy(np.linspace(0, len(tokens) - 1, windows).round().astype(np.int64))
+        tokens, context = tokens[keep], context[keep]
     vocab = np.arange(tok.vocab_size)
     values = tok.values(vocab)
     per_token = torch.tensor(np.stack([np.log(np.maximum(values["dt"], 1e-9)), values["log_volume"],

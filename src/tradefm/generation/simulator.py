@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit, prange
 
 from ..book import OrderBook
 from ..book import engine as E
@@ -75,20 +76,22 @@ def _reference(st: E.BookState, t: Tables, vwap: np.ndarray, b: int) -> float:
 
 @kernel
 def _context(st: E.BookState, t: Tables, reference: float, opening: float, now: int, window: int,
-             rts: np.ndarray, rv: np.ndarray, rhead: np.ndarray, rlen: np.ndarray, b: int, flag: int,
-             row: np.ndarray) -> None:
+             rts: np.ndarray, rv: np.ndarray, rhead: np.ndarray, rlen: np.ndarray, rsum: np.ndarray, b: int,
+             flag: int, row: np.ndarray) -> None:
     """The context row of an event at ``now``: tier, price level since the open, flag, the volume and activity
-    regimes of the trailing window (strictly earlier events), and the spread bin."""
+    regimes of the trailing window (strictly earlier events), and the spread bin. The window's volume is a running
+    sum, so a step costs the same however busy the window is."""
     cap = rts.shape[1]
     while rlen[b] > 0 and rts[b, rhead[b]] < now - window:  # out of the window for good
+        rsum[b] -= rv[b, rhead[b]]
         rhead[b] = (rhead[b] + 1) % cap
         rlen[b] -= 1
-    n = rlen[b]
+    if rlen[b] == 0:
+        rsum[b] = 0.0  # no rounding left behind by an emptied window
+    n, volume = rlen[b], rsum[b]
     while n > 0 and rts[b, (rhead[b] + n - 1) % cap] >= now:  # stamped now: not before the event
+        volume -= rv[b, (rhead[b] + n - 1) % cap]
         n -= 1
-    volume = 0.0
-    for k in range(n):
-        volume += rv[b, (rhead[b] + k) % cap]
     change = (reference - opening) / opening if math.isfinite(opening) else 0.0
     bid, ask = best_price(st, 1), best_price(st, -1)
     spread = (ask - bid) / ((ask + bid) / 2) * 1e4 if bid != 0 and ask != 0 else np.nan
@@ -101,109 +104,119 @@ def _context(st: E.BookState, t: Tables, reference: float, opening: float, now: 
 
 
 @kernel
-def _remember(rts: np.ndarray, rv: np.ndarray, rhead: np.ndarray, rlen: np.ndarray, b: int, ts: int,
-              volume: float) -> None:
+def _remember(rts: np.ndarray, rv: np.ndarray, rhead: np.ndarray, rlen: np.ndarray, rsum: np.ndarray, b: int,
+              ts: int, volume: float) -> None:
     cap = rts.shape[1]
     k = (rhead[b] + rlen[b]) % cap
     rts[b, k], rv[b, k] = ts, volume
     rlen[b] += 1
+    rsum[b] += volume
 
 
 @kernel
-def step(orders, levels, free, fills, meta, keys, vals, t: Tables, tokens, due, u, ucur, ts, next_id, vwap, last,
-         opening: float, lam: float, window: int, rts, rv, rhead, rlen, log, nlog, ctx, first: int) -> tuple:
-    """Advance rollouts ``first``..B-1 by one event each. A rollout with a participant order due (``due``)
-    executes it and its token is written back to ``tokens``; the others decode their sampled token. ``ctx``
-    gets each event's context row (measured before it meets the book). Returns (rollout, need): where it had
-    to stop for Python to grow the record (``NEED_LOG``) or draw uniforms (``NEED_UNIFORMS``); (B, 0) when done.
-    """
-    for b in range(first, len(tokens)):
-        st = E.BookState(orders[b], levels[b], free[b], fills[b], meta[b], keys[b], vals[b])
-        if nlog[b] + st.meta[E.M_LIVE] + 2 > log.shape[1]:
-            return b, NEED_LOG
-        st.meta[E.M_NFILL] = 0
-        lg = log[b]
-        if due[b, P_VALID]:  # the participant acts now; the model's sample is set aside
-            side, size, limit = due[b, P_SIDE], due[b, P_SIZE], due[b, P_PRICE]
-            now = max(ts[b], due[b, P_TS])
-            dt = (now - ts[b]) / 1e9
-            ts[b] = now
-            reference = _reference(st, t, vwap, b)
-            _context(st, t, reference, opening, now, window, rts, rv, rhead, rlen, b, 1, ctx[b])
-            own, hit = best_price(st, side), best_price(st, -side)
-            next_id[b] += 1
-            st.meta[E.M_ADDED] += size
-            left = E._match(st, next_id[b], side, limit, size)  # limit 0 is MARKET: no price limit
-            filled, worst = 0, 0
-            for f in range(st.meta[E.M_NFILL]):
-                filled += st.fills[f, 2]
-                worst = st.fills[f, 1]  # fills come best price first: the last is the worst
-            nlog[b] = _fills(st, lg, nlog[b], now, side, 1, vwap, last, b, lam)
-            if left > 0 and limit != 0:  # a limit order's rest rests, a market order's is dropped
-                E._rest(st, next_id[b], side, limit, left, False)
-                nlog[b] = _record(lg, nlog[b], now, E.K_ADD, side, limit, left, next_id[b], 1)
-            elif left > 0:
-                st.meta[E.M_CANCELLED] += left
-            price = float(worst) if filled > 0 else (float(limit) if limit != 0 else reference)
-            amount = filled if filled > 0 else size
-            after = best_price(st, -side)
-            depth = depth_of(ADD, side, price, reference, float(own) if own != 0 else np.nan, filled > 0,
-                             float(hit), after != hit, t.cancel_touch, t.join_touch, t.clear_touch)
-            volume = order_volume(t, amount, price)
-            tokens[b] = token_of(ADD, 0 if side > 0 else 1, depth, np.log1p(volume), dt, t.depth_edges,
-                                 t.volume_edges, t.dt_edges, t.radix)
-            _remember(rts, rv, rhead, rlen, b, now, volume)
-            continue
-        if ucur[b] >= u.shape[1]:
-            return b, NEED_UNIFORMS
-        k = ucur[b]
-        ucur[b] += 1
+def _advance(b: int, orders, levels, free, fills, meta, keys, vals, t: Tables, tokens, due, u, ucur, ts, next_id,
+             vwap, last, opening: float, lam: float, window: int, rts, rv, rhead, rlen, rsum, log, nlog, ctx) -> int:
+    """Advance rollout ``b`` by one event. A rollout with a participant order due (``due``) executes it and its
+    token is written back to ``tokens``; the others decode their sampled token. ``ctx`` gets the event's context
+    row (measured before it meets the book). Returns 0, or what Python must do first: grow the record
+    (``NEED_LOG``) or draw uniforms (``NEED_UNIFORMS``); the rollout is then left as it was."""
+    st = E.BookState(orders[b], levels[b], free[b], fills[b], meta[b], keys[b], vals[b])
+    if nlog[b] + st.meta[E.M_LIVE] + 2 > log.shape[1]:
+        return NEED_LOG
+    st.meta[E.M_NFILL] = 0
+    lg = log[b]
+    if due[b, P_VALID]:  # the participant acts now; the model's sample is set aside
+        side, size, limit = due[b, P_SIDE], due[b, P_SIZE], due[b, P_PRICE]
+        now = max(ts[b], due[b, P_TS])
+        dt = (now - ts[b]) / 1e9
+        ts[b] = now
         reference = _reference(st, t, vwap, b)
-        kind, side, price, size, oid, dt = decode(st, t, tokens[b], u[b, k, 0], u[b, k, 1], u[b, k, 2], reference,
-                                                  next_id[b] + 1)
-        if kind == 0:  # a cancel with nothing on its side: no event, the clock stays
-            _context(st, t, reference, opening, ts[b], window, rts, rv, rhead, rlen, b, 0, ctx[b])
-            continue
-        ts[b] += int(dt * 1e9)
-        now = ts[b]
-        _context(st, t, reference, opening, now, window, rts, rv, rhead, rlen, b, 0, ctx[b])
-        _remember(rts, rv, rhead, rlen, b, now, order_volume(t, size, price))
-        if kind == E.K_ADD:
-            # a marketable add is immediate-or-cancel: in the data an aggressor is the executions it made (the
-            # features rebuild it from them), so a remainder resting through the spread is never in a token
-            opp = best_price(st, -side)
-            marketable = opp != 0 and (price >= opp if side > 0 else price <= opp)
-            next_id[b] += 1
-            st.meta[E.M_ADDED] += size
-            left = E._match(st, next_id[b], side, price, size)
-            nlog[b] = _fills(st, lg, nlog[b], now, side, 0, vwap, last, b, lam)
-            if left > 0 and marketable:
-                st.meta[E.M_CANCELLED] += left
-            elif left > 0:
-                E._rest(st, next_id[b], side, price, left, False)
-                nlog[b] = _record(lg, nlog[b], now, E.K_ADD, side, price, left, next_id[b], 0)
-            continue
-        if oid > 0:  # a known order is deleted whole
-            slot = E.slot_of(st, oid)
-            resting = st.orders[slot, E.O_SIZE]
-            size = min(size, resting)
-            event = E.K_DELETE if size == resting else E.K_CANCEL
-        else:  # anonymous volume at the price
-            s = 0 if side > 0 else 1
-            pos = E._find_level(st, s, price)
-            anonymous = 0
-            if pos >= 0:
-                slot = st.levels[s, pos, E.L_HEAD]
-                while slot != E.NIL:
-                    if st.orders[slot, E.O_ID] < 0:
-                        anonymous += st.orders[slot, E.O_SIZE]
-                    slot = st.orders[slot, E.O_NEXT]
-            size = min(size, anonymous)
-            event = E.K_CANCEL
-        if size > 0:
-            E.apply_event(st, event, side, price, size, oid, False)
-            nlog[b] = _record(lg, nlog[b], now, event, side, price, size, oid, 0)
-    return len(tokens), 0
+        _context(st, t, reference, opening, now, window, rts, rv, rhead, rlen, rsum, b, 1, ctx[b])
+        own, hit = best_price(st, side), best_price(st, -side)
+        next_id[b] += 1
+        st.meta[E.M_ADDED] += size
+        left = E._match(st, next_id[b], side, limit, size)  # limit 0 is MARKET: no price limit
+        filled, worst = 0, 0
+        for f in range(st.meta[E.M_NFILL]):
+            filled += st.fills[f, 2]
+            worst = st.fills[f, 1]  # fills come best price first: the last is the worst
+        nlog[b] = _fills(st, lg, nlog[b], now, side, 1, vwap, last, b, lam)
+        if left > 0 and limit != 0:  # a limit order's rest rests, a market order's is dropped
+            E._rest(st, next_id[b], side, limit, left, False)
+            nlog[b] = _record(lg, nlog[b], now, E.K_ADD, side, limit, left, next_id[b], 1)
+        elif left > 0:
+            st.meta[E.M_CANCELLED] += left
+        price = float(worst) if filled > 0 else (float(limit) if limit != 0 else reference)
+        amount = filled if filled > 0 else size
+        after = best_price(st, -side)
+        depth = depth_of(ADD, side, price, reference, float(own) if own != 0 else np.nan, filled > 0,
+                         float(hit), after != hit, t.cancel_touch, t.join_touch, t.clear_touch)
+        volume = order_volume(t, amount, price)
+        tokens[b] = token_of(ADD, 0 if side > 0 else 1, depth, np.log1p(volume), dt, t.depth_edges,
+                             t.volume_edges, t.dt_edges, t.radix)
+        _remember(rts, rv, rhead, rlen, rsum, b, now, volume)
+        return 0
+    if ucur[b] >= u.shape[1]:
+        return NEED_UNIFORMS
+    k = ucur[b]
+    ucur[b] += 1
+    reference = _reference(st, t, vwap, b)
+    kind, side, price, size, oid, dt = decode(st, t, tokens[b], u[b, k, 0], u[b, k, 1], u[b, k, 2], reference,
+                                              next_id[b] + 1)
+    if kind == 0:  # a cancel with nothing on its side: no event, the clock stays
+        _context(st, t, reference, opening, ts[b], window, rts, rv, rhead, rlen, rsum, b, 0, ctx[b])
+        return 0
+    ts[b] += int(dt * 1e9)
+    now = ts[b]
+    _context(st, t, reference, opening, now, window, rts, rv, rhead, rlen, rsum, b, 0, ctx[b])
+    _remember(rts, rv, rhead, rlen, rsum, b, now, order_volume(t, size, price))
+    if kind == E.K_ADD:
+        # a marketable add is immediate-or-cancel: in the data an aggressor is the executions it made (the
+        # features rebuild it from them), so a remainder resting through the spread is never in a token
+        opp = best_price(st, -side)
+        marketable = opp != 0 and (price >= opp if side > 0 else price <= opp)
+        next_id[b] += 1
+        st.meta[E.M_ADDED] += size
+        left = E._match(st, next_id[b], side, price, size)
+        nlog[b] = _fills(st, lg, nlog[b], now, side, 0, vwap, last, b, lam)
+        if left > 0 and marketable:
+            st.meta[E.M_CANCELLED] += left
+        elif left > 0:
+            E._rest(st, next_id[b], side, price, left, False)
+            nlog[b] = _record(lg, nlog[b], now, E.K_ADD, side, price, left, next_id[b], 0)
+        return 0
+    if oid > 0:  # a known order is deleted whole
+        slot = E.slot_of(st, oid)
+        resting = st.orders[slot, E.O_SIZE]
+        size = min(size, resting)
+        event = E.K_DELETE if size == resting else E.K_CANCEL
+    else:  # anonymous volume at the price
+        s = 0 if side > 0 else 1
+        pos = E._find_level(st, s, price)
+        anonymous = 0
+        if pos >= 0:
+            slot = st.levels[s, pos, E.L_HEAD]
+            while slot != E.NIL:
+                if st.orders[slot, E.O_ID] < 0:
+                    anonymous += st.orders[slot, E.O_SIZE]
+                slot = st.orders[slot, E.O_NEXT]
+        size = min(size, anonymous)
+        event = E.K_CANCEL
+    if size > 0:
+        E.apply_event(st, event, side, price, size, oid, False)
+        nlog[b] = _record(lg, nlog[b], now, event, side, price, size, oid, 0)
+    return 0
+
+
+@njit(cache=True, parallel=True)
+def step(orders, levels, free, fills, meta, keys, vals, t: Tables, tokens, due, u, ucur, ts, next_id, vwap, last,
+         opening: float, lam: float, window: int, rts, rv, rhead, rlen, rsum, log, nlog, ctx, todo, need) -> None:
+    """Advance the rollouts ``todo`` by one event each, on every core: rollouts share nothing, so the result does
+    not depend on the threads. ``need[b]`` is set as :func:`_advance` returns it."""
+    for i in prange(len(todo)):
+        b = todo[i]
+        need[b] = _advance(b, orders, levels, free, fills, meta, keys, vals, t, tokens, due, u, ucur, ts, next_id,
+                           vwap, last, opening, lam, window, rts, rv, rhead, rlen, rsum, log, nlog, ctx)
 
 
 _STATE = ("orders", "levels", "free", "fills", "meta", "keys", "vals")
@@ -234,6 +247,7 @@ class Simulator:
         self.rts[:, : len(rts)], self.rv[:, : len(rv)] = rts, rv
         self.rhead = np.zeros(rollouts, dtype=np.int64)
         self.rlen = np.full(rollouts, len(rts), dtype=np.int64)
+        self.rsum = np.full(rollouts, float(np.sum(rv)))
         self.log = np.zeros((rollouts, 4096, LOG), dtype=np.int64)
         self.nlog = np.zeros(rollouts, dtype=np.int64)
         self.rngs = [np.random.default_rng([seed, r]) for r in range(rollouts)]
@@ -241,6 +255,7 @@ class Simulator:
         self.ucur = np.zeros(rollouts, dtype=np.int64)
         self.ctx = np.zeros((rollouts, 6), dtype=np.int64)
         self.no_orders = np.zeros((rollouts, 5), dtype=np.int64)
+        self.everyone, self.need = np.arange(rollouts), np.zeros(rollouts, dtype=np.int64)
         self._steps_left = 0
 
     # ------------------------------------------------------------------ capacity
@@ -280,18 +295,19 @@ class Simulator:
             self._reserve(64)
         self._steps_left -= 1
         due = self.no_orders if due is None else due
-        st, first = self.state, 0
+        st, todo, need = self.state, self.everyone, self.need
         while True:
-            first, need = step(*(st[name] for name in _STATE), self.t, tokens, due, self.u, self.ucur, self.ts,
-                               self.next_id, self.vwap, self.last, self.opening, self.lam, self.window, self.rts,
-                               self.rv, self.rhead, self.rlen, self.log, self.nlog, self.ctx, first)
-            if need == NEED_LOG:
-                self.log = _grow(self.log, 1, 2 * self.log.shape[1] + int(st["meta"][first, E.M_LIVE]))
-            elif need == NEED_UNIFORMS:
-                self.u[first] = self.rngs[first].random((BLOCK, 3))
-                self.ucur[first] = 0
-            else:
+            step(*(st[name] for name in _STATE), self.t, tokens, due, self.u, self.ucur, self.ts, self.next_id,
+                 self.vwap, self.last, self.opening, self.lam, self.window, self.rts, self.rv, self.rhead, self.rlen,
+                 self.rsum, self.log, self.nlog, self.ctx, todo, need)
+            todo = todo[need[todo] != 0]
+            if not len(todo):
                 return self.ctx
+            if (need[todo] == NEED_LOG).any():
+                self.log = _grow(self.log, 1, 2 * self.log.shape[1] + int(st["meta"][todo, E.M_LIVE].max()))
+            for b in todo[need[todo] == NEED_UNIFORMS]:
+                self.u[b] = self.rngs[b].random((BLOCK, 3))
+                self.ucur[b] = 0
 
     # ------------------------------------------------------------------ reading
     def book(self, b: int) -> OrderBook:
