@@ -63,6 +63,10 @@ def test_demo_runs_end_to_end_on_the_samples(tmp_path, capsys) -> None:
     assert summary["replay_exact"] == 1.0 and set(summary["control"]) == {"free", "volume=0", "volume=2", "activity=0",
                                                                           "activity=2"}
     assert set(summary["control_response"]) == set(summary["control"])
+    (ratio, low, high), = summary["benchmark_headline"].values()  # the pooled held-out headline, with its interval
+    assert 0 < ratio < 10 and low <= ratio <= high
+    assert "TradeFM mean KS ÷ Compound Hawkes mean KS" in table
+    assert json.loads((tmp_path / "benchmark" / "benchmark.json").read_text())["windows"]
     assert len(list((tmp_path / "rollouts" / "tradefm").glob("rollout_*/events.parquet"))) == 2
 
 

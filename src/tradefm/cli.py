@@ -344,6 +344,40 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from .evaluation import benchmark
+    from .events import list_days, read_day
+    from .model import TradeFM
+    from .shards import SplitConfig
+    from .tokenizer import Tokenizer
+
+    run = Path(args.run)
+    model_dir = next((d for d in (run / "model" / "model", run / "model", run) if (d / "tokenizer.json").exists()),
+                     None)
+    if model_dir is None:
+        raise FileNotFoundError(f"{run}: no trained model (a folder with tokenizer.json, or RUN/model/model)")
+    manifest = next((m for m in (run / "shards" / "manifest.json", run / "manifest.json") if m.exists()), None)
+    splits, events = SplitConfig(), run / "events"
+    if manifest is not None:
+        m = json.loads(manifest.read_text())
+        raw = m.get("splits", {})
+        splits = SplitConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        events = events if events.exists() else Path(m.get("events_dir", events))
+    events = Path(args.events) if args.events else events
+    cfg = benchmark.preset(args.preset, **{k: v for k, v in (("windows", args.windows), ("minutes", args.minutes),
+                                                             ("rollouts", args.rollouts), ("seed", args.seed))
+                                           if v is not None})
+    model = TradeFM.from_pretrained(model_dir).eval()
+    tok = Tokenizer.load(model_dir / "tokenizer.json")
+    days = [read_day(p) for p in list_days(events)]
+    if not days:
+        raise FileNotFoundError(f"no symbol-days under {events}")
+    b = benchmark.run(model, tok, days, splits, cfg)
+    path = benchmark.write(b, args.out or run / "benchmark")
+    print(path.read_text() + f"\nwritten: {path} (and benchmark.json, benchmark.png)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run
 
@@ -465,10 +499,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True)
     b.set_defaults(func=cmd_baseline_generate)
 
+    s = sub.add_parser("benchmark", help="pooled held-out realism: many windows, every generator, the floor, CIs")
+    s.add_argument("run", help="a run folder (model/model, events/, shards/manifest.json), or a model folder")
+    s.add_argument("--events", help="the event store to take days from (default: the run's, or its manifest's)")
+    s.add_argument("--preset", default="standard", help="demo, standard or full (windows, minutes, rollouts)")
+    s.add_argument("--windows", type=int, help="windows per day in its test part (overrides the preset)")
+    s.add_argument("--minutes", type=float, help="window length")
+    s.add_argument("--rollouts", type=int, help="rollouts of each source per window")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--out", help="where benchmark.json/.md/.png go (default: RUN/benchmark)")
+    s.set_defaults(func=cmd_benchmark)
+
     s = sub.add_parser("demo", help="the whole pipeline on the LOBSTER samples, ending in a report")
     s.add_argument("--data", help="folder with the LOBSTER sample zips")
     s.add_argument("--out", default="runs/demo")
-    s.add_argument("--steps", type=int, default=400, help="training steps of the tiny model")
+    s.add_argument("--steps", type=int, default=300, help="training steps of the tiny model")
     s.add_argument("--minutes", type=float, default=10.0, help="length of the generated window")
     s.add_argument("--rollouts", type=int, default=4)
     s.add_argument("--seed", type=int, default=0)

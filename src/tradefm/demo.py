@@ -39,7 +39,7 @@ def _fresh(out: Path) -> Path:
         if not ((out / MARK).exists() or (out / "summary.json").exists()):
             raise ValueError(f"{out} is not empty and is not an earlier demo run: pick another --out")
         _say(f"replacing the earlier demo run in {out}")
-        for sub in ("events", "shards", "model", "rollouts", "report", "summary.json"):
+        for sub in ("events", "shards", "model", "rollouts", "report", "benchmark", "summary.json"):
             path = out / sub
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -59,7 +59,7 @@ def _mid_path(day: EventDay) -> tuple[np.ndarray, np.ndarray]:
     return s["ts"], s["mid"]
 
 
-def run(data: str | None, out: str | Path, steps: int = 400, minutes: float = 10.0, rollouts: int = 4,
+def run(data: str | None, out: str | Path, steps: int = 300, minutes: float = 10.0, rollouts: int = 4,
         symbol: str = "GOOG", seed: int = 0, book_context: bool = True, join_touch: bool = True) -> Path:
     """The whole pipeline; returns the report's path. Deterministic for a seed."""
     from .book.replay import replay_lobster
@@ -148,8 +148,8 @@ def run(data: str | None, out: str | Path, steps: int = 400, minutes: float = 10
                               CONTROL_GUIDANCE)
     response = control_response(model, model_tok, day, start, last + 1, RESPONSE_WINDOWS)  # the held-out part
     impact = []
-    for label, days in (("with TWAP sell", with_twap), ("without", without)):
-        paths = [m[np.isfinite(m)] for m in (_mid_path(d)[1] for d in days)]
+    for label, pair in (("with TWAP sell", with_twap), ("without", without)):
+        paths = [m[np.isfinite(m)] for m in (_mid_path(d)[1] for d in pair)]
         moves = [m[-1] - m[0] for m in paths if len(m) > 1]
         impact.append((label, float(np.mean(moves)) / day.instrument.tick_size if moves else float("nan")))
     fills = fill_fidelity(day, first, start)
@@ -175,12 +175,24 @@ def run(data: str | None, out: str | Path, steps: int = 400, minutes: float = 10
     extra += ["", "## Fill fidelity (real order flow replayed through the engine, training part of the day)", "",
               "| per-minute fill count corr | per-minute volume corr | fill-size KS |", "|---|---|---|",
               f"| {fills.count_corr:.3f} | {fills.volume_corr:.3f} | {fills.size_ks:.3f} |"]
+    _say("pooled held-out benchmark: windows of every day's test part, every generator, intervals over windows")
+    from .evaluation import benchmark
+
+    bench = benchmark.run(model, model_tok, list(days.values()), splits, benchmark.preset("demo", seed=seed),
+                          progress=False, say=_say)
+    benchmark.write(bench, out / "benchmark")
+    pooled_group = benchmark.ALL if benchmark.ALL in bench.headline else next(iter(bench.headline))
+    headline = bench.headline[pooled_group]
+    extra += ["", f"## Pooled held-out benchmark ({sum(len(w) for w in bench.windows.values())} windows of "
+              f"{bench.config.minutes:g} minutes over {len(bench.windows)} days; `tradefm benchmark` for more)", "",
+              *[line for line in benchmark.markdown(bench).splitlines()[2:] if line.startswith("- **")]]
     table = (out / "report" / "table.md").read_text() + "\n".join(extra) + "\n"
     (out / "report" / "table.md").write_text(table)
     (out / "summary.json").write_text(json.dumps({
         "replay_exact": exact, "tokens": manifest["counts"], "train": metrics, "window": [start, end],
         "impact_ticks": dict(impact), "control": control, "control_response": response, "fills": asdict(fills),
-        "minutes": round((time.time() - t0) / 60, 1)}, indent=1, default=str))
+        "benchmark_headline": {pooled_group: headline}, "minutes": round((time.time() - t0) / 60, 1)}, indent=1,
+        default=str))
     print("\n" + table)
     _say(f"done in {(time.time() - t0) / 60:.1f} minutes: {html}")
     return html

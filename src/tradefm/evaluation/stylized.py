@@ -9,6 +9,9 @@
 - The Hill tail index of absolute returns on the 10 s grid, from the top 5% order statistics: the power-law
   exponent of the tail (smaller = heavier; 2-5 is typical for equities).
 
+- The autocorrelation of market-order signs (+1 a buy, -1 a sell, in event order), lags 1..20: real order flow
+  is long-memory (orders are split), zero intelligence has none.
+
 Several days of one source are pooled: kurtosis and Hill over the concatenated returns, the autocorrelation
 from lag products summed within each day (a lag never straddles two rollouts) around the pooled mean.
 """
@@ -70,6 +73,23 @@ def hill_index(x: np.ndarray, fraction: float = HILL_FRACTION) -> float:
         return float("nan")
     mean_log = float(np.mean(np.log(a[:k] / a[k])))
     return 1.0 / mean_log if mean_log > 0 else float("nan")
+
+
+SIGN_LAGS = 20
+
+
+def order_sign_acf(days: Sequence[EventDay], max_lag: int = SIGN_LAGS) -> np.ndarray:
+    """Autocorrelation of the signs of aggressive orders (rebuilt from executions, as the features see them),
+    lags 1..max_lag in orders, pooled over days as :func:`pooled_acf` pools."""
+    from ..codec import ADD, BUY
+    from ..features import order_flow
+
+    signs = []
+    for d in days:
+        flow = order_flow(d)
+        market = (flow.action == ADD) & flow.aggressive
+        signs.append(np.where(flow.side[market] == BUY, 1.0, -1.0))
+    return pooled_acf(signs, max_lag)
 
 
 def stylized_facts(days: Sequence[EventDay | Mapping[str, np.ndarray]]) -> StylizedFacts:

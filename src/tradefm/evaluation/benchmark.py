@@ -1,0 +1,468 @@
+"""The pooled held-out benchmark: realism measured over many windows, with intervals that respect them.
+
+One window of minutes holds a few dozen independent 10 s returns, so one window decides nothing. Here:
+
+- **windows**: ``windows`` start times evenly spread over the test part of every evaluable day (from the split's
+  ``test_from`` to the session's end less the window), each ``minutes`` long;
+- **sources** per window: the model's closed-loop rollouts, Compound Hawkes and zero intelligence fitted on the
+  day's training part (what the model learned from), and the day's real tokens decoded closed loop (what a
+  perfect model would give), ``rollouts`` of each;
+- **distances** per metric between the pooled real windows and each source's pooled rollouts (KS and W1 on
+  :data:`~.metrics.DISTRIBUTIONS`, L1 on :data:`~.metrics.L1_SCORES`), per instrument and over all of them;
+- **intervals** from a bootstrap over windows: the same resampled windows for the real flow and every source
+  (within each instrument), so a window's noise moves both sides of a comparison together;
+- **the floor** by the same protocol: as many windows of the validation part (also held out of training) against
+  the test part's real windows;
+- **the headline**: the model's mean KS over the distribution rows divided by Compound Hawkes', with its
+  interval from the same resamples.
+
+A day whose book file shows only the touch (LOBSTER level 1) is skipped: its flow leaves out every event behind
+the touch, so it says nothing about depth.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..events import EventDay
+from .metrics import DISTRIBUTIONS, L1_SCORES, LABELS, l1_bins, samples, window
+from .stylized import StylizedFacts, order_sign_acf, stylized_facts
+
+MODEL, HAWKES, ZI, DECODED, FLOOR = "TradeFM", "Compound Hawkes", "zero intelligence", "real tokens, decoded", \
+    "real vs real"
+GENERATORS = (MODEL, HAWKES, ZI)
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """How many windows, how long, how many rollouts of each source per window, and the bootstrap's size."""
+
+    windows: int = 12  # per day, in its test part
+    minutes: float = 5.0
+    rollouts: int = 4
+    n_boot: int = 200
+    seed: int = 0
+
+
+PRESETS = {
+    "demo": BenchmarkConfig(windows=3, minutes=2.0, rollouts=2, n_boot=50),  # inside the demo's time budget
+    "standard": BenchmarkConfig(),
+    "full": BenchmarkConfig(windows=24, minutes=10.0, rollouts=8, n_boot=500),
+}
+
+
+def preset(name: str, **overrides: object) -> BenchmarkConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown benchmark preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return replace(PRESETS[name], **overrides)
+
+
+# ---------------------------------------------------------------- windows
+
+
+def _session(day: EventDay) -> tuple[int, int]:
+    t = day.table
+    ts = t.column("ts").to_numpy()[~t.column("snapshot").to_numpy()]
+    return int(ts[0]), int(ts[-1])
+
+
+def starts(day: EventDay, part: tuple[float, float], n: int, minutes: float) -> list[int]:
+    """``n`` window starts evenly spread over the fraction ``part`` of the day's session, each window inside it
+    (none when the part is shorter than one window)."""
+    first, last = _session(day)
+    a, b = first + part[0] * (last - first), first + part[1] * (last - first) - minutes * 60e9
+    if b <= a or n < 1:
+        return []
+    return [int(x) for x in np.linspace(a, b, n + 2)[1:-1]] if n > 1 else [int((a + b) / 2)]
+
+
+# ---------------------------------------------------------------- distances with a window bootstrap
+
+
+def _stats_of(metric: str) -> tuple[str, ...]:
+    return tuple(s for s, names in (("KS", DISTRIBUTIONS), ("W1", DISTRIBUTIONS), ("L1", L1_SCORES))
+                 if metric in names)
+
+
+METRICS = tuple(dict.fromkeys(DISTRIBUTIONS + L1_SCORES))
+
+
+def _tagged(per_window: Sequence[Sequence[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The finite values of every window's arrays, and the window each came from."""
+    values, windows = [], []
+    for w, arrays in enumerate(per_window):
+        for a in arrays:
+            a = np.asarray(a, np.float64)
+            a = a[np.isfinite(a)]
+            values.append(a)
+            windows.append(np.full(len(a), w))
+    if not values:
+        return np.zeros(0), np.zeros(0, dtype=int)
+    return np.concatenate(values), np.concatenate(windows)
+
+
+class _Pooled:
+    """One metric of the real windows and of one source's windows on their common grid of values, each value
+    tagged with its window. A set of windows drawn with replacement is a weight per window, so every draw's
+    pooled KS, W1 and L1 are weighted counts on the grid: exact, and with no sorting per draw."""
+
+    def __init__(self, real: tuple[np.ndarray, np.ndarray], gen: tuple[np.ndarray, np.ndarray],
+                 which: Sequence[str]) -> None:
+        (self.r, self.wr), (self.g, self.wg) = real, gen
+        self.which = which
+        self.grid = np.unique(np.concatenate([self.r, self.g]))
+        self.pr, self.pg = np.searchsorted(self.grid, self.r), np.searchsorted(self.grid, self.g)
+        self.gaps = np.diff(self.grid)
+        self.scale: dict[str, tuple[float, np.ndarray | None, np.ndarray | None, int]] = {}
+
+    def fix(self, group: str, real_w: np.ndarray, gen_w: np.ndarray) -> None:
+        """A group's normalisation (its real values' standard deviation, for W1) and its L1 bins (on its pooled
+        values), kept for every draw of that group, as a bootstrap over events keeps them."""
+        r, g = self.r[real_w[self.wr] > 0], self.g[gen_w[self.wg] > 0]
+        sd = float(r.std()) if len(r) and r.std() > 0 else 1.0
+        br = bg = None
+        nb = 0
+        if "L1" in self.which and len(r) and len(g):
+            edges = l1_bins(np.concatenate([r, g]))
+            nb = len(edges) - 1
+            br = np.clip(np.searchsorted(edges, self.r, side="right") - 1, 0, nb - 1)
+            bg = np.clip(np.searchsorted(edges, self.g, side="right") - 1, 0, nb - 1)
+        self.scale[group] = (sd, br, bg, nb)
+
+    def evaluate(self, group: str, real_w: np.ndarray, gen_w: np.ndarray) -> dict[str, float]:
+        """KS, W1 and L1 of the pooled windows weighted ``real_w`` (real) and ``gen_w`` (this source)."""
+        cr = np.bincount(self.pr, weights=real_w[self.wr], minlength=len(self.grid))
+        cg = np.bincount(self.pg, weights=gen_w[self.wg], minlength=len(self.grid))
+        nr, ng = cr.sum(), cg.sum()
+        if nr <= 0 or ng <= 0:
+            return dict.fromkeys(self.which, np.nan)
+        diff = np.abs(np.cumsum(cr) / nr - np.cumsum(cg) / ng)
+        sd, br, bg, nb = self.scale[group]
+        out = {}
+        if "KS" in self.which:
+            out["KS"] = float(diff.max())
+        if "W1" in self.which:  # the integral of |F - G| over values in units of the real standard deviation
+            out["W1"] = float((diff[:-1] * self.gaps).sum()) / sd
+        if "L1" in self.which:
+            hr = np.bincount(br, weights=real_w[self.wr], minlength=nb) / nr
+            hg = np.bincount(bg, weights=gen_w[self.wg], minlength=nb) / ng
+            out["L1"] = 0.5 * float(np.abs(hr - hg).sum())
+        return out
+
+
+def mean_ks(d: Mapping[str, Mapping[str, float]], rows: Sequence[str] = DISTRIBUTIONS) -> float:
+    """The headline's score: the mean KS over the distribution rows (those with a value: windows shorter than a
+    horizon have no returns at it)."""
+    v = np.array([d[m]["KS"] for m in rows], np.float64)
+    return float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else float("nan")
+
+
+def ratio(a: Mapping[str, Mapping[str, float]], b: Mapping[str, Mapping[str, float]]) -> float:
+    """Mean KS of ``a`` over that of ``b``, over the rows both have."""
+    rows = [m for m in DISTRIBUTIONS if np.isfinite(a[m]["KS"]) and np.isfinite(b[m]["KS"])]
+    return mean_ks(a, rows) / mean_ks(b, rows) if rows else float("nan")
+
+
+@dataclass
+class Benchmark:
+    """What a benchmark run measured; ``rows[group][source][metric][stat] = (value, low, high)``."""
+
+    config: BenchmarkConfig
+    windows: dict[str, list[int]]  # instrument -> test-part window starts (ns)
+    floor_windows: dict[str, list[int]]
+    rows: dict[str, dict[str, dict[str, dict[str, tuple[float, float, float]]]]]
+    headline: dict[str, tuple[float, float, float]]  # group -> TradeFM mean KS / Compound Hawkes mean KS
+    mean_ks: dict[str, dict[str, tuple[float, float, float]]]  # group -> source -> mean KS
+    facts: dict[str, dict[str, object]] = field(default_factory=dict)  # source -> stylized facts (pooled)
+    skipped: dict[str, str] = field(default_factory=dict)  # day -> why
+
+    def to_json(self) -> dict:
+        """Plain JSON: intervals as [value, low, high], a missing value (no sample) as null."""
+        return _plain({"config": asdict(self.config), "windows": self.windows, "floor_windows": self.floor_windows,
+                       "headline": self.headline, "mean_ks": self.mean_ks, "rows": self.rows, "facts": self.facts,
+                       "skipped": self.skipped})
+
+
+def _plain(x: object) -> object:
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_plain(v) for v in x]
+    if isinstance(x, float | np.floating):
+        return float(x) if np.isfinite(x) else None
+    return x
+
+
+def _groups(inst: Sequence[str]) -> dict[str, np.ndarray]:
+    """Window indices per instrument, and all of them (ALL)."""
+    out = {k: np.flatnonzero(np.asarray(inst) == k) for k in dict.fromkeys(inst)}
+    return {**out, ALL: np.arange(len(inst))} if len(out) > 1 else {**out}
+
+
+def _resample(idx: np.ndarray, inst: Sequence[str], rng: np.random.Generator) -> np.ndarray:
+    """``idx`` resampled with replacement within each instrument: a draw keeps the pooled mix of instruments."""
+    if not len(idx):
+        return idx
+    keys = np.asarray(inst)[idx]
+    return np.concatenate([rng.choice(idx[keys == k], int((keys == k).sum())) for k in dict.fromkeys(keys)])
+
+
+def _interval(value: float, boots: Sequence[float]) -> tuple[float, float, float]:
+    b = np.asarray(boots, np.float64)
+    b = b[np.isfinite(b)]
+    if not len(b):
+        return (float(value), float("nan"), float("nan"))
+    lo, hi = np.quantile(b, [0.025, 0.975])
+    return (float(value), float(lo), float(hi))
+
+
+def measure(real: Sequence[Mapping], inst: Sequence[str], sources: Mapping[str, Sequence[Sequence[Mapping]]],
+            floor_real: Sequence[Mapping], floor_inst: Sequence[str], n_boot: int, seed: int,
+            progress: bool = False) -> tuple[dict, dict, dict]:
+    """Point values and window-bootstrap intervals, per group (each instrument, and ALL): of every (source,
+    metric, stat), of each source's mean KS, and of the headline ratio. ``real[i]`` holds the samples of test
+    window i, ``sources[name][i]`` the samples of each of its rollouts, ``floor_real[j]`` those of validation
+    window j. Each draw resamples windows with replacement within each instrument; the real flow and every
+    source take the same windows."""
+    from tqdm.auto import tqdm
+
+    rng = np.random.default_rng([seed, 16])
+    n, nf = len(real), len(floor_real)
+    groups, floor_groups = _groups(inst), _groups(floor_inst) if nf else {}
+    pooled_: dict[str, dict[str, _Pooled]] = {}
+    for m in METRICS:
+        r = _tagged([[w[m]] for w in real])
+        for name, per_window in sources.items():
+            pooled_.setdefault(name, {})[m] = _Pooled(r, _tagged([[s[m] for s in days] for days in per_window]),
+                                                      _stats_of(m))
+        if nf:
+            pooled_.setdefault(FLOOR, {})[m] = _Pooled(r, _tagged([[w[m]] for w in floor_real]), _stats_of(m))
+    rows: dict = {}
+    means: dict = {}
+    headline: dict = {}
+    bar = tqdm(total=len(groups) * (n_boot + 1), desc="bootstrap", unit="draw", disable=not progress)
+    for group, idx in groups.items():
+        fidx = floor_groups.get(group, np.zeros(0, dtype=int))
+        names = [name for name in pooled_ if name != FLOOR or len(fidx)]
+
+        def weights(pick: np.ndarray, fpick: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return np.bincount(pick, minlength=n).astype(np.float64), \
+                np.bincount(fpick, minlength=nf).astype(np.float64) if nf else np.zeros(0)
+
+        w, fw = weights(idx, fidx)
+        for name in names:
+            for m in METRICS:
+                pooled_[name][m].fix(group, w, fw if name == FLOOR else w)
+
+        def draw(w: np.ndarray, fw: np.ndarray, group: str = group, names: list[str] = names) -> dict:
+            return {name: {m: pooled_[name][m].evaluate(group, w, fw if name == FLOOR else w) for m in METRICS}
+                    for name in names}
+
+        point = draw(w, fw)
+        bar.update()
+        boots = []
+        for _ in range(n_boot):
+            boots.append(draw(*weights(_resample(idx, inst, rng), _resample(fidx, floor_inst, rng))))
+            bar.update()
+        rows[group] = {name: {m: {s: _interval(point[name][m][s], [b[name][m][s] for b in boots])
+                                  for s in _stats_of(m)} for m in METRICS} for name in point}
+        means[group] = {name: _interval(mean_ks(point[name]), [mean_ks(b[name]) for b in boots]) for name in point}
+        if MODEL in point and HAWKES in point:
+            headline[group] = _interval(ratio(point[MODEL], point[HAWKES]),
+                                        [ratio(b[MODEL], b[HAWKES]) for b in boots])
+    bar.close()
+    return rows, means, headline
+
+
+# ---------------------------------------------------------------- the run
+
+
+def _facts(days: Sequence[EventDay]) -> dict[str, object]:
+    f: StylizedFacts = stylized_facts(days)
+    return {"kurtosis": {str(k): v for k, v in f.kurtosis.items()}, "acf_returns": f.acf_returns[:20].tolist(),
+            "acf_abs": f.acf_abs[:20].tolist(), "hill": f.hill, "order_sign_acf": order_sign_acf(days).tolist(),
+            "n_returns": f.n_returns}
+
+
+def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, progress: bool = True,
+        say: Callable[[str], None] = print) -> Benchmark:
+    """Every source on every window of every evaluable day in ``days`` (see the module's docstring), for a
+    model (:class:`~tradefm.model.TradeFM`) and its tokenizer, with the split (a
+    :class:`~tradefm.shards.SplitConfig`) the model was trained with."""
+    from tqdm.auto import tqdm
+
+    from ..baselines import hawkes, zero_intelligence
+    from ..generation.rollout import decode_real, generate
+
+    length = int(cfg.minutes * 60e9)
+    real, inst, floor_real, floor_inst = [], [], [], []
+    sources: dict[str, list[list[dict]]] = {MODEL: [], HAWKES: [], ZI: [], DECODED: []}
+    kept: dict[str, list[EventDay]] = {"real": [], **{name: [] for name in sources}}  # for the stylized facts
+    windows: dict[str, list[int]] = {}
+    floor_windows: dict[str, list[int]] = {}
+    skipped: dict[str, str] = {}
+    plan = []
+    for day in days:
+        name = f"{day.instrument.venue}/{day.instrument.symbol} {day.date}"
+        if int(day.notes.get("levels", 0) or 0) == 1:
+            skipped[name] = "a level-1 file: its flow leaves out every event behind the touch"
+            continue
+        test = starts(day, (splits.test_from, 1.0), cfg.windows, cfg.minutes)
+        val = starts(day, (splits.val_from, splits.test_from), cfg.windows, cfg.minutes)
+        if not test:
+            skipped[name] = f"its test part is shorter than one window of {cfg.minutes:g} minutes"
+            continue
+        plan.append((name, day, test, val))
+    bar = tqdm(total=sum(len(t) for _, _, t, _ in plan), desc="windows", unit="window", disable=not progress)
+    for name, day, test, val in plan:
+        first, last = _session(day)
+        fit_day = window(day, first, int(first + splits.val_from * (last - first)))  # the training part
+        try:
+            generate(model, tok, day, test[0], 1, 1, cfg.seed)  # scales and start checked before any fitting
+        except ValueError as e:
+            skipped[name] = str(e)
+            bar.update(len(test))
+            continue
+        hp, zp = hawkes.fit([fit_day]), zero_intelligence.fit([fit_day])
+        windows[name], floor_windows[name] = test, val
+        for w, start in enumerate(test):
+            seed = cfg.seed + 1_000 * w
+            k = range(cfg.rollouts)
+            made = {MODEL: generate(model, tok, day, start, 200_000, cfg.rollouts, seed, duration_s=cfg.minutes * 60),
+                    HAWKES: [hawkes.generate(hp, day, start, cfg.minutes * 60, seed + r) for r in k],
+                    ZI: [zero_intelligence.generate(zp, day, start, cfg.minutes * 60, seed + r) for r in k],
+                    DECODED: decode_real(tok, day, start, cfg.minutes * 60, cfg.rollouts, seed)}
+            real_day = window(day, start, start + length)
+            real.append(samples(real_day))
+            inst.append(name)
+            kept["real"].append(real_day)
+            for source, rollouts in made.items():
+                sources[source].append([samples(d) for d in rollouts])
+                kept[source] += rollouts
+            bar.update()
+        for start in val:
+            floor_real.append(samples(window(day, start, start + length)))
+            floor_inst.append(name)
+    bar.close()
+    if not real:
+        raise ValueError("no day could be evaluated: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    say(f"{len(real)} windows of {cfg.minutes:g} minutes on {len(windows)} day(s), {cfg.rollouts} rollouts of each "
+        f"source per window; bootstrap over windows ({cfg.n_boot} draws)")
+    rows, means, headline = measure(real, inst, sources, floor_real, floor_inst, cfg.n_boot, cfg.seed, progress)
+    facts = {source: _facts(d) for source, d in kept.items()}
+    return Benchmark(cfg, windows, floor_windows, rows, headline, means, facts, skipped)
+
+
+# ---------------------------------------------------------------- output
+
+
+def _cell(v: tuple[float, float, float]) -> str:
+    return f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" if np.isfinite(v[1]) else _num(v[0], ".3f")
+
+
+def _num(v: float, fmt: str) -> str:
+    return format(v, fmt) if np.isfinite(v) else "–"
+
+
+def markdown(b: Benchmark) -> str:
+    """The headline, the per-metric table of the pooled group, the stylized facts and what was skipped."""
+    group = ALL if ALL in b.rows else next(iter(b.rows))
+    cfg = b.config
+    n = sum(len(w) for w in b.windows.values())
+    lines = [f"# Pooled held-out benchmark: {n} windows of {cfg.minutes:g} minutes, {cfg.rollouts} rollouts per "
+             f"window and source, 95% intervals from {cfg.n_boot} bootstrap draws of windows", ""]
+    for g, h in b.headline.items():
+        lines.append(f"- **{g}**: TradeFM mean KS ÷ Compound Hawkes mean KS = **{_cell(h)}** "
+                     f"(TradeFM {_cell(b.mean_ks[g][MODEL])}, Compound Hawkes {_cell(b.mean_ks[g][HAWKES])}"
+                     + (f", real vs real {_cell(b.mean_ks[g][FLOOR])}" if FLOOR in b.mean_ks[g] else "") + ")")
+    names = list(b.rows[group])
+    lines += ["", f"## Every metric ({group})", "", "| metric | stat | " + " | ".join(names) + " |",
+              "|---|---|" + "---:|" * len(names)]
+    for m in METRICS:
+        for s in _stats_of(m):
+            cells = [b.rows[group][name][m][s] for name in names]
+            best = min((c[0] for c, name in zip(cells, names, strict=True) if name in GENERATORS), default=np.nan)
+            lines.append(f"| {LABELS.get(m, m)} | {s} | " + " | ".join(
+                f"**{_cell(c)}**" if name in GENERATORS and c[0] == best else _cell(c)
+                for c, name in zip(cells, names, strict=True)) + " |")
+    lines += ["", "## Stylized facts (pooled windows)", "", "| fact | " + " | ".join(b.facts) + " |",
+              "|---|" + "---:|" * len(b.facts)]
+    f = b.facts
+    for h in ("1.0", "10.0", "60.0"):
+        lines.append(f"| excess kurtosis, {float(h):g} s returns | " + " | ".join(
+            _num(f[k]['kurtosis'][h], ".2f") for k in f) + " |")
+    for lag in (1, 2, 5, 10):
+        lines.append(f"| ACF of returns, lag {lag} s | " + " | ".join(_num(f[k]['acf_returns'][lag - 1], "+.3f")
+                                                                       for k in f) + " |")
+    for lag in (1, 2, 5, 10):
+        lines.append(f"| ACF of absolute returns, lag {lag} s | " + " | ".join(
+            _num(f[k]['acf_abs'][lag - 1], "+.3f") for k in f) + " |")
+    lines.append("| Hill tail index, 10 s | " + " | ".join(_num(f[k]['hill'], ".2f") for k in f) + " |")
+    for lag in (1, 10):
+        lines.append(f"| order-sign ACF, lag {lag} | " + " | ".join(
+            _num(f[k]['order_sign_acf'][lag - 1], "+.3f") for k in f) + " |")
+    if b.skipped:
+        lines += ["", "Skipped: " + "; ".join(f"{k} ({v})" for k, v in b.skipped.items())]
+    return "\n".join(lines) + "\n"
+
+
+def plot(b: Benchmark, path: Path) -> None:
+    """KS per distribution row for each generator with its interval, over the floor's band."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    group = ALL if ALL in b.rows else next(iter(b.rows))
+    rows = b.rows[group]
+    fig = Figure(figsize=(8, 4))
+    ax = fig.add_subplot()
+    x = np.arange(len(DISTRIBUTIONS))
+    if FLOOR in rows:
+        lo = [rows[FLOOR][m]["KS"][1] for m in DISTRIBUTIONS]
+        hi = [rows[FLOOR][m]["KS"][2] for m in DISTRIBUTIONS]
+        ax.bar(x, np.subtract(hi, lo), bottom=lo, width=0.8, color="0.85", label="real vs real (interval)")
+    names = [n for n in (MODEL, HAWKES, ZI, DECODED) if n in rows]
+    for k, name in enumerate(names):
+        v = np.array([rows[name][m]["KS"] for m in DISTRIBUTIONS])
+        ax.errorbar(x + (k - (len(names) - 1) / 2) * 0.15, v[:, 0], yerr=[v[:, 0] - v[:, 1], v[:, 2] - v[:, 0]],
+                    fmt="o", capsize=3, label=name)
+    ax.set_xticks(x, [LABELS[m].split(" (")[0] for m in DISTRIBUTIONS], rotation=20, ha="right", fontsize=8)
+    ax.set(ylabel="KS against the real windows", title=f"pooled held-out windows ({group})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    FigureCanvasAgg(fig).print_png(str(path), metadata={"Software": None})
+
+
+def write(b: Benchmark, out: str | Path) -> Path:
+    """``benchmark.json``, ``benchmark.md`` and ``benchmark.png`` in ``out``, each written whole or not at all."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    as_json = json.dumps(b.to_json(), indent=1, allow_nan=False)
+    for name, text in (("benchmark.json", as_json), ("benchmark.md", markdown(b))):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(out / name)
+    tmp = out / ".benchmark.png.tmp"
+    plot(b, tmp)
+    tmp.replace(out / "benchmark.png")
+    return out / "benchmark.md"
+
+
+__all__ = [
+    "PRESETS",
+    "Benchmark",
+    "BenchmarkConfig",
+    "markdown",
+    "mean_ks",
+    "measure",
+    "plot",
+    "preset",
+    "run",
+    "starts",
+    "write",
+]

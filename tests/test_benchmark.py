@@ -1,0 +1,115 @@
+"""The pooled held-out benchmark: windows stay in their split, intervals come from windows, every source is scored."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tradefm.cli import main
+from tradefm.evaluation import benchmark as bm
+from tradefm.evaluation.metrics import DISTRIBUTIONS
+from tradefm.features import order_flow
+from tradefm.model import TradeFM, preset
+from tradefm.readers import read
+from tradefm.shards import SplitConfig
+from tradefm.tokenizer import Tokenizer
+
+from .conftest import data_file
+
+
+def _samples(rng: np.random.Generator, shift: float = 0.0, n: int = 300) -> dict[str, np.ndarray]:
+    return {m: rng.normal(shift, 1.0, n) for m in bm.METRICS}
+
+
+def test_a_source_drawn_like_the_real_windows_scores_near_the_floor_and_a_shifted_one_far() -> None:
+    rng = np.random.default_rng(0)
+    real = [_samples(rng) for _ in range(6)]
+    inst = ["a"] * 3 + ["b"] * 3
+    sources = {bm.MODEL: [[_samples(rng)] for _ in range(6)], bm.HAWKES: [[_samples(rng, 0.5)] for _ in range(6)]}
+    floor = [_samples(rng) for _ in range(6)]
+    rows, means, headline = bm.measure(real, inst, sources, floor, inst, n_boot=30, seed=1)
+    assert set(rows) == {"a", "b", bm.ALL} and set(rows[bm.ALL]) == {bm.MODEL, bm.HAWKES, bm.FLOOR}
+    value, low, high = headline[bm.ALL]
+    assert value < 0.5 and low <= value <= high < 1.0  # like the real flow: far below the shifted source
+    for m in DISTRIBUTIONS:
+        v, lo, hi = rows[bm.ALL][bm.HAWKES][m]["KS"]
+        assert lo <= v <= hi and v > 0.1
+    assert abs(means[bm.ALL][bm.MODEL][0] - means[bm.ALL][bm.FLOOR][0]) < 0.05
+    again = bm.measure(real, inst, sources, floor, inst, n_boot=30, seed=1)
+    assert again[2] == headline  # the same seed, the same resamples
+
+
+def test_the_interval_comes_from_windows_not_events() -> None:
+    """Windows that disagree widen the interval even when each holds many events."""
+    rng = np.random.default_rng(2)
+    real = [_samples(rng, n=2000) for _ in range(8)]
+    steady = {bm.MODEL: [[_samples(rng, 0.2, 2000)] for _ in range(8)], bm.HAWKES: [[_samples(rng, 0.4, 2000)]
+                                                                                  for _ in range(8)]}
+    noisy = {bm.MODEL: [[_samples(rng, s, 2000)] for s in (-0.6, 0.9, -0.5, 0.8, 0.0, 0.7, -0.4, 0.6)],
+             bm.HAWKES: steady[bm.HAWKES]}
+    inst = ["a"] * 8
+    width = [bm.measure(real, inst, s, [], [], n_boot=40, seed=0)[0]["a"][bm.MODEL]["returns_1s"]["KS"]
+             for s in (steady, noisy)]
+    assert width[1][2] - width[1][1] > 2 * (width[0][2] - width[0][1])
+
+
+def test_windows_stay_inside_their_part_of_the_session() -> None:
+    day = next(read(data_file("lobster/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")))
+    ts = day.table.column("ts").to_numpy()[~day.table.column("snapshot").to_numpy()]
+    first, last = int(ts[0]), int(ts[-1])
+    splits = SplitConfig()
+    test = bm.starts(day, (splits.test_from, 1.0), 5, 3.0)
+    val = bm.starts(day, (splits.val_from, splits.test_from), 5, 3.0)
+    assert len(test) == len(val) == 5 and test == sorted(test)
+    assert all(s >= first + splits.test_from * (last - first) and s + 180e9 <= last for s in test)
+    assert all(s >= first + splits.val_from * (last - first) and s + 180e9 <= first + splits.test_from *
+               (last - first) for s in val)
+    assert bm.starts(day, (0.99, 1.0), 3, 60.0) == []  # a part shorter than one window holds none
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A GOOG event store, a tokenizer fitted on its training part and an untrained tiny model, as a run folder."""
+    from tradefm.cli import ingest
+
+    out = tmp_path_factory.mktemp("run")
+    ingest([str(data_file("lobster/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip"))], out / "events", "lobster", False,
+           quiet=True)
+    from tradefm.events import list_days, read_day
+
+    day = read_day(list_days(out / "events")[0])
+    flow = order_flow(day)
+    tok = Tokenizer.fit({"nasdaq/GOOG": [flow]})
+    torch.manual_seed(0)
+    model = TradeFM(preset("tiny", layers=2, context=64))
+    model.save_pretrained(out / "model" / "model", tok)
+    return out
+
+
+def test_the_benchmark_scores_every_source_on_real_windows_and_writes_its_files(tiny_run, capsys) -> None:
+    args = ["benchmark", str(tiny_run), "--preset", "demo", "--windows", "2", "--minutes", "0.5",
+            "--rollouts", "1", "--out", str(tiny_run / "bench")]
+    assert main(args) == 0
+    out = json.loads((tiny_run / "bench" / "benchmark.json").read_text())
+    assert len(out["windows"]) == 1 and len(next(iter(out["windows"].values()))) == 2
+    rows = out["rows"]["nasdaq/GOOG 2012-06-21"]
+    assert set(rows) == {bm.MODEL, bm.HAWKES, bm.ZI, bm.DECODED, bm.FLOOR}
+    short = {"returns_60s"}  # half-minute windows hold no 60 s return
+    assert all(0 <= rows[s][m]["KS"][0] <= 1 for s in rows for m in DISTRIBUTIONS if m not in short)
+    assert all(rows[s][m]["KS"][0] is None for s in rows for m in short)
+    assert 0 < out["headline"]["nasdaq/GOOG 2012-06-21"][0] < 10
+    assert set(out["facts"]) == {"real", bm.MODEL, bm.HAWKES, bm.ZI, bm.DECODED}
+    text = (tiny_run / "bench" / "benchmark.md").read_text()
+    assert "mean KS ÷ Compound Hawkes" in text and (tiny_run / "bench" / "benchmark.png").stat().st_size > 0
+    assert main(args) == 0  # the same seed, the same numbers
+    assert json.loads((tiny_run / "bench" / "benchmark.json").read_text()) == out
+
+
+def test_a_folder_without_a_model_gets_one_line(tmp_path, capsys) -> None:
+    assert main(["benchmark", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no trained model" in err and len(err.splitlines()) == 1
+    assert main(["benchmark", str(tmp_path), "--preset", "huge"]) == 2
