@@ -3,31 +3,36 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV := $(VENV)/.dev
 # PyTorch first, pinned, so that the project's `torch>=2.5` is already met: on a CPU-only machine point this at a
 # CPU build (e.g. TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"); GPU users keep the default.
 TORCH ?= torch==2.13.0
 
 .PHONY: demo test lint bench clean
 
+# the package alone for the demo; the test and benchmark tools on top, only where they are used
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e .
 	touch $(STAMP)
 
-$(VENV)/.bench: $(STAMP)
+$(DEV): $(STAMP)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(DEV)
+
+$(VENV)/.bench: $(DEV)
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	touch $(VENV)/.bench
 
 demo: $(STAMP)
 	$(BIN)/tradefm demo
 
-test: $(STAMP)
+test: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check .
 
 bench: $(VENV)/.bench

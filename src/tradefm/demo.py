@@ -47,7 +47,7 @@ def _fresh(out: Path) -> Path:
     return out
 
 
-CONTROL_ROLLOUTS, CONTROL_MINUTES, IMPACT_MINUTES = 8, 3.0, 3.0
+CONTROL_ROLLOUTS, CONTROL_MINUTES, IMPACT_MINUTES = 6, 2.0, 2.0
 RESPONSE_WINDOWS = 96  # context windows of the held-out flow the model's control response is averaged over
 CONTROL_GUIDANCE = 4.0  # the tiny model reads the regime fields weakly: guidance makes their push measurable
 

@@ -51,7 +51,7 @@ class BenchmarkConfig:
 
 
 PRESETS = {
-    "demo": BenchmarkConfig(windows=3, minutes=2.0, rollouts=2, n_boot=50),  # inside the demo's time budget
+    "demo": BenchmarkConfig(windows=2, minutes=2.0, rollouts=2, n_boot=50),  # inside the demo's time budget
     "standard": BenchmarkConfig(),
     "full": BenchmarkConfig(windows=24, minutes=10.0, rollouts=8, n_boot=500),
 }
