@@ -48,7 +48,7 @@ def _fresh(out: Path) -> Path:
 
 
 CONTROL_ROLLOUTS, CONTROL_MINUTES, IMPACT_MINUTES = 6, 2.0, 2.0
-RESPONSE_WINDOWS = 96  # context windows of the held-out flow the model's control response is averaged over
+RESPONSE_WINDOWS = 48  # context windows of the held-out flow the model's control response is averaged over
 CONTROL_GUIDANCE = 4.0  # the tiny model reads the regime fields weakly: guidance makes their push measurable
 
 
