@@ -89,10 +89,30 @@ def tiny_run(tmp_path_factory):
     return out
 
 
-def test_the_benchmark_scores_every_source_on_real_windows_and_writes_its_files(tiny_run, capsys) -> None:
+def test_the_benchmark_scores_every_source_on_real_windows_and_writes_its_files(tiny_run, capsys,
+                                                                               monkeypatch) -> None:
+    """Also: the baselines are fitted on the training part only, and every window lies in its held-out part."""
+    from tradefm.baselines import hawkes, zero_intelligence
+
+    fitted_until = []
+    for module in (hawkes, zero_intelligence):
+        def spy(days, *a, _fit=module.fit, **k):
+            fitted_until.append(max(int(d.table.column("ts").to_numpy().max()) for d in days))
+            return _fit(days, *a, **k)
+        monkeypatch.setattr(module, "fit", spy)
     args = ["benchmark", str(tiny_run), "--preset", "demo", "--windows", "2", "--minutes", "0.5",
             "--rollouts", "1", "--out", str(tiny_run / "bench")]
     assert main(args) == 0
+    from tradefm.events import list_days, read_day
+
+    day = read_day(list_days(tiny_run / "events")[0])
+    ts = day.table.column("ts").to_numpy()[~day.table.column("snapshot").to_numpy()]
+    first, last, splits = int(ts[0]), int(ts[-1]), SplitConfig()
+    assert len(fitted_until) == 2 and max(fitted_until) < first + splits.val_from * (last - first)
+    saved = json.loads((tiny_run / "bench" / "benchmark.json").read_text())
+    assert all(s >= first + splits.test_from * (last - first) for w in saved["windows"].values() for s in w)
+    assert all(first + splits.val_from * (last - first) <= s < first + splits.test_from * (last - first)
+               for w in saved["floor_windows"].values() for s in w)
     out = json.loads((tiny_run / "bench" / "benchmark.json").read_text())
     assert len(out["windows"]) == 1 and len(next(iter(out["windows"].values()))) == 2
     rows = out["rows"]["nasdaq/GOOG 2012-06-21"]
@@ -102,6 +122,8 @@ def test_the_benchmark_scores_every_source_on_real_windows_and_writes_its_files(
     assert all(rows[s][m]["KS"][0] is None for s in rows for m in short)
     assert 0 < out["headline"]["nasdaq/GOOG 2012-06-21"][0] < 10
     assert set(out["facts"]) == {"real", bm.MODEL, bm.HAWKES, bm.ZI, bm.DECODED}
+    assert out["facts"]["real"]["empty_side"] == 0  # a real GOOG book always shows both sides
+    assert all(0 <= f["empty_side"] <= 1 for f in out["facts"].values())
     text = (tiny_run / "bench" / "benchmark.md").read_text()
     assert "mean KS ÷ Compound Hawkes" in text and (tiny_run / "bench" / "benchmark.png").stat().st_size > 0
     assert main(args) == 0  # the same seed, the same numbers

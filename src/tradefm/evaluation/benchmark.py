@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..events import EventDay
-from .metrics import DISTRIBUTIONS, L1_SCORES, LABELS, l1_bins, samples, window
+from .metrics import DISTRIBUTIONS, L1_SCORES, LABELS, book_series, l1_bins, samples, window
 from .stylized import StylizedFacts, order_sign_acf, stylized_facts
 
 MODEL, HAWKES, ZI, DECODED, FLOOR = "TradeFM", "Compound Hawkes", "zero intelligence", "real tokens, decoded", \
@@ -284,10 +284,15 @@ def measure(real: Sequence[Mapping], inst: Sequence[str], sources: Mapping[str, 
 
 
 def _facts(days: Sequence[EventDay]) -> dict[str, object]:
-    f: StylizedFacts = stylized_facts(days)
+    """The stylized facts of one source's pooled windows, and how often its book had a side empty (the real
+    books of these windows never do; a generator's book that thins out does)."""
+    series = [book_series(d) for d in days]
+    f: StylizedFacts = stylized_facts(series)
+    events = sum(len(x["mid"]) for x in series)
+    empty = sum(int(np.isnan(x["mid"]).sum()) for x in series) / events if events else float("nan")
     return {"kurtosis": {str(k): v for k, v in f.kurtosis.items()}, "acf_returns": f.acf_returns[:20].tolist(),
             "acf_abs": f.acf_abs[:20].tolist(), "hill": f.hill, "order_sign_acf": order_sign_acf(days).tolist(),
-            "n_returns": f.n_returns}
+            "empty_side": empty, "n_returns": f.n_returns}
 
 
 def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, progress: bool = True,
@@ -407,6 +412,8 @@ def markdown(b: Benchmark) -> str:
     for lag in (1, 10):
         lines.append(f"| order-sign ACF, lag {lag} | " + " | ".join(
             _num(f[k]['order_sign_acf'][lag - 1], "+.3f") for k in f) + " |")
+    lines.append("| book states with a side empty (share of events) | " + " | ".join(
+        _num(f[k]["empty_side"], ".2%") for k in f) + " |")
     if b.skipped:
         lines += ["", "Skipped: " + "; ".join(f"{k} ({v})" for k, v in b.skipped.items())]
     return "\n".join(lines) + "\n"
