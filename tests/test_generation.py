@@ -56,6 +56,9 @@ def test_rollouts_are_feed_like_days_lobster_tools_can_read(setup, tmp_path) -> 
         assert kinds <= {1, 2, 3, 4} and 1 in kinds
     assert not days[0].table.equals(days[1].table)  # rollouts differ from each other
     folders = write_rollouts(days, tmp_path)
+    (message,) = folders[0].glob("*_message_*.csv")
+    ids = np.loadtxt(message, delimiter=",", usecols=2, dtype=np.int64)
+    assert ids.max() < 2**31 and days[0].table.column("order_id").to_numpy().max() >= 2**31  # int32 loaders
     (report,) = replay_lobster(folders[0])  # our own LOBSTER reader and replay on the exported files
     assert report.exact and report.rows == int((~days[0].table.column("snapshot").to_numpy()).sum())
 

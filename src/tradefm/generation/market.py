@@ -138,9 +138,25 @@ class Market:
                                                                       "snapshot_levels": self.snapshot})
 
 
+def _int32_ids(ids: np.ndarray) -> np.ndarray:
+    limit = 2**31
+    big = ids >= limit
+    if not big.any():
+        return ids
+    first = int(ids[~big].max(initial=0)) + 1
+    unique, rank = np.unique(ids[big], return_inverse=True)
+    if first + len(unique) >= limit:
+        raise ValueError(f"{len(unique):,} generated order ids do not fit in int32 above the day's own ids")
+    out = ids.copy()
+    out[big] = first + rank
+    return out
+
+
 def lobster_files(day: EventDay, depth: int = 10) -> tuple[str, str]:
     """A day as LOBSTER message and orderbook CSV text (seconds after midnight in the venue's zone; prices and
-    sizes as they are; empty levels as LOBSTER's dummy prices), for tools that read LOBSTER."""
+    sizes as they are; empty levels as LOBSTER's dummy prices), for tools that read LOBSTER. Order ids beyond
+    int32 (a rollout's own, from 2**40) are renumbered above the day's largest smaller id, in order: tools that
+    read ids as int32 (LOB-Bench's loader does) keep every order apart."""
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
@@ -150,6 +166,7 @@ def lobster_files(day: EventDay, depth: int = 10) -> tuple[str, str]:
     base = int(midnight.timestamp()) * 1_000_000_000
     book = OrderBook(replay=True)
     cols = [t.column(c).to_numpy() for c in ("kind", "side", "price", "size", "order_id")]
+    cols[4] = _int32_ids(cols[4])
     book.apply_many(*(c[~market] for c in cols))
     msg, ob = [], []
     row = np.zeros(4 * depth, dtype=np.int64)
