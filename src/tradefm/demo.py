@@ -24,11 +24,6 @@ def _say(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _session(day: EventDay) -> tuple[int, int]:
-    ts = day.table.column("ts").to_numpy()[~day.table.column("snapshot").to_numpy()]
-    return int(ts[0]), int(ts[-1])
-
-
 MARK = ".tradefm-demo"  # in every demo output folder: a rerun may replace what it holds
 
 
@@ -66,7 +61,7 @@ def run(data: str | None, out: str | Path, steps: int = 300, minutes: float = 10
     from .cli import ingest
     from .evaluation.control import control_effects, control_response
     from .evaluation.fills import fill_fidelity
-    from .evaluation.metrics import window
+    from .evaluation.metrics import session, window
     from .evaluation.report import write_report
     from .generation.output import write_rollouts
     from .generation.rollout import decode_real, generate, twap
@@ -112,7 +107,7 @@ def run(data: str | None, out: str | Path, steps: int = 300, minutes: float = 10
          f"{metrics.get('val_ppl', float('nan')):.0f}")
 
     day = next(d for d in days.values() if d.instrument.symbol == symbol)
-    first, last = _session(day)
+    first, last = session(day)
     start = int(first + 0.85 * (last - first))  # the start of the held-out test part of the day
     end = start + int(minutes * 60e9)
     real = window(day, start, end)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..events import EventDay
-from .metrics import DISTRIBUTIONS, L1_SCORES, LABELS, book_series, l1_bins, samples, window
+from .metrics import DISTRIBUTIONS, L1_SCORES, LABELS, book_series, l1_bins, samples, session, window
 from .stylized import StylizedFacts, order_sign_acf, stylized_facts
 
 MODEL, HAWKES, ZI, DECODED, FLOOR = "TradeFM", "Compound Hawkes", "zero intelligence", "real tokens, decoded", \
@@ -66,16 +66,10 @@ def preset(name: str, **overrides: object) -> BenchmarkConfig:
 # ---------------------------------------------------------------- windows
 
 
-def _session(day: EventDay) -> tuple[int, int]:
-    t = day.table
-    ts = t.column("ts").to_numpy()[~t.column("snapshot").to_numpy()]
-    return int(ts[0]), int(ts[-1])
-
-
 def starts(day: EventDay, part: tuple[float, float], n: int, minutes: float) -> list[int]:
     """``n`` window starts evenly spread over the fraction ``part`` of the day's session, each window inside it
     (none when the part is shorter than one window)."""
-    first, last = _session(day)
+    first, last = session(day)
     a, b = first + part[0] * (last - first), first + part[1] * (last - first) - minutes * 60e9
     if b <= a or n < 1:
         return []
@@ -283,10 +277,9 @@ def measure(real: Sequence[Mapping], inst: Sequence[str], sources: Mapping[str, 
 # ---------------------------------------------------------------- the run
 
 
-def _facts(days: Sequence[EventDay]) -> dict[str, object]:
-    """The stylized facts of one source's pooled windows, and how often its book had a side empty (the real
-    books of these windows never do; a generator's book that thins out does)."""
-    series = [book_series(d) for d in days]
+def _facts(days: Sequence[EventDay], series: Sequence[Mapping[str, np.ndarray]]) -> dict[str, object]:
+    """The stylized facts of one source's pooled windows (``series``: their :func:`~.metrics.book_series`), and
+    how often its book had a side empty (the real books of these windows never do; one that thins out does)."""
     f: StylizedFacts = stylized_facts(series)
     events = sum(len(x["mid"]) for x in series)
     empty = sum(int(np.isnan(x["mid"]).sum()) for x in series) / events if events else float("nan")
@@ -309,6 +302,14 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
     real, inst, floor_real, floor_inst = [], [], [], []
     sources: dict[str, list[list[dict]]] = {MODEL: [], HAWKES: [], ZI: [], DECODED: []}
     kept: dict[str, list[EventDay]] = {"real": [], **{name: [] for name in sources}}  # for the stylized facts
+    books: dict[str, list[dict]] = {name: [] for name in kept}  # their replayed books, one replay per day
+
+    def keep(source: str, d: EventDay) -> dict[str, np.ndarray]:
+        series = book_series(d)
+        kept[source].append(d)
+        books[source].append(series)
+        return samples(d, series)
+
     windows: dict[str, list[int]] = {}
     floor_windows: dict[str, list[int]] = {}
     skipped: dict[str, str] = {}
@@ -326,7 +327,7 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
         plan.append((name, day, test, val))
     bar = tqdm(total=sum(len(t) for _, _, t, _ in plan), desc="windows", unit="window", disable=not progress)
     for name, day, test, val in plan:
-        first, last = _session(day)
+        first, last = session(day)
         fit_day = window(day, first, int(first + splits.val_from * (last - first)))  # the training part
         try:
             generate(model, tok, day, test[0], 1, 1, cfg.seed)  # scales and start checked before any fitting
@@ -343,13 +344,10 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
                     HAWKES: [hawkes.generate(hp, day, start, cfg.minutes * 60, seed + r) for r in k],
                     ZI: [zero_intelligence.generate(zp, day, start, cfg.minutes * 60, seed + r) for r in k],
                     DECODED: decode_real(tok, day, start, cfg.minutes * 60, cfg.rollouts, seed)}
-            real_day = window(day, start, start + length)
-            real.append(samples(real_day))
+            real.append(keep("real", window(day, start, start + length)))
             inst.append(name)
-            kept["real"].append(real_day)
             for source, rollouts in made.items():
-                sources[source].append([samples(d) for d in rollouts])
-                kept[source] += rollouts
+                sources[source].append([keep(source, d) for d in rollouts])
             bar.update()
         for start in val:
             floor_real.append(samples(window(day, start, start + length)))
@@ -360,7 +358,7 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
     say(f"{len(real)} windows of {cfg.minutes:g} minutes on {len(windows)} day(s), {cfg.rollouts} rollouts of each "
         f"source per window; bootstrap over windows ({cfg.n_boot} draws)")
     rows, means, headline = measure(real, inst, sources, floor_real, floor_inst, cfg.n_boot, cfg.seed, progress)
-    facts = {source: _facts(d) for source, d in kept.items()}
+    facts = {source: _facts(d, books[source]) for source, d in kept.items()}
     return Benchmark(cfg, windows, floor_windows, rows, headline, means, facts, skipped)
 
 

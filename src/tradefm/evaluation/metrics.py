@@ -325,12 +325,18 @@ def compare(real: EventDay | Sequence[EventDay], generated: Sequence[EventDay], 
     return rows
 
 
+def session(day: EventDay) -> tuple[int, int]:
+    """The first and last market event's time (ns): the span the splits' fractions are of."""
+    t = day.table
+    ts = t.column("ts").to_numpy()[~t.column("snapshot").to_numpy()]
+    return int(ts[0]), int(ts[-1])
+
+
 def split_halves(day: EventDay, split_ts: int | None = None) -> tuple[EventDay, EventDay]:
     """The parts of a day before and from ``split_ts`` (default: the middle of its market-event span), each a
     :func:`window` opened by the book at its start."""
-    t = day.table
-    ts = t.column("ts").to_numpy()[~t.column("snapshot").to_numpy()]
-    start, end = int(ts[0]), int(ts[-1]) + 1
+    start, end = session(day)
+    end += 1
     split = (start + end) // 2 if split_ts is None else int(split_ts)
     return window(day, start, split), window(day, split, end)
 

@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
+from ..codec import ADD, BUY
 from ..events import EventDay
+from ..features import order_flow
 from .metrics import book_series, mid_returns
 
 KURTOSIS_HORIZONS_S = (1, 5, 10, 30, 60, 300)
@@ -81,9 +83,6 @@ SIGN_LAGS = 20
 def order_sign_acf(days: Sequence[EventDay], max_lag: int = SIGN_LAGS) -> np.ndarray:
     """Autocorrelation of the signs of aggressive orders (rebuilt from executions, as the features see them),
     lags 1..max_lag in orders, pooled over days as :func:`pooled_acf` pools."""
-    from ..codec import ADD, BUY
-    from ..features import order_flow
-
     signs = []
     for d in days:
         flow = order_flow(d)
