@@ -180,6 +180,7 @@ class Rollouts:
                              f.half_life_s, f.window_s, (flow.ts[:last][inside], volume[inside]))
         self.gen = torch.Generator().manual_seed(seed)
         self.schedule = sorted(participant, key=lambda o: o.at_s) if isinstance(participant, list) else []
+        self.schedule_at = np.array([o.at_s for o in self.schedule] + [math.inf])  # inf: none left
         self.next_order = np.zeros(rollouts, dtype=np.int64)  # each rollout's place in the schedule
         self.due = np.zeros((rollouts, 5), dtype=np.int64)
 
@@ -199,7 +200,7 @@ class Rollouts:
             return self.due
         k = self.next_order
         waiting = k < len(self.schedule)
-        at = np.array([o.at_s for o in self.schedule] + [math.inf])[k]
+        at = self.schedule_at[k]
         for r in np.flatnonzero(waiting & (at <= elapsed)):
             self._put(r, self.schedule[k[r]])
             k[r] += 1
