@@ -58,7 +58,8 @@ def _generated(generate, params, day: EventDay, start: int, seed: int) -> EventD
 
 
 def _check_generated(day: EventDay, start: int) -> None:
-    """Canonical, time-ordered, snapshot first, never crossed, every event a book event."""
+    """Canonical, time-ordered, snapshot first (later snapshot rows are levels revealed from beyond the feed's
+    window), never crossed, never a side empty, every event a book event."""
     t = day.table
     assert t.schema.equals(SCHEMA)
     check_events(t, "generated", str, Problems("generated", skip_bad=False))  # raises on a bad row
@@ -66,11 +67,13 @@ def _check_generated(day: EventDay, start: int) -> None:
     assert (np.diff(ts) >= 0).all() and ts[0] == start and ts[-1] < start + int(DURATION_S * H.NS)
     snap = t.column("snapshot").to_numpy()
     n = int(day.notes["snapshot_levels"])
-    assert snap[:n].all() and not snap[n:].any()
+    assert snap[:n].all()
+    assert (np.asarray(t.column("src_type").to_pylist(), dtype=object)[n:][snap[n:]] == "reveal").all()
     assert set(np.unique(t.column("kind").to_numpy())) <= {Kind.ADD, Kind.CANCEL, Kind.DELETE, Kind.EXECUTE}
     best = _book_after(day)
     both = (best[:, 0] > 0) & (best[:, 1] > 0)
     assert (best[both, 0] < best[both, 1]).all()
+    assert both[n:].all()
 
 
 # ---------------------------------------------------------------- classification

@@ -804,7 +804,7 @@ def generate(params: HawkesParams, day: EventDay, start_ts: int, duration_s: flo
     joining piles volume on the touch until the spread stays at one tick and the mid barely moves (measured in
     docs/BASELINES.md: 18-860 mid changes an hour against ~5,000 real)."""
     rng = np.random.default_rng(seed)
-    market = Market(day, start_ts)
+    market = Market(day, start_ts, seed=seed)
     tick = day.instrument.tick_size
     history = classify(day) if warm_start else None
     excite0 = excitation_at(params, history, start_ts) if history is not None else np.zeros(K)

@@ -95,7 +95,7 @@ def generate(params: ZIParams, day: EventDay, start_ts: int, duration_s: float, 
     """Simulate ``duration_s`` seconds (or ``max_events`` arrivals) of ZI flow from ``start_ts`` in a
     :class:`Market` seeded with ``day``'s real book; the same seed gives the same day."""
     rng = np.random.default_rng(seed)
-    market = Market(day, start_ts)
+    market = Market(day, start_ts, seed=seed)
     tick = day.instrument.tick_size
     total = float(params.rates.sum())
     n = int(rng.poisson(total * duration_s)) if total > 0 else 0

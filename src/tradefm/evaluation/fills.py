@@ -85,7 +85,7 @@ def replay_flow(day: EventDay, start_ts: int | None = None, end_ts: int | None =
                                         ("ts", "kind", "side", "price", "size", "order_id"))
     snap = snap_all[a:b]
     levels = int(day.notes.get("levels", 0) or 0)
-    market = Market(day, start, depth=levels)
+    market = Market(day, start, depth=levels, refill=False)  # the feed's own reveals follow
     market.book.depth = levels  # keep to the feed's window, as the replay does
     exec_kinds = (Kind.EXECUTE, Kind.EXECUTE_HIDDEN) if hidden else (Kind.EXECUTE,)
     is_exec = np.isin(kind, exec_kinds) & ~snap & (side != 0)

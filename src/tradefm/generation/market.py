@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..book import OrderBook
+from ..book import OrderBook, beyond
 from ..book import engine as E
 from ..events import EventDay, Kind, table_from_columns
 
@@ -31,9 +31,11 @@ def book_at(day: EventDay, ts: int) -> OrderBook:
 class Market:
     """One simulated symbol-day: submit orders at times, read the book, get the record back as an EventDay."""
 
-    def __init__(self, day: EventDay, start_ts: int, depth: int = 0) -> None:
+    def __init__(self, day: EventDay, start_ts: int, depth: int = 0, seed: int = 0, refill: bool = True) -> None:
         """Start from the real book of ``day`` just before ``start_ts``; its resting volume becomes the
-        snapshot (anonymous, as a feed's opening book is). ``depth`` > 0 keeps only that many levels."""
+        snapshot (anonymous, as a feed's opening book is). ``depth`` > 0 keeps only that many levels. With
+        ``refill``, a window-limited feed's depth beyond its window is revealed as the book needs it
+        (:mod:`tradefm.book.beyond`, drawn with ``seed``); a caller replaying the feed's own reveals turns it off."""
         real = book_at(day, start_ts)
         self.instrument, self.date = day.instrument, day.date
         self.book = OrderBook(replay=False)
@@ -44,8 +46,29 @@ class Market:
                 self._record(start_ts, Kind.ADD, side, price, size, 0, 0)
                 self.book.apply(Kind.ADD, side, price, size, 0)
                 self.snapshot += 1
+        window = int(day.notes.get("levels", 0) or 0) if refill else 0
+        self.beyond = beyond.of(real.levels(1), real.levels(-1), window)
+        self.rng = beyond.seeds(seed, 1)
+        self._scratch = np.zeros((beyond.ROOM * self.beyond.levels + 1, len(_COLUMNS)), dtype=np.int64)
         self.ts = start_ts
+        self._top_up()
+        self.snapshot = len(self.rows["ts"])  # the opening book: the feed's levels and those revealed behind them
         self.next_id = 1 << 40  # far above real ids, so a generated id never meets a recorded one
+
+    def _top_up(self, side: int = 0, size: int = 0) -> None:
+        """Reveal what the window needs after an event, or (``side``, ``size``) what an aggressor of ``size``
+        meets on ``side`` before it trades."""
+        if not self.beyond.levels:
+            return
+        self.book._reserve(beyond.ROOM * self.beyond.levels)
+        st = self.book.state
+        if side:
+            n = beyond.cover(st, self.beyond, self.rng, 0, self._scratch, 0, self.ts, side, size)
+        else:
+            n = beyond.top_up(st, self.beyond, self.rng, 0, self._scratch, 0, self.ts)
+        for row in self._scratch[:n]:
+            for c, v in zip(_COLUMNS, row, strict=True):
+                self.rows[c].append(int(v))
 
     def _record(self, ts: int, kind: int, side: int, price: int, size: int, oid: int, flag: int) -> None:
         for c, v in zip(_COLUMNS, (ts, int(kind), side, price, size, oid, flag), strict=True):
@@ -73,6 +96,10 @@ class Market:
         immediate-or-cancel (``ioc``) drops the rest instead."""
         self.ts = max(self.ts, ts)
         oid = self.new_id()
+        bid, ask = self.book.best()
+        hit = ask if side > 0 else bid
+        if hit is not None and (price >= hit if side > 0 else price <= hit):
+            self._top_up(-side, size)
         fills = self.book.add(oid, side, price, size)
         for f in fills:
             self._record(self.ts, Kind.EXECUTE, -side, f.price, f.size, max(f.maker_id, 0), flag)
@@ -81,14 +108,17 @@ class Market:
             self.book.cancel(oid, rest)
         elif rest > 0:
             self._record(self.ts, Kind.ADD, side, price, rest, oid, flag)
+        self._top_up()
         return fills
 
     def market(self, ts: int, side: int, size: int, flag: int = 0) -> list:
         """A market order: trades what the other side holds, the rest is dropped."""
         self.ts = max(self.ts, ts)
+        self._top_up(-side, size)
         fills = self.book.market(side, size, order_id=self.new_id())
         for f in fills:
             self._record(self.ts, Kind.EXECUTE, -side, f.price, f.size, max(f.maker_id, 0), flag)
+        self._top_up()
         return fills
 
     def cancel(self, ts: int, side: int, price: int, size: int, order_id: int, flag: int = 0) -> int:
@@ -107,6 +137,7 @@ class Market:
             return 0
         self.book.apply(kind, side, price, size, order_id)
         self._record(self.ts, kind, side, price, size, order_id, flag)
+        self._top_up()
         return size
 
     def best(self) -> tuple[int | None, int | None]:
@@ -118,24 +149,29 @@ class Market:
 
     @property
     def events(self) -> int:
-        return len(self.rows["ts"]) - self.snapshot
+        """Recorded market events (neither the opening book nor revealed levels)."""
+        return int((self.flags()[self.snapshot:] != beyond.REVEAL).sum())
 
     def flags(self) -> np.ndarray:
-        """0 background market, 1 participant, per recorded row (snapshot rows first)."""
+        """0 background market, 1 participant, 2 a revealed level, per recorded row (snapshot rows first)."""
         return np.asarray(self.rows["flag"], dtype=np.int8)
 
     def to_day(self, source: str) -> EventDay:
-        n = len(self.rows["ts"])
-        snap = np.zeros(n, dtype=bool)
-        snap[: self.snapshot] = True
-        table = table_from_columns({
-            "ts": np.asarray(self.rows["ts"], dtype=np.int64), "kind": np.asarray(self.rows["kind"], dtype=np.int8),
-            "side": np.asarray(self.rows["side"], dtype=np.int8), "price": np.asarray(self.rows["price"]),
-            "size": np.asarray(self.rows["size"]), "order_id": np.asarray(self.rows["order_id"]),
-            "snapshot": snap, "src_type": np.where(self.flags() == 1, "participant", source).astype(object),
-        })
-        return EventDay(self.instrument, self.date, table, [source], {"generated_by": source,
-                                                                      "snapshot_levels": self.snapshot})
+        rows = np.stack([np.asarray(self.rows[c], dtype=np.int64) for c in _COLUMNS], axis=1)
+        return record_day(self.instrument, self.date, rows, self.snapshot, source)
+
+
+def record_day(instrument, date: str, rows: np.ndarray, snapshot: int, source: str) -> EventDay:
+    """A market's record (rows of ``_COLUMNS``, the first ``snapshot`` the opening book) as a feed-like day:
+    revealed levels are snapshot rows where they happened, as in a LOBSTER day."""
+    flag = rows[:, 6]
+    snap = flag == beyond.REVEAL
+    snap[:snapshot] = True
+    src = np.where(flag == 1, "participant", np.where(flag == beyond.REVEAL, "reveal", source)).astype(object)
+    table = table_from_columns({
+        "ts": rows[:, 0], "kind": rows[:, 1].astype(np.int8), "side": rows[:, 2].astype(np.int8),
+        "price": rows[:, 3], "size": rows[:, 4], "order_id": rows[:, 5], "snapshot": snap, "src_type": src})
+    return EventDay(instrument, date, table, [source], {"generated_by": source, "snapshot_levels": snapshot})
 
 
 def _int32_ids(ids: np.ndarray) -> np.ndarray:
@@ -167,12 +203,16 @@ def lobster_files(day: EventDay, depth: int = 10) -> tuple[str, str]:
     book = OrderBook(replay=True)
     cols = [t.column(c).to_numpy() for c in ("kind", "side", "price", "size", "order_id")]
     cols[4] = _int32_ids(cols[4])
-    book.apply_many(*(c[~market] for c in cols))
+    rows = np.flatnonzero(market)
+    book.apply_many(*(c[: rows[0] if len(rows) else len(market)] for c in cols))  # the opening book
+    ends = np.r_[rows[1:], len(market)]  # a message's row, then the levels it revealed
     msg, ob = [], []
     row = np.zeros(4 * depth, dtype=np.int64)
-    for k, s, p, q, o, ts in zip(*(c[market] for c in cols), t.column("ts").to_numpy()[market], strict=True):
-        book.apply(int(k), int(s), int(p), int(q), int(o))
-        ns = int(ts) - base
+    stamps = t.column("ts").to_numpy()
+    for i, j in zip(rows.tolist(), ends.tolist(), strict=True):
+        k, s, p, q, o, ts = (int(c[i]) for c in (*cols, stamps))
+        book.apply_many(*(c[i:j] for c in cols))
+        ns = ts - base
         msg.append(f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d},{int(k)},{int(o)},{int(q)},{int(p)},{int(s)}")
         E.top(book.state, depth, row)
         out = row.copy()

@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ..book import OrderBook
+from ..book import OrderBook, beyond
 from ..book import engine as E
 from ..codec import (
     ADD,
@@ -29,8 +29,8 @@ from ..codec import (
     order_volume,
     token_of,
 )
-from ..events import EventDay, table_from_columns
-from .market import Market
+from ..events import EventDay
+from .market import Market, record_day
 
 kernel = E.kernel
 BLOCK = 256  # uniforms drawn per rollout at a time (three per decoded token)
@@ -38,7 +38,7 @@ LOG = 7  # recorded columns: ts, kind, side, price, size, order id, flag
 R_NUM, R_DEN = 0, 1  # the EW-VWAP's running sums in ``vwap``
 # per-rollout participant order handed to a step: valid, time (ns), side, size, limit price (0: a market order)
 P_VALID, P_TS, P_SIDE, P_SIZE, P_PRICE = range(5)
-NEED_LOG, NEED_UNIFORMS = 1, 2
+NEED_LOG, NEED_UNIFORMS, NEED_ROOM = 1, 2, 3
 
 
 @kernel
@@ -115,14 +115,31 @@ def _remember(rts: np.ndarray, rv: np.ndarray, rhead: np.ndarray, rlen: np.ndarr
 
 @kernel
 def _advance(b: int, orders, levels, free, fills, meta, keys, vals, t: Tables, tokens, due, u, ucur, ts, next_id,
-             vwap, last, opening: float, lam: float, window: int, rts, rv, rhead, rlen, rsum, log, nlog, ctx) -> int:
-    """Advance rollout ``b`` by one event. A rollout with a participant order due (``due``) executes it and its
-    token is written back to ``tokens``; the others decode their sampled token. ``ctx`` gets the event's context
-    row (measured before it meets the book). Returns 0, or what Python must do first: grow the record
-    (``NEED_LOG``) or draw uniforms (``NEED_UNIFORMS``); the rollout is then left as it was."""
+             vwap, last, opening: float, lam: float, window: int, rts, rv, rhead, rlen, rsum, log, nlog, ctx,
+             deep: beyond.Beyond, rng) -> int:
+    """Advance rollout ``b`` by one event, then reveal the depth it uncovered (:mod:`tradefm.book.beyond`).
+    Returns 0, or what Python must do first: grow the record (``NEED_LOG``), the book (``NEED_ROOM``) or draw
+    uniforms (``NEED_UNIFORMS``); the rollout is then left as it was."""
     st = E.BookState(orders[b], levels[b], free[b], fills[b], meta[b], keys[b], vals[b])
-    if nlog[b] + st.meta[E.M_LIVE] + 2 > log.shape[1]:
+    room = beyond.ROOM * deep.levels + 2  # the event's own order and what reveals may add
+    if nlog[b] + st.meta[E.M_LIVE] + room > log.shape[1]:
         return NEED_LOG
+    if (st.orders.shape[0] - st.meta[E.M_NEXT_SLOT] + st.meta[E.M_FREE] < room
+            or st.fills.shape[0] < st.meta[E.M_LIVE] + room):
+        return NEED_ROOM
+    done = _event(st, b, t, tokens, due, u, ucur, ts, next_id, vwap, last, opening, lam, window, rts, rv, rhead,
+                  rlen, rsum, log, nlog, ctx, deep, rng)
+    if done == 0:
+        nlog[b] = beyond.top_up(st, deep, rng, b, log[b], nlog[b], ts[b])
+    return done
+
+
+@kernel
+def _event(st: E.BookState, b: int, t: Tables, tokens, due, u, ucur, ts, next_id, vwap, last, opening: float,
+           lam: float, window: int, rts, rv, rhead, rlen, rsum, log, nlog, ctx, deep: beyond.Beyond, rng) -> int:
+    """One event of rollout ``b``. A rollout with a participant order due (``due``) executes it and its token is
+    written back to ``tokens``; the others decode their sampled token. ``ctx`` gets the event's context row
+    (measured before it meets the book); an aggressor meets the depth beyond the window too."""
     st.meta[E.M_NFILL] = 0
     lg = log[b]
     if due[b, P_VALID]:  # the participant acts now; the model's sample is set aside
@@ -135,6 +152,8 @@ def _advance(b: int, orders, levels, free, fills, meta, keys, vals, t: Tables, t
         own, hit = best_price(st, side), best_price(st, -side)
         next_id[b] += 1
         st.meta[E.M_ADDED] += size
+        if limit == 0 or (hit != 0 and (limit >= hit if side > 0 else limit <= hit)):
+            nlog[b] = beyond.cover(st, deep, rng, b, lg, nlog[b], now, -side, size)
         left = E._match(st, next_id[b], side, limit, size)  # limit 0 is MARKET: no price limit
         filled, worst = 0, 0
         for f in range(st.meta[E.M_NFILL]):
@@ -177,6 +196,8 @@ def _advance(b: int, orders, levels, free, fills, meta, keys, vals, t: Tables, t
         marketable = opp != 0 and (price >= opp if side > 0 else price <= opp)
         next_id[b] += 1
         st.meta[E.M_ADDED] += size
+        if marketable:
+            nlog[b] = beyond.cover(st, deep, rng, b, lg, nlog[b], now, -side, size)
         left = E._match(st, next_id[b], side, price, size)
         nlog[b] = _fills(st, lg, nlog[b], now, side, 0, vwap, last, b, lam)
         if left > 0 and marketable:
@@ -210,13 +231,14 @@ def _advance(b: int, orders, levels, free, fills, meta, keys, vals, t: Tables, t
 
 @njit(cache=True, parallel=True)
 def step(orders, levels, free, fills, meta, keys, vals, t: Tables, tokens, due, u, ucur, ts, next_id, vwap, last,
-         opening: float, lam: float, window: int, rts, rv, rhead, rlen, rsum, log, nlog, ctx, todo, need) -> None:
+         opening: float, lam: float, window: int, rts, rv, rhead, rlen, rsum, log, nlog, ctx, deep, rng, todo,
+         need) -> None:
     """Advance the rollouts ``todo`` by one event each, on every core: rollouts share nothing, so the result does
     not depend on the threads. ``need[b]`` is set as :func:`_advance` returns it."""
     for i in prange(len(todo)):
         b = todo[i]
         need[b] = _advance(b, orders, levels, free, fills, meta, keys, vals, t, tokens, due, u, ucur, ts, next_id,
-                           vwap, last, opening, lam, window, rts, rv, rhead, rlen, rsum, log, nlog, ctx)
+                           vwap, last, opening, lam, window, rts, rv, rhead, rlen, rsum, log, nlog, ctx, deep, rng)
 
 
 _STATE = ("orders", "levels", "free", "fills", "meta", "keys", "vals")
@@ -228,10 +250,12 @@ class Simulator:
 
     def __init__(self, day: EventDay, start_ts: int, tables: Tables, rollouts: int, seed: int, start_ref: float,
                  opening: float, half_life_s: float, window_s: float, recent: tuple[np.ndarray, np.ndarray]) -> None:
-        seed_market = Market(day, start_ts)  # the real book as anonymous volume, and its snapshot rows
+        seed_market = Market(day, start_ts, seed=seed)  # the real book as anonymous volume, and its snapshot rows
         self.instrument, self.date, self.start_ts = day.instrument, day.date, start_ts
         self.snapshot = np.stack([np.asarray(seed_market.rows[c], dtype=np.int64)
                                   for c in ("ts", "kind", "side", "price", "size", "order_id", "flag")], axis=1)
+        self.beyond, self.rng = seed_market.beyond, beyond.seeds(seed, rollouts)
+        self.room = beyond.ROOM * self.beyond.levels + 2
         self.t, self.B = tables, rollouts
         one = seed_market.book.state
         self.state = {name: np.repeat(getattr(one, name)[None], rollouts, axis=0) for name in _STATE}
@@ -260,17 +284,18 @@ class Simulator:
 
     # ------------------------------------------------------------------ capacity
     def _reserve(self, steps: int) -> None:
-        """Room for ``steps`` more events in every book (each rests at most one order), its fills and its
-        trailing window; the id index kept at most half full."""
+        """Room for ``steps`` more events in every book (each rests at most one order, and a top-up at most
+        ``room`` - 2 revealed ones: a step short of room says so), its fills and its trailing window; the id index
+        kept at most half full."""
         st, meta = self.state, self.state["meta"]
         cap = st["orders"].shape[1]
-        need = int(meta[:, E.M_NEXT_SLOT].max()) + steps + 1
+        need = int(meta[:, E.M_NEXT_SLOT].max()) + steps + self.room
         if need > cap:
             new = max(need, 2 * cap)
             st["orders"] = _grow(st["orders"], 1, new)
             st["levels"] = _grow(st["levels"], 2, new)
             st["free"] = _grow(st["free"], 1, new)
-        fill_need = int(meta[:, E.M_LIVE].max()) + 2 * steps + 1
+        fill_need = int(meta[:, E.M_LIVE].max()) + 2 * steps + self.room
         if fill_need > st["fills"].shape[1]:
             st["fills"] = np.zeros((self.B, max(fill_need, 2 * st["fills"].shape[1]), 4), dtype=np.int64)
         if 2 * (int(meta[:, E.M_HUSED].max()) + steps) > st["keys"].shape[1]:
@@ -299,10 +324,13 @@ class Simulator:
         while True:
             step(*(st[name] for name in _STATE), self.t, tokens, due, self.u, self.ucur, self.ts, self.next_id,
                  self.vwap, self.last, self.opening, self.lam, self.window, self.rts, self.rv, self.rhead, self.rlen,
-                 self.rsum, self.log, self.nlog, self.ctx, todo, need)
+                 self.rsum, self.log, self.nlog, self.ctx, self.beyond, self.rng, todo, need)
             todo = todo[need[todo] != 0]
             if not len(todo):
                 return self.ctx
+            if (need[todo] == NEED_ROOM).any():
+                self._reserve(max(self._steps_left, 1))
+                st = self.state
             if (need[todo] == NEED_LOG).any():
                 self.log = _grow(self.log, 1, 2 * self.log.shape[1] + int(st["meta"][todo, E.M_LIVE].max()))
             for b in todo[need[todo] == NEED_UNIFORMS]:
@@ -319,18 +347,8 @@ class Simulator:
 
     def days(self, source: str) -> list[EventDay]:
         """Each rollout's record as a feed-like EventDay: the snapshot rows, then what happened."""
-        out = []
-        for b in range(self.B):
-            rows = np.concatenate([self.snapshot, self.log[b, : self.nlog[b]]])
-            snap = np.zeros(len(rows), dtype=bool)
-            snap[: len(self.snapshot)] = True
-            table = table_from_columns({
-                "ts": rows[:, 0], "kind": rows[:, 1].astype(np.int8), "side": rows[:, 2].astype(np.int8),
-                "price": rows[:, 3], "size": rows[:, 4], "order_id": rows[:, 5], "snapshot": snap,
-                "src_type": np.where(rows[:, 6] == 1, "participant", source).astype(object)})
-            out.append(EventDay(self.instrument, self.date, table, [source],
-                                {"generated_by": source, "snapshot_levels": len(self.snapshot)}))
-        return out
+        return [record_day(self.instrument, self.date, np.concatenate([self.snapshot, self.log[b, : self.nlog[b]]]),
+                           len(self.snapshot), source) for b in range(self.B)]
 
     @property
     def nbytes(self) -> int:
