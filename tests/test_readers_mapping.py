@@ -355,3 +355,30 @@ def test_docs_hold_the_example_recipes():
     docs = (MAPPINGS.parents[1] / "docs" / "DATA.md").read_text()
     for f in sorted(MAPPINGS.glob("*.toml")):
         assert f"```toml\n{f.read_text()}```" in docs, f.name
+
+
+def test_szse_order_without_price_rests_at_its_side_best(tmp_path):
+    """SZSE's own-side-best order carries price 0: it rests at the best bid, and its cancel removes it."""
+    day = tmp_path / "szse" / "20240102"
+    day.mkdir(parents=True)
+    (day / "000001_order.csv").write_text(SZSE_ORDERS.splitlines()[0] + "\n"
+                                          "1,20240102093000000,10.0000,100,1,2\n2,20240102093001000,0,50,1,U\n")
+    (day / "000001_trade.csv").write_text(SZSE_TRADES.splitlines()[0] + "\n"
+                                          "3,20240102093002000,2,0,0,50,4\n")
+    spec = tomllib.loads((MAPPINGS / "china-szse.toml").read_text())
+    (d,) = generic.read(tmp_path / "szse", mapping=spec)
+    assert _rows(d) == [(Kind.ADD, BID, 10_000, 100, 1, False), (Kind.ADD, BID, 10_000, 50, 2, False),
+                        (Kind.DELETE, BID, 10_000, 50, 2, False)]
+    assert d.notes["unpriced_orders_at_their_side_best"] == 1
+
+
+def test_iso_times(tmp_path):
+    (tmp_path / "a.csv").write_text("t,p,q\n2024-01-02 09:30:00.120,1,1\n2024-01-02T09:30:01,1,1\n")
+    base = tomllib.loads(BASE)
+    base["instrument"]["timezone"] = "Asia/Shanghai"
+    (d,) = generic.read(tmp_path / "a.csv", mapping={**base, "time": {"format": "iso"}})
+    assert d.table.column("ts").to_pylist() == [1_704_159_000_120_000_000, 1_704_159_001_000_000_000]
+    (tmp_path / "b.csv").write_text("t,p,q\n2024-01-02 09:30:00,1,1\nnoon,1,1\n")
+    with pytest.raises(BadInputError) as e:
+        list(generic.read(tmp_path / "b.csv", mapping={**base, "time": {"format": "iso"}}))
+    assert (e.value.where, e.value.value) == ("line 3", "noon")

@@ -463,18 +463,22 @@ def parse_times(col: pa.Array, text: pa.Array, spec: TimeSpec, date: str | None)
             ts = ts + np.int64(_midnight_ns(date, spec.timezone))
         return ts, bad, why
     if spec.format == "iso":
-        out = np.zeros(n, dtype=np.int64)
-        bad = np.zeros(n, dtype=bool)
-        reasons: list[str] = []
-        py = text.to_pylist()
-        for i, v in enumerate(py):
-            try:
-                out[i] = pa.scalar(v).cast(pa.timestamp("ns")).cast(pa.int64()).as_py()
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, TypeError):
-                bad[i] = True
-                reasons.append("not an ISO-8601 time")
-        good = ~bad
-        out[good] = _local_to_utc(out[good], spec.timezone)
+        try:
+            out = np.asarray(pc.cast(text, pa.timestamp("ns")).cast(pa.int64()).to_numpy(zero_copy_only=False))
+            bad = np.zeros(n, dtype=bool)
+            reasons: list[str] = []
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # find the bad ones, one by one
+            out = np.zeros(n, dtype=np.int64)
+            bad = np.zeros(n, dtype=bool)
+            reasons = []
+            for i, v in enumerate(text.to_pylist()):
+                try:
+                    out[i] = pa.scalar(v).cast(pa.timestamp("ns")).cast(pa.int64()).as_py()
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, TypeError):
+                    bad[i] = True
+                    reasons.append("not an ISO-8601 time")
+        out = np.array(out, dtype=np.int64)  # a writable copy
+        out[~bad] = _local_to_utc(out[~bad], spec.timezone)
         return out, bad, reasons
     width = sum(w for _, w in spec.fields)
     v, bad, why = decimal_units(text, 1)
@@ -500,8 +504,8 @@ def parse_times(col: pa.Array, text: pa.Array, spec: TimeSpec, date: str | None)
         days = _days_from_civil(parts["Y"], parts["m"], parts["d"])
         naive = days * 86_400_000_000_000 + tod
     else:
-        naive = np.int64(_days_from_civil(*(np.array([int(x)]) for x in str(date).split("-")))[0]) * 86_400_000_000_000
-        naive = naive + tod
+        day = Date.fromisoformat(str(date))
+        naive = np.int64((day - Date(1970, 1, 1)).days) * 86_400_000_000_000 + tod
     for i in np.flatnonzero(wrong):
         reasons[int(i)] = f"not a valid {spec.format} time"
     bad |= wrong

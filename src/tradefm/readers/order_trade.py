@@ -164,6 +164,7 @@ def _merged(o: Parsed, orows: np.ndarray, t: Parsed, trows: np.ndarray, spec: Fe
     last_fill: dict[int, int] = {}
     book: dict[int, list] = {}  # id -> [side, price, remaining, entry ts, recv, place, src]
     pending: dict[int, list] = {}  # held-back marketable orders: [side, price, size, ts, recv, place, src]
+    never: set[int] = set()  # orders that could not rest (no price to rest at)
     inside = in_sessions(ts[order], spec)
     drop_outside = bool(spec.continuous) and spec.outside == "drop"
     live = False
@@ -172,16 +173,21 @@ def _merged(o: Parsed, orows: np.ndarray, t: Parsed, trows: np.ndarray, spec: Fe
     t_tid = tc.get("trade_id")
 
     def rest(oid: int, side: int, price: int, size: int, now: int, recv: int | None, place: str, s: str) -> None:
-        if price <= 0:
-            if oid in last_fill:
-                price = last_fill[oid]
-                ev.count("market_remainders_priced_at_last_fill")
-            else:
-                ev.count("unpriced_orders_not_resting")
-                return
         if size <= 0:
             ev.count("orders_filled_on_entry")
             return
+        if price <= 0:  # a market or best-price order: it rests where it last traded, else at its side's best
+            own = [o[1] for o in book.values() if o[0] == side]
+            if oid in last_fill:
+                price = last_fill[oid]
+                ev.count("unpriced_remainders_at_their_last_fill")
+            elif own:
+                price = max(own) if side == BID else min(own)
+                ev.count("unpriced_orders_at_their_side_best")
+            else:
+                never.add(oid)
+                ev.count("unpriced_orders_not_resting")
+                return
         if oid in book:
             ev.count("orders_added_twice")
         book[oid] = [side, price, size, now, recv, place, s]
@@ -192,8 +198,8 @@ def _merged(o: Parsed, orows: np.ndarray, t: Parsed, trows: np.ndarray, spec: Fe
         """A cancel of ``size`` (None: all of it) of an order."""
         prev = book.get(oid)
         if prev is None:
-            if oid in pending:
-                ev.count("cancels_of_orders_waiting_for_their_trades")
+            if oid in pending or oid in never:
+                ev.count("cancels_of_orders_not_resting")
                 return
             ev.count("cancels_of_unknown_orders")
             if size:
