@@ -382,3 +382,46 @@ def test_iso_times(tmp_path):
     with pytest.raises(BadInputError) as e:
         list(generic.read(tmp_path / "b.csv", mapping={**base, "time": {"format": "iso"}}))
     assert (e.value.where, e.value.value) == ("line 3", "noon")
+
+
+@pytest.mark.parametrize("exchange", ["szse", "sse"])
+@pytest.mark.parametrize("drop", [["seq"], ["aggressor"], ["seq", "aggressor"]])
+def test_china_without_sequence_or_aggressor_columns(tmp_path, exchange, drop):
+    """Without the sequence numbers the files merge by time; without the aggressor flag the resting order is the
+    one already seen. The session reads the same."""
+    spec = tomllib.loads((MAPPINGS / f"china-{exchange}.toml").read_text())
+    for name in drop:
+        for section in ("orders", "trades"):
+            spec[section]["columns"].pop(name, None)
+    if "sides" in spec["trades"] and "aggressor" not in spec["trades"]["columns"]:
+        del spec["trades"]["sides"]
+    (day,) = generic.read(_china(tmp_path, exchange), mapping=spec)
+    assert _rows(day) == _expected()
+
+
+def test_files_pair_by_folder_and_by_placeholders(tmp_path):
+    """Two days of one symbol in two folders (no placeholders: paired by folder); an orders file alone is an
+    error naming it; two matches for one symbol-day are an error, not a silent choice."""
+    for d in ("20240102", "20240103"):
+        day = tmp_path / "x" / d
+        day.mkdir(parents=True)
+        (day / "000001_order.csv").write_text(SSE_ORDERS)
+        (day / "000001_trade.csv").write_text(SSE_TRADES)
+    spec = tomllib.loads((MAPPINGS / "china-sse.toml").read_text())
+    days = list(generic.read(tmp_path / "x", mapping=spec))
+    assert [(d.instrument.symbol, d.date) for d in days] == [("000001", "2024-01-02"), ("000001", "2024-01-03")]
+    assert _rows(days[0]) == _rows(days[1]) == _expected()
+    ts0, ts1 = (d.table.column("ts").to_numpy() for d in days)
+    assert np.all(ts1 - ts0 == 86_400 * 10**9)  # the date comes from each folder's name
+    (tmp_path / "x" / "20240103" / "000001_trade.csv").unlink()
+    with pytest.raises(BadInputError, match="no trades file matching the pattern pairs with this one") as e:
+        list(generic.read(tmp_path / "x", mapping=spec))
+    assert e.value.path.endswith("20240103/000001_order.csv")
+    (tmp_path / "x" / "20240103" / "000001_trade.csv").write_text(SSE_TRADES)
+    (tmp_path / "x" / "20240103" / "000002_order.csv").write_text(SSE_ORDERS)
+    no_names = {**spec, "orders": {**spec["orders"], "file": "*_order.csv"},
+                "trades": {**spec["trades"], "file": "*_trade.csv"}}
+    no_names["instrument"] = {**spec["instrument"], "symbol": "600000"}
+    no_names["time"] = {**spec["time"], "date": "2024-01-02"}
+    with pytest.raises(BadInputError, match="one file per symbol-day"):
+        list(generic.read(tmp_path / "x", mapping=no_names))

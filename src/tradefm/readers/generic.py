@@ -648,16 +648,25 @@ def _iso(date: str | None) -> str | None:
     return f"{d[:4]}-{d[4:6]}-{d[6:]}"
 
 
-def _find(root: Path, pattern: str) -> dict[tuple[str | None, str | None], Path]:
+def _find(root: Path, pattern: str, role: str) -> dict[tuple[str | None, str | None, str], Path]:
+    """Files matching a pattern, keyed by (symbol, date, folder); the folder counts only when the pattern has
+    neither placeholder, so that an orders file pairs with the trades file beside it."""
     rx = _pattern_regex(pattern)
-    found: dict[tuple[str | None, str | None], Path] = {}
+    found: dict[tuple[str | None, str | None, str], Path] = {}
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     base = root.parent if root.is_file() else root
+    by_folder = "{symbol}" not in pattern and "{date}" not in pattern
     for p in files:
-        m = rx.search(p.relative_to(base).as_posix())
+        rel = p.relative_to(base).as_posix()
+        m = rx.search(rel)
         if m:
             g = m.groupdict()
-            found.setdefault((g.get("symbol"), _iso(g.get("date"))), p)
+            key = (g.get("symbol"), _iso(g.get("date")), str(Path(rel).parent) if by_folder else "")
+            if key in found:
+                raise BadInputError(str(p), "file", f"{role}.file", pattern,
+                                    f"matches as well as {found[key]}: one file per symbol-day (add {{symbol}} or "
+                                    "{date} to the pattern)")
+            found[key] = p
     return found
 
 
@@ -673,25 +682,26 @@ def sources(path: Path, spec: FeedMapping) -> list[tuple[dict[str, Path], str | 
         assert fs is not None
         if path.is_file() and not fs.pattern:
             return [({"events": path}, None, None)]
-        found = _find(path, fs.pattern or "*")
+        found = _find(path, fs.pattern or "*", "events")
         if path.is_file() and not found:
-            found = {(None, None): path}
+            found = {(None, None, ""): path}
         if not found:
             raise BadInputError(str(path), "folder", "events.file", fs.pattern, "no file matches the mapping's pattern")
-        return [({"events": p}, s, d) for (s, d), p in sorted(found.items(), key=lambda kv: str(kv[1]))]
+        return [({"events": p}, s, d) for (s, d, _), p in sorted(found.items(), key=lambda kv: str(kv[1]))]
     assert spec.orders is not None and spec.trades is not None
     root = path.parent if path.is_file() else path
-    orders = _find(root, spec.orders.pattern or "*order*")
-    trades = _find(root, spec.trades.pattern or "*trade*")
+    orders = _find(root, spec.orders.pattern or "*order*", "orders")
+    trades = _find(root, spec.trades.pattern or "*trade*", "trades")
     if path.is_file():
         orders = {k: v for k, v in orders.items() if v == path or trades.get(k) == path}
         trades = {k: v for k, v in trades.items() if k in orders}
     out = []
-    for key in sorted(set(orders) | set(trades), key=lambda k: (str(k[0]), str(k[1]))):
+    for key in sorted(set(orders) | set(trades), key=lambda k: (str(k[0]), str(k[1]), k[2])):
         if key not in orders or key not in trades:
             have, role = (orders, "trades") if key in orders else (trades, "orders")
-            raise BadInputError(str(have[key]), "file", f"{role}.file", getattr(spec, role).pattern or f"*{role[:-1]}*",
-                                f"no {role} file beside it for {key[0] or 'its symbol'} {key[1] or ''}".rstrip())
+            pattern = getattr(spec, role).pattern or f"*{role[:-1]}*"
+            raise BadInputError(str(have[key]), "file", f"{role}.file", pattern,
+                                f"no {role} file matching the pattern pairs with this one")
         out.append(({"orders": orders[key], "trades": trades[key]}, key[0], key[1]))
     if not out:
         raise BadInputError(str(path), "folder", "orders.file", spec.orders.pattern or "*order*",
