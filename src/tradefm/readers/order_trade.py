@@ -58,8 +58,8 @@ class _Events:
         self.counts[key] = self.counts.get(key, 0) + n
 
     def emit(self, place: str, ts: int, recv: int | None, kind: Kind, side: int, price: int, size: int, oid: int,
-             src: str, trade_id: int | None = None, snapshot: bool = False, force: bool = False) -> None:
-        if self.quiet and not force:
+             src: str, trade_id: int | None = None, snapshot: bool = False) -> None:
+        if self.quiet:
             return
         c = self.c
         for k, v in (("ts", ts), ("ts_recv", recv), ("kind", int(kind)), ("side", side), ("price", price),
@@ -105,15 +105,15 @@ def _col(p: Parsed, name: str, rows: np.ndarray, default: object = None) -> list
     return p.cols[name][rows].tolist()
 
 
-def _aggressors(o: Parsed, orows: np.ndarray, t: Parsed, trows: np.ndarray, spec: FeedMapping,
-                order_pos: dict[int, int] | None, trade_pos: list[int] | None) -> list[int | None]:
+def _aggressors(t: Parsed, trows: np.ndarray, spec: FeedMapping, order_pos: dict[int, int],
+                trade_pos: list[int] | None) -> list[int | None]:
     """Per trade: +1 the buyer aggressed, -1 the seller, 0 no aggressor (an auction match), None unknown."""
     buy, sell = _col(t, "buy_order_id", trows), _col(t, "sell_order_id", trows)
     inside = in_sessions(t.cols["ts"][trows], spec)
     if "aggressor" in t.cols:
         return [int(a) for a in t.cols["aggressor"][trows]]
     out: list[int | None] = []
-    first = order_pos or {}
+    first = order_pos
     for i, (b, s) in enumerate(zip(buy, sell, strict=True)):
         if not inside[i]:
             out.append(0)
@@ -152,7 +152,7 @@ def _merged(o: Parsed, orows: np.ndarray, t: Parsed, trows: np.ndarray, spec: Fe
             pos_of_order.setdefault(int(o.cols["order_id"][i]), pos)
         else:
             trade_pos[tpos[i]] = pos
-    aggr = _aggressors(o, orows, t, trows, spec, pos_of_order, trade_pos)
+    aggr = _aggressors(t, trows, spec, pos_of_order, trade_pos)
     t_kind = _col(t, "kind", trows, "trade")
     t_buy, t_sell = _col(t, "buy_order_id", trows), _col(t, "sell_order_id", trows)
     agg_left: dict[int, int] = {}
@@ -315,7 +315,7 @@ def _remaining(o: Parsed, orows: np.ndarray, t: Parsed, trows: np.ndarray, spec:
     first: dict[int, int] = {}
     for pos, oid in enumerate(oc["order_id"][orows].tolist()):
         first.setdefault(int(oid), pos)
-    aggr = _aggressors(o, orows, t, trows, spec, first, None)
+    aggr = _aggressors(t, trows, spec, first, None)
     buy, sell, size = _col(t, "buy_order_id", trows), _col(t, "sell_order_id", trows), t.cols["size"][trows]
     tids = _col(t, "trade_id", trows)
     t_kind = _col(t, "kind", trows, "trade")
