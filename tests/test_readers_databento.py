@@ -204,3 +204,67 @@ def test_truncated_file(tmp_path):
     path.write_bytes(path.read_bytes() + bytes(_mbo(T0 + 1, 2, P, 1, "A", "B"))[:20])
     with pytest.raises(BadInputError, match="record"):
         list(databento.read(path))
+
+
+# ---------------------------------------------------------------------------------------------- side N
+
+
+def _with_side_n(path: Path, tmp_path: Path, pick) -> tuple[Path, list[int]]:
+    """The real MBO file with the side byte set to N on the records ``pick(record)`` chooses, edited in memory.
+
+    None of the real files has a side-N fill or trade (checked in the test), so this is how the case is built:
+    CME sends side N for the fills and trades of an uncross (the reopening auction)."""
+    with open(path, "rb") as f:
+        data = bytearray(zstandard.ZstdDecompressor().stream_reader(f).read())
+    pos = 8 + int.from_bytes(data[4:8], "little")  # "DBN", version, metadata length, metadata
+    edited = []
+    index = 0
+    while pos < len(data):
+        length = data[pos] * 4
+        index += 1
+        if data[pos + 1] == 0xA0 and pick(bytes(data[pos:pos + length])):  # rtype 0xA0: MBO
+            data[pos + 39] = ord("N")  # the side byte of an MBO record
+            edited.append(index)
+        pos += length
+    out = tmp_path / "side_n.mbo.dbn.zst"
+    out.write_bytes(zstandard.ZstdCompressor().compress(bytes(data)))
+    return out, edited
+
+
+def test_real_files_have_no_side_n_fill_or_trade():
+    for rel in (MBO, TRADES, MBP1):
+        recs = raw_records(data_file(rel))
+        assert not [r for r in recs if str(r.action) in ("F", "T") and str(r.side) == "N"], rel
+
+
+def test_side_n_fills_and_trades_are_read(tmp_path, mbo_day):
+    """Fills with side N take the side of the resting order (from its add in the snapshot); trades with side N
+    have no aggressor and become CROSS prints. Everything else is the same day."""
+    path, edited = _with_side_n(data_file(MBO), tmp_path, lambda raw: chr(raw[38]) in "FTC")
+    assert len(edited) == 5 + 5 + 80  # F, T and the live C records
+    (day,) = databento.read(path)
+    t, ref = day.table, mbo_day.table
+    assert day.notes["bad_rows"] == 0
+    assert day.notes["side_n_F_resolved_from_the_order"] == 5 and day.notes["side_n_trades_as_cross"] == 5
+    assert day.notes["side_n_C_resolved_from_the_order"] == 80  # fill echoes (2) and cancels alike
+    trade = ref.column("kind").to_numpy() == Kind.TRADE
+    assert (t.column("kind").to_numpy()[trade] == Kind.CROSS).all()
+    assert (t.column("side").to_numpy()[trade] == 0).all()
+    cols = ["ts", "side", "price", "size", "order_id", "snapshot"]
+    assert t.filter(~trade).select(cols).equals(ref.filter(~trade).select(cols))
+    assert t.filter(trade).select(["ts", "price", "size"]).equals(ref.filter(trade).select(["ts", "price", "size"]))
+
+
+def test_side_n_fill_of_an_unknown_order_is_kept(tmp_path):
+    good = [_mbo(T0, 1, P, 2, "A", "B")]
+    path = _write(tmp_path, [*good, _mbo(T0 + 1, 1, P, 1, "F", "N"), _mbo(T0 + 2, 9, P, 1, "F", "N"),
+                             _mbo(T0 + 3, 9, P, 1, "C", "N"), _mbo(T0 + 4, 0, P, 1, "T", "N"),
+                             _mbo(T0 + 5, 0, P, 0, "N", "N")])
+    (day,) = databento.read(path)
+    rows = day.table.select(["kind", "side", "size", "order_id"]).to_pylist()
+    assert [tuple(r.values()) for r in rows] == [(Kind.ADD, BID, 2, 1), (Kind.EXECUTE, BID, 1, 1),
+                                                  (Kind.CROSS, 0, 1, 9), (Kind.CROSS, 0, 1, 0)]
+    n = day.notes
+    assert (n["side_n_fills_of_unknown_orders_as_cross"], n["side_n_C_of_unknown_orders_not_applied"],
+            n["no_action_records"]) == (1, 1, 1)
+    assert n["records"] == 6  # every record is in the table or counted

@@ -10,27 +10,33 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from tradefm.events import ASK, BID, BadInputError, Kind
+from tradefm.events import BadInputError, Kind
 from tradefm.readers import binance, bitstamp, generic
 
 from .conftest import data_file
 
 LOBSTER_MSG = "lobster/fixture_aapl_level10_999/AAPL_2012-06-21_34200000_57600000_message_10.csv"
-LOBSTER_OPTS = dict(
-    mapping={"ts": "time", "kind": "type", "order_id": "order_id", "size": "size", "price": "price",
-             "side": "direction"},
-    column_names=["time", "type", "order_id", "size", "price", "direction"],
-    kinds={"1": "ADD", "2": "CANCEL", "3": "DELETE", "4": "EXECUTE", "5": "EXECUTE_HIDDEN", "6": "CROSS", "7": "HALT"},
-    sides={"1": BID, "-1": ASK},
-    time_unit="s", date="2012-06-21", timezone="America/New_York",
-    price_scale=10_000, price_factor=1, symbol="AAPL", venue="nasdaq",
-)
-TRADES_OPTS = dict(
-    mapping={"ts": "exchange_timestamp", "ts_recv": "timestamp", "price": "price", "size": "amount", "side": "side",
-             "trade_id": "trade_id"},
-    kind="TRADE", sides={"buy": ASK, "sell": BID},  # side = aggressor in the file; canonical side = passive
-    time_unit="ms", price_scale=100, size_scale=100_000_000, symbol="BTCUSD", venue="bitstamp",
-)
+LOBSTER_OPTS = dict(mapping={
+    "instrument": {"symbol": "AAPL", "venue": "nasdaq", "price_scale": 10_000, "timezone": "America/New_York"},
+    "time": {"unit": "s", "date": "2012-06-21"},
+    "events": {
+        "column_names": ["time", "type", "order_id", "size", "price", "direction"], "price_factor": 1,
+        "columns": {"ts": "time", "kind": "type", "order_id": "order_id", "size": "size", "price": "price",
+                    "side": "direction"},
+        "kinds": {"1": "add", "2": "cancel", "3": "delete", "4": "execute", "5": "execute_hidden", "6": "cross",
+                  "7": "halt"},
+        "sides": {"1": "buy", "-1": "sell"},
+    },
+})
+TRADES_OPTS = dict(mapping={
+    "instrument": {"symbol": "BTCUSD", "venue": "bitstamp", "price_scale": 100, "size_scale": 100_000_000},
+    "time": {"unit": "ms"},
+    "events": {
+        "columns": {"ts": "exchange_timestamp", "ts_recv": "timestamp", "price": "price", "size": "amount",
+                    "side": "side", "trade_id": "trade_id"},
+        "kind": "trade", "sides": {"buy": "sell", "sell": "buy"},  # the file's side is the aggressor; ours passive
+    },
+})
 
 
 def test_never_detects():
@@ -74,20 +80,21 @@ def test_bitstamp_trades_match_bitstamp_reader():
 
 def test_nautilus_parquet_matches_binance_reader():
     path = data_file("binance/nautilus_trades/btcusdt-trades.parquet")
-    (ours,) = generic.read(
-        path, mapping={"ts": "timestamp", "price": "price", "size": "quantity", "side": "buyer_maker",
-                       "trade_id": "trade_id"},
-        kind="TRADE", sides={"True": BID, "False": ASK}, price_scale=100, size_scale=100_000_000, float_decimals=8,
-        symbol="BTCUSDT", venue="binance", currency="USDT",
-    )
+    spec = {
+        "instrument": {"symbol": "BTCUSDT", "venue": "binance", "price_scale": 100, "size_scale": 100_000_000,
+                       "currency": "USDT"},
+        "events": {"columns": {"ts": "timestamp", "price": "price", "size": "quantity", "side": "buyer_maker",
+                               "trade_id": "trade_id"},
+                   "kind": "trade", "sides": {"True": "buy", "False": "sell"}, "float_decimals": 8},
+    }
+    (ours,) = generic.read(path, mapping=spec)
     (theirs,) = binance.read(path)
     assert ours.num_events == 2_001
     cols = ["ts", "kind", "side", "price", "size", "order_id", "trade_id"]
     assert ours.table.select(cols).equals(theirs.table.select(cols))
     with pytest.raises(BadInputError, match="more decimals"):  # without rounding, float noise is refused
-        list(generic.read(path, **{**dict(mapping={"ts": "timestamp", "price": "price", "size": "quantity"}),
-                                   "kind": "TRADE", "price_scale": 100, "size_scale": 10**8, "symbol": "X",
-                                   "venue": "binance"}))
+        events = {k: v for k, v in spec["events"].items() if k != "float_decimals"}
+        list(generic.read(path, mapping={**spec, "events": events}))
 
 
 def test_decimal_conversion_is_exact():
@@ -143,11 +150,3 @@ def test_unknown_kind_value(tmp_path: Path):
     assert day.table.column("kind").to_pylist() == [Kind.ADD, Kind.DELETE]
 
 
-def test_mapping_errors_are_configuration_errors(tmp_path: Path):
-    path = tmp_path / "t.csv"
-    path.write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError, match="needs 'size'"):
-        list(generic.read(path, mapping={"ts": "a", "price": "b"}, kind="TRADE", price_scale=1, symbol="X", venue="v"))
-    with pytest.raises(ValueError, match="no column"):
-        list(generic.read(path, mapping={"ts": "a", "price": "b", "size": "c"}, kind="TRADE", price_scale=1,
-                          symbol="X", venue="v"))

@@ -39,12 +39,13 @@ def summarize(day: EventDay) -> dict[str, object]:
             "kinds": dict(sorted(kinds.items())), "bad_rows": int(day.notes.get("bad_rows", 0))}
 
 
-def ingest(sources: list[str], out: Path, fmt: str | None, skip_bad: bool, quiet: bool = False) -> list[dict]:
+def ingest(sources: list[str], out: Path, fmt: str | None, skip_bad: bool, quiet: bool = False,
+           **options: object) -> list[dict]:
     """Read every source and write its symbol-days. One symbol-day is one unit: when two sources hold the same
     one (LOBSTER's level-1 and level-10 files of a day), the one with more events is kept, and that is said."""
     rows: dict[str, dict] = {}
     for src in tqdm(sources, desc="ingest", unit="file", disable=quiet):
-        for day in readers.read(src, fmt, skip_bad=skip_bad):
+        for day in readers.read(src, fmt, skip_bad=skip_bad, **options):
             s = {"source": src, **summarize(day)}
             key = f"{s['venue']}/{s['symbol']}/{s['date']}"
             kept = rows.get(key)
@@ -64,7 +65,9 @@ def ingest(sources: list[str], out: Path, fmt: str | None, skip_bad: bool, quiet
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    ingest(args.sources, Path(args.out), args.format, args.skip_bad)
+    mapping = {"mapping": args.mapping} if args.mapping else {}
+    ingest(args.sources, Path(args.out), args.format or ("generic" if args.mapping else None), args.skip_bad,
+           **mapping)
     return 0
 
 
@@ -403,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="event store folder")
     s.add_argument("--format", choices=readers.FORMATS, help="source format (detected when omitted)")
     s.add_argument("--skip-bad", action="store_true", help="count and report bad rows instead of stopping")
+    s.add_argument("--mapping", help="a feed mapping (TOML) for --format generic; recipes in docs/DATA.md")
     s.set_defaults(func=cmd_ingest)
 
     s = sub.add_parser("replay", help="replay LOBSTER messages and check the book against the orderbook file")

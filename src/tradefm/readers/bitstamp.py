@@ -41,6 +41,7 @@ import numpy as np
 from ..events import ASK, BID, NO_ORDER, BadInputError, EventDay, Instrument, Kind, Problems
 from .generic import (
     RowErrors,
+    capture_edges,
     decimal_units,
     finish,
     first_line,
@@ -178,21 +179,6 @@ class _Book:
             self._count("filled_deletes_unknown_size")
 
 
-def _edge_blocks(action: list[str], local: np.ndarray, exch: np.ndarray) -> tuple[int, int]:
-    """(rows in the leading REST snapshot, rows in the trailing synthetic-delete block) of a 2026 capture."""
-    n = len(action)
-    lead = 0
-    while lead < n and action[lead] == "created" and local[lead] == local[0] and exch[lead] == exch[0]:
-        lead += 1
-    lead = lead if lead >= 2 else 0
-    trail = 0
-    while (trail < n - lead and action[n - 1 - trail] == "deleted" and local[n - 1 - trail] == local[-1]
-           and exch[n - 1 - trail] == local[-1]):
-        trail += 1
-    trail = trail if trail >= 2 else 0
-    return lead, trail
-
-
 def _read_orders(
     path: Path, skip_bad: bool, symbol: str, snapshot: str, tick_size: int | None, v2026: bool
 ) -> Iterator[EventDay]:
@@ -230,7 +216,8 @@ def _read_orders(
         return f"line {int(lines[i])}"
 
     keep = errors.report(problems, path, where)
-    lead, trail = _edge_blocks(action, local, exch) if v2026 else (0, 0)
+    lead, trail = (capture_edges([a == "created" for a in action], [a == "deleted" for a in action], local, exch)
+                   if v2026 else (0, 0))
     notes: dict[str, object] = {"reader": "bitstamp.orders", "rows": n, "header": "2026" if v2026 else "2015"}
     if v2026:
         notes["snapshot_rows"] = lead

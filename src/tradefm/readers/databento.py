@@ -8,8 +8,12 @@ MBO actions, per order id (the reader tracks each order's side, price and size):
 
 * A add -> ADD; M modify -> MODIFY (new price and size); R clear -> CLEAR (the reader's order state is reset).
 * F fill -> EXECUTE on the resting order (Databento's side of a fill is the resting side).
-* T trade -> TRADE with the *passive* side (Databento reports the aggressor: B -> ASK, A -> BID, N -> 0) and no
-  order id (the id on a T record is the aggressor's).
+* T trade -> TRADE with the *passive* side (Databento reports the aggressor: B -> ASK, A -> BID) and no order id
+  (the id on a T record is the aggressor's). A T with side N has no aggressor (an auction uncross, such as CME's
+  reopening): it becomes a CROSS print; the F records that follow change the book.
+* Side N on C, M or F (CME's uncross fills): the side is the order's own, known from its add; an F of an order
+  never seen becomes a CROSS (it still traded), a C or M of one is counted, not applied. Every side-N record is
+  counted in ``notes`` (``side_n_*``); nothing valid is refused. An A with side N is bad input.
 * C cancel -> DELETE when it removes the order's whole remaining size (a CME cancel always does), CANCEL with the
   removed amount when it removes less (venues with partial cancels), DELETE with the record's size if the order
   is unknown.
@@ -243,12 +247,26 @@ def _mbo(rec: object, st: _Instrument, loc: int, keep_echoes: bool) -> None:
     oid = int(rec.order_id)
     sid = _signed(oid)
     size = int(rec.size)
+    prev = st.orders.get(oid)
+    if side == 0 and action in ("C", "M", "F"):
+        # side N: the venue did not say (CME's uncross fills); the order's own add did
+        if prev is not None:
+            side = prev[0]
+            st.count(f"side_n_{action}_resolved_from_the_order")
+        elif action == "F":
+            st.count("side_n_fills_of_unknown_orders_as_cross")
+            st.emit(loc, rec, Kind.CROSS, 0, _price(rec, True), size, sid, snap, action)
+            return
+        else:
+            st.count(f"dropped:side_n_{action}_of_unknown_orders_not_applied")
+            return
     if action == "A":
+        if side == 0:
+            raise BadInputError("", "", "side", side_text, "an add needs a side (B/A)")
         st.orders[oid] = [side, _price(rec, True), size, False]
         st.emit(loc, rec, Kind.ADD, side, _price(rec, True), size, sid, snap, action)
     elif action == "M":
         price = _price(rec, True)
-        prev = st.orders.get(oid)
         if prev is not None and prev[3] and not keep_echoes and prev[1] == price and prev[2] == size:
             prev[3] = False
             st.count("dropped:fill_echoes_dropped")
@@ -258,7 +276,7 @@ def _mbo(rec: object, st: _Instrument, loc: int, keep_echoes: bool) -> None:
         st.orders[oid] = [side, price, size, False]
         st.emit(loc, rec, Kind.MODIFY, side, price, size, sid, snap, action)
     elif action == "C":
-        prev = st.orders.pop(oid, None)
+        st.orders.pop(oid, None)
         price = _price(rec, False)
         if prev is not None and prev[3] and prev[2] <= 0 and not keep_echoes:
             st.count("dropped:fill_echoes_dropped")
@@ -271,7 +289,6 @@ def _mbo(rec: object, st: _Instrument, loc: int, keep_echoes: bool) -> None:
                 st.count("cancel_unknown_order")
             st.emit(loc, rec, Kind.DELETE, side, price, size, sid, snap, action)
     elif action == "F":
-        prev = st.orders.get(oid)
         if prev is None:
             st.count("fill_unknown_order")
         else:
@@ -279,19 +296,28 @@ def _mbo(rec: object, st: _Instrument, loc: int, keep_echoes: bool) -> None:
             prev[3] = True
         st.emit(loc, rec, Kind.EXECUTE, side, _price(rec, True), size, sid, snap, action)
     elif action == "T":
-        st.emit(loc, rec, Kind.TRADE, -side, _price(rec, True), size, NO_ORDER, snap, action)
+        if side == 0:  # no aggressor: an auction (uncross) print; its fills change the book
+            st.count("side_n_trades_as_cross")
+            st.emit(loc, rec, Kind.CROSS, 0, _price(rec, True), size, NO_ORDER, snap, action)
+        else:
+            st.emit(loc, rec, Kind.TRADE, -side, _price(rec, True), size, NO_ORDER, snap, action)
     elif action == "R":
         st.orders.clear()
         st.emit(loc, rec, Kind.CLEAR, 0, 0, 0, NO_ORDER, snap, action)
+    elif action == "N":
+        st.count("dropped:no_action_records")  # DBN's "none" action: a record that changes nothing (flags only)
     else:
-        raise BadInputError("", "", "action", action, "unknown MBO action (A/C/M/F/T/R)")
+        raise BadInputError("", "", "action", action, "unknown MBO action (A/C/M/F/T/R/N)")
 
 
 def _trade_only(rec: object, st: _Instrument, loc: int, schema: str) -> None:
     action, side_text = _text(rec.action), _text(rec.side)
     if side_text not in _SIDES:
         raise BadInputError("", "", "side", side_text, "unknown side (B/A/N)")
-    if action == "T":
+    if action == "T" and _SIDES[side_text] == 0:  # no aggressor: an auction (uncross) print
+        st.count("side_n_trades_as_cross")
+        st.emit(loc, rec, Kind.CROSS, 0, _price(rec, True), int(rec.size), NO_ORDER, False, action)
+    elif action == "T":
         st.emit(loc, rec, Kind.TRADE, -_SIDES[side_text], _price(rec, True), int(rec.size), NO_ORDER, False, action)
     elif action in ("A", "C", "M", "F", "R", "N"):
         st.count("dropped:book_updates_skipped")

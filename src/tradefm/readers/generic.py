@@ -16,6 +16,7 @@ import bz2
 import gzip
 import lzma
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date as Date
@@ -31,10 +32,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from ..events import SCHEMA, BadInputError, EventDay, Instrument, Kind, Problems, check_events, table_from_columns
+from ..events import BadInputError, EventDay, Instrument, Kind, Problems, check_events, table_from_columns
+from .mapping import NS_PER, FeedMapping, FileSpec, TimeSpec, load_mapping
 
 INT64_MAX = 2**63 - 1
-NS_PER = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 _DEC_RE = r"^(?P<neg>-?)(?P<int>[0-9]{1,18})(?:\.(?P<frac>[0-9]*))?$"
 LOC = "_loc"  # a temporary column: the row's index into the reader's own source-location list
 
@@ -374,14 +375,28 @@ def with_loc(columns: dict[str, object], locs: Sequence[int] | np.ndarray) -> pa
     return table.append_column(LOC, pa.array(np.asarray(locs, dtype=np.int64)))
 
 
+
+def capture_edges(is_add: Sequence[bool], is_delete: Sequence[bool], local: np.ndarray,
+                  exch: np.ndarray) -> tuple[int, int]:
+    """(rows of a leading book snapshot, rows of a trailing synthetic-delete block) of a live capture.
+
+    A capture that starts from a REST snapshot writes it as a block of adds sharing one local and one exchange
+    time; one that ends by deleting every resting order writes a block of deletes stamped with one time, equal in
+    both columns. Neither is market activity. Blocks of fewer than two rows are not taken for either."""
+    n = len(is_add)
+    lead = 0
+    while lead < n and is_add[lead] and local[lead] == local[0] and exch[lead] == exch[0]:
+        lead += 1
+    lead = lead if lead >= 2 else 0
+    trail = 0
+    while (trail < n - lead and is_delete[n - 1 - trail] and local[n - 1 - trail] == local[-1]
+           and exch[n - 1 - trail] == local[-1]):
+        trail += 1
+    trail = trail if trail >= 2 else 0
+    return lead, trail
+
+
 # ---------------------------------------------------------------------------------------------- the generic reader
-
-CANONICAL = set(SCHEMA.names)
-
-
-def _lookup(codes: dict[str, int]) -> dict[str, int]:
-    """Source value -> code, matching the exact text first and then case-insensitively (True / true)."""
-    return {**{k.strip().lower(): v for k, v in codes.items()}, **codes}
 
 
 def detect(path: Path) -> bool:
@@ -392,7 +407,10 @@ def detect(path: Path) -> bool:
 def _source_table(path: Path, column_names: Sequence[str] | None, delimiter: str) -> tuple[pa.Table, CsvStrings | None]:
     name = path.name.lower()
     if name.endswith(".parquet") or name.endswith(".pq"):
-        return pq.read_table(path), None
+        try:
+            return pq.read_table(path), None
+        except (pa.ArrowInvalid, OSError) as e:
+            raise BadInputError(str(path), "file", "parquet", str(e)[:200], "cannot read as Parquet") from None
     csv = read_csv_strings(path, column_names=column_names, delimiter=delimiter)
     return csv.table, csv
 
@@ -412,148 +430,366 @@ def _as_text(col: pa.ChunkedArray | pa.Array, float_decimals: int | None) -> pa.
     return pc.cast(col, pa.string())
 
 
-def read(
-    path: Path,
-    *,
-    skip_bad: bool = False,
-    mapping: Mapping[str, str],
-    symbol: str,
-    venue: str,
-    price_scale: int,
-    size_scale: int = 1,
-    tick_size: int | None = None,
-    kinds: Mapping[str, str] | None = None,
-    kind: str | None = None,
-    sides: Mapping[str, int] | None = None,
-    time_unit: str = "ns",
-    timezone: str = "UTC",
-    date: str | None = None,
-    price_factor: int | None = None,
-    size_factor: int | None = None,
-    column_names: Sequence[str] | None = None,
-    delimiter: str = ",",
-    currency: str = "USD",
-    float_decimals: int | None = None,
-    **_: object,
-) -> Iterator[EventDay]:
-    """Read a CSV (optionally compressed) or Parquet file through a column mapping.
+def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of proleptic Gregorian dates, vectorised (H. Hinnant's algorithm)."""
+    y = y - (m <= 2)
+    era = np.floor_divide(y, 400)
+    yoe = y - era * 400
+    doy = (153 * (m + np.where(m > 2, -3, 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
 
-    ``mapping`` maps canonical columns (ts, kind, side, price, size, order_id, ts_recv, trade_id, snapshot,
-    src_type) to source columns; ts, price and size are required, and kind unless ``kind`` names one Kind for
-    every row. ``kinds``/``sides`` map source values (as text) to Kind names / +1, -1, 0. Prices and sizes are
-    decimal text in currency / coin units, multiplied by ``price_scale`` / ``size_scale`` (or by
-    ``price_factor`` / ``size_factor`` when the source is already scaled, e.g. LOBSTER prices: factor 1).
-    Times are numbers in ``time_unit``; with ``date`` they are time since midnight of that day in ``timezone``.
-    Parquet timestamp columns are taken as they are (``time_unit`` applies to numbers only); Parquet float
-    columns are exact via ``repr`` unless ``float_decimals`` rounds them first. ``column_names`` names the
-    columns of a CSV without a header line. ``tick_size`` defaults to the gcd of the observed prices."""
-    path = Path(path)
-    unknown = set(mapping) - CANONICAL
-    if unknown:
-        raise ValueError(f"mapping names unknown canonical columns: {sorted(unknown)}")
-    for need in ("ts", "price", "size"):
-        if need not in mapping:
-            raise ValueError(f"mapping needs '{need}'")
-    if "kind" not in mapping and kind is None:
-        raise ValueError("give mapping['kind'] with kinds=..., or kind=<Kind name> for every row")
-    if time_unit not in NS_PER:
-        raise ValueError(f"time_unit must be one of {sorted(NS_PER)}")
-    kind_codes = _lookup({str(k): int(Kind[v.upper()]) for k, v in (kinds or {}).items()})
-    side_codes = _lookup({str(k): int(v) for k, v in (sides or {}).items()})
-    if any(v not in (-1, 0, 1) for v in side_codes.values()):
-        raise ValueError("sides must map to +1 (bid), -1 (ask) or 0")
 
-    problems = Problems(str(path), skip_bad)
-    src, csv = _source_table(path, column_names, delimiter)
+def _local_to_utc(naive_ns: np.ndarray, timezone: str) -> np.ndarray:
+    if timezone == "UTC":
+        return naive_ns
+    arr = pc.assume_timezone(pa.array(naive_ns, type=pa.timestamp("ns")), timezone=timezone,
+                             ambiguous="earliest", nonexistent="earliest")
+    return np.asarray(arr.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _midnight_ns(date: str, timezone: str) -> int:
+    return int(datetime.combine(Date.fromisoformat(date), datetime.min.time(), ZoneInfo(timezone)).timestamp()) * 10**9
+
+
+def parse_times(col: pa.Array, text: pa.Array, spec: TimeSpec, date: str | None) -> tuple[np.ndarray, np.ndarray,
+                                                                                             list[str]]:
+    """One time column -> (UTC ns, bad mask, reason per bad row), following the mapping's ``[time]``."""
+    n = len(text)
+    if spec.format is None or pa.types.is_timestamp(col.type):
+        factor = 1 if pa.types.is_timestamp(col.type) else NS_PER[spec.unit]
+        ts, bad, why = decimal_units(text, factor)
+        if date is not None and not pa.types.is_timestamp(col.type):
+            ts = ts + np.int64(_midnight_ns(date, spec.timezone))
+        return ts, bad, why
+    if spec.format == "iso":
+        try:
+            out = np.asarray(pc.cast(text, pa.timestamp("ns")).cast(pa.int64()).to_numpy(zero_copy_only=False))
+            bad = np.zeros(n, dtype=bool)
+            reasons: list[str] = []
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # find the bad ones, one by one
+            out = np.zeros(n, dtype=np.int64)
+            bad = np.zeros(n, dtype=bool)
+            reasons = []
+            for i, v in enumerate(text.to_pylist()):
+                try:
+                    out[i] = pa.scalar(v).cast(pa.timestamp("ns")).cast(pa.int64()).as_py()
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, TypeError):
+                    bad[i] = True
+                    reasons.append("not an ISO-8601 time")
+        out = np.array(out, dtype=np.int64)  # a writable copy
+        out[~bad] = _local_to_utc(out[~bad], spec.timezone)
+        return out, bad, reasons
+    width = sum(w for _, w in spec.fields)
+    v, bad, why = decimal_units(text, 1)
+    reasons = dict(zip(np.flatnonzero(bad).tolist(), why, strict=True))
+    out_of = ~bad & ((v < 0) | (v >= 10**width))
+    for i in np.flatnonzero(out_of):
+        reasons[int(i)] = f"not a {spec.format} time ({width} digits)"
+    bad |= out_of
+    parts: dict[str, np.ndarray] = {}
+    rest = np.where(bad, 0, v)
+    frac_ns = np.zeros(n, dtype=np.int64)
+    for code, w in reversed(spec.fields):
+        part = rest % 10**w
+        rest = rest // 10**w
+        if code == "f":
+            frac_ns = part * 10 ** (9 - w) if w <= 9 else part // 10 ** (w - 9)
+        else:
+            parts[code] = part
+    tod = ((parts["H"] * 60 + parts.get("M", 0)) * 60 + parts.get("S", 0)) * 1_000_000_000 + frac_ns
+    wrong = ~bad & ((parts["H"] > 23) | (parts.get("M", np.zeros(n)) > 59) | (parts.get("S", np.zeros(n)) > 60))
+    if "Y" in parts:
+        wrong |= ~bad & ((parts["m"] < 1) | (parts["m"] > 12) | (parts["d"] < 1) | (parts["d"] > 31))
+        days = _days_from_civil(parts["Y"], parts["m"], parts["d"])
+        naive = days * 86_400_000_000_000 + tod
+    else:
+        day = Date.fromisoformat(str(date))
+        naive = np.int64((day - Date(1970, 1, 1)).days) * 86_400_000_000_000 + tod
+    for i in np.flatnonzero(wrong):
+        reasons[int(i)] = f"not a valid {spec.format} time"
+    bad |= wrong
+    out = np.zeros(n, dtype=np.int64)
+    out[~bad] = _local_to_utc(naive[~bad], spec.timezone)
+    return out, bad, [reasons[int(i)] for i in np.flatnonzero(bad)]
+
+
+@dataclass
+class Parsed:
+    """One source file read through its part of the mapping: canonical-named numpy columns of its good rows."""
+
+    path: Path
+    cols: dict[str, np.ndarray]
+    lines: np.ndarray  # the source line (CSV) or record (Parquet) of each kept row
+    unit: str  # "line" or "record"
+    rows: int  # rows in the file
+    skipped: dict[str, int]  # rows whose kind maps to "skip", per source value
+
+    def where(self, i: int) -> str:
+        return f"{self.unit} {int(self.lines[i])}"
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+def _code(values: list[object], table: dict[str, object]) -> list[object]:
+    """Source values -> codes, the exact text first, then trimmed and case-insensitively (True / true)."""
+    lower = {k.strip().lower(): v for k, v in table.items()}
+    return [table.get(s, lower.get(s.strip().lower())) for s in map(str, values)]
+
+
+_PRICED = ("price",)
+_IDS = ("order_id", "trade_id", "buy_order_id", "sell_order_id", "seq")
+
+
+def parse_file(path: Path, fs: FileSpec, spec: FeedMapping, problems: Problems, date: str | None) -> Parsed:
+    """Read one file of a feed and convert its mapped columns; bad rows raise or (skip_bad) are counted."""
+    src, csv = _source_table(path, fs.column_names, fs.delimiter)
+    for canon, col in fs.columns.items():
+        if col not in src.column_names:
+            have = ", ".join(src.column_names[:30])
+            raise BadInputError(spec.path, "mapping", f"{fs.role}.columns.{canon}", col,
+                                f"{path.name} has no column '{col}' (it has: {have})")
     if csv is not None:
         report_invalid_rows(csv, path, problems)
         lines, unit = csv.lines, "line"
     else:
         lines, unit = np.arange(1, src.num_rows + 1, dtype=np.int64), "record"
-    missing = [c for c in mapping.values() if c not in src.column_names]
-    if missing:
-        raise ValueError(f"{path}: source has no column(s) {missing}; it has {src.column_names}")
     n = src.num_rows
     errors = RowErrors(n)
-
-    def where(i: int) -> str:
-        return f"{unit} {int(lines[i])}"
-
-    cols: dict[str, object] = {}
-    texts = {canon: _as_text(src.column(source), float_decimals) for canon, source in mapping.items()}
-    pyvals = {canon: t.to_pylist() for canon, t in texts.items()}
-
-    def time_factor(canon: str) -> int:
-        return 1 if pa.types.is_timestamp(src.column(mapping[canon]).type) else NS_PER[time_unit]
-
-    ts, bad, reasons = decimal_units(texts["ts"], time_factor("ts"))
-    errors.add_reasons(bad, mapping["ts"], pyvals["ts"], reasons)
-    if date is not None:
-        midnight = datetime.combine(Date.fromisoformat(date), datetime.min.time(), ZoneInfo(timezone))
-        ts = ts + np.int64(int(midnight.timestamp()) * 1_000_000_000)
-    cols["ts"] = ts
-    if "ts_recv" in mapping:
-        recv, bad, reasons = decimal_units(texts["ts_recv"], time_factor("ts_recv"))
-        errors.add_reasons(bad, mapping["ts_recv"], pyvals["ts_recv"], reasons)
-        if date is not None:
-            recv = recv + np.int64(int(midnight.timestamp()) * 1_000_000_000)
-        cols["ts_recv"] = recv
-
-    price, bad, reasons = decimal_units(texts["price"], int(price_factor or price_scale))
-    errors.add_reasons(bad, mapping["price"], pyvals["price"], reasons)
-    cols["price"] = price
-    size, bad, reasons = decimal_units(texts["size"], int(size_factor or size_scale))
-    errors.add_reasons(bad, mapping["size"], pyvals["size"], reasons)
-    cols["size"] = size
-
-    for canon in ("order_id", "trade_id"):
-        if canon in mapping:
-            ids, bad, reasons = decimal_units(texts[canon], 1)
-            errors.add_reasons(bad, mapping[canon], pyvals[canon], reasons)
-            cols[canon] = ids
-    cols.setdefault("order_id", np.zeros(n, dtype=np.int64))
-
-    if "kind" in mapping:
-        kv = pyvals["kind"]
-        codes = np.array([kind_codes.get(str(v), kind_codes.get(str(v).strip().lower(), 0)) for v in kv],
-                         dtype=np.int8)
-        errors.add_mask(codes == 0, mapping["kind"], kv, f"unknown event type (known: {sorted(map(str, kinds or {}))})")
-        cols["kind"] = codes
-        cols["src_type"] = [str(v) for v in kv]
+    texts = {c: _as_text(src.column(s), fs.float_decimals) for c, s in fs.columns.items()}
+    py = {c: t.to_pylist() for c, t in texts.items()}
+    cols: dict[str, np.ndarray] = {}
+    tspec = fs.time or spec.time
+    if tspec.format not in (None, "iso") and not any(c == "Y" for c, _ in tspec.fields) and date is None:
+        raise spec.error(f"{fs.role}.time.date" if fs.time else "time.date", None,
+                         f"times of day ({tspec.format}) need a date: time.date, or {{date}} in the file pattern")
+    for canon in ("ts", "ts_recv"):
+        if canon in texts:
+            v, bad, why = parse_times(src.column(fs.columns[canon]).combine_chunks(), texts[canon], tspec, date)
+            errors.add_reasons(bad, fs.columns[canon], py[canon], why)
+            cols[canon] = v
+    for canon, factor in (("price", fs.price_factor or spec.price_scale), ("size", fs.size_factor or spec.size_scale)):
+        v, bad, why = decimal_units(texts[canon], int(factor))
+        errors.add_reasons(bad, fs.columns[canon], py[canon], why)
+        cols[canon] = v
+    for canon in _IDS:
+        if canon in texts:
+            v, bad, why = decimal_units(texts[canon], 1)
+            errors.add_reasons(bad, fs.columns[canon], py[canon], why)
+            cols[canon] = v
+    skipped: dict[str, int] = {}
+    if "kind" in texts:
+        codes = _code(py["kind"], dict(fs.kinds))
+        unknown = np.array([c is None for c in codes], dtype=bool)
+        errors.add_mask(unknown, fs.columns["kind"], py["kind"], f"unknown value (the mapping knows: "
+                        f"{', '.join(sorted(fs.kinds))})")
+        cols["kind"] = np.array(["" if c is None else c for c in codes], dtype=object)
+        cols["src_type"] = np.array([str(v) for v in py["kind"]], dtype=object)
     else:
-        cols["kind"] = np.full(n, int(Kind[str(kind).upper()]), dtype=np.int8)
-        cols["src_type"] = [str(kind).lower()] * n
-    if "src_type" in mapping:
-        cols["src_type"] = [str(v) for v in pyvals["src_type"]]
-
-    if "side" in mapping:
-        sv = pyvals["side"]
-        sd = np.array([side_codes.get(str(v), side_codes.get(str(v).strip().lower(), 9)) for v in sv],
-                      dtype=np.int8)
-        errors.add_mask(sd == 9, mapping["side"], sv, f"unknown side (known: {sorted(map(str, sides or {}))})")
-        cols["side"] = np.where(sd == 9, 0, sd).astype(np.int8)
-    else:
-        cols["side"] = np.zeros(n, dtype=np.int8)
-
-    if "snapshot" in mapping:
+        cols["kind"] = np.full(n, fs.kind or "", dtype=object)
+        cols["src_type"] = np.full(n, fs.kind or "", dtype=object)
+    if "src_type" in texts:
+        cols["src_type"] = np.array([str(v) for v in py["src_type"]], dtype=object)
+    side_col = "aggressor" if fs.role == "trades" else "side"
+    if side_col in texts:
+        codes = _code(py[side_col], dict(fs.sides))
+        unknown = np.array([c is None for c in codes], dtype=bool)
+        errors.add_mask(unknown, fs.columns[side_col], py[side_col],
+                        f"unknown side (the mapping knows: {', '.join(sorted(fs.sides))})")
+        cols[side_col] = np.array([0 if c is None else c for c in codes], dtype=np.int8)
+    if "snapshot" in texts:
         truthy = {"1", "true", "t", "yes", "y"}
-        cols["snapshot"] = np.array([str(v).strip().lower() in truthy for v in pyvals["snapshot"]], dtype=bool)
-    else:
-        cols["snapshot"] = np.zeros(n, dtype=bool)
+        cols["snapshot"] = np.array([str(v).strip().lower() in truthy for v in py["snapshot"]], dtype=bool)
+    if "symbol" in texts:
+        cols["symbol"] = np.array([str(v).strip() for v in py["symbol"]], dtype=object)
+    keep = errors.report(problems, path, lambda i: f"{unit} {int(lines[i])}")
+    if "kind" in cols:
+        skip = cols["kind"] == "skip"
+        for v in cols["src_type"][skip & keep]:
+            skipped[str(v)] = skipped.get(str(v), 0) + 1
+        keep &= ~skip
+    return Parsed(path, {k: v[keep] for k, v in cols.items()}, lines[keep], unit, n, skipped)
 
-    keep = errors.report(problems, path, where)
-    locs = np.flatnonzero(keep)
-    table = with_loc({k: (np.asarray(v)[keep] if isinstance(v, np.ndarray) else [v[i] for i in locs])
-                      for k, v in cols.items()}, locs)
-    tick = int(tick_size) if tick_size else gcd_tick(table.column("price").to_numpy())
-    instrument = Instrument(
-        symbol=symbol,
-        venue=venue,
-        price_scale=int(price_scale),
-        tick_size=tick,
-        size_scale=int(size_scale),
-        currency=currency,
-        timezone=timezone,
-    )
-    notes = {"reader": "generic", "rows": n, "mapping": dict(mapping)}
-    yield from finish(table, path=path, instrument=instrument, where=where, problems=problems, notes=notes)
+
+def local_time_of_day(ts: np.ndarray, timezone: str) -> np.ndarray:
+    """ns since local midnight of each UTC ns timestamp."""
+    arr = pa.array(np.asarray(ts, dtype=np.int64), type=pa.timestamp("ns", tz=timezone))
+    local = pc.local_timestamp(arr).cast(pa.int64()).to_numpy(zero_copy_only=False)
+    return np.mod(local, 86_400_000_000_000)
+
+
+def in_sessions(ts: np.ndarray, spec: FeedMapping) -> np.ndarray:
+    """True where an event falls in continuous trading (everywhere when the mapping names no sessions)."""
+    if not spec.continuous or not len(ts):
+        return np.ones(len(ts), dtype=bool)
+    tod = local_time_of_day(ts, spec.instrument["timezone"])
+    inside = np.zeros(len(ts), dtype=bool)
+    for a, b in spec.continuous:
+        inside |= (tod >= a) & (tod < b)
+    return inside
+
+
+# ---------------------------------------------------------------------------------------------- sources
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    out = ""
+    for part in re.split(r"(\{symbol\}|\{date\}|\*\*/|\*|\?)", pattern):
+        out += {"{symbol}": r"(?P<symbol>[^/]+?)", "{date}": r"(?P<date>\d{4}-?\d{2}-?\d{2})", "**/": r"(?:.*/)?",
+                "*": r"[^/]*", "?": r"[^/]"}.get(part, re.escape(part))
+    return re.compile(out + r"$", re.IGNORECASE)
+
+
+def _iso(date: str | None) -> str | None:
+    if date is None:
+        return None
+    d = date.replace("-", "")
+    return f"{d[:4]}-{d[4:6]}-{d[6:]}"
+
+
+def _find(root: Path, pattern: str, role: str) -> dict[tuple[str | None, str | None, str], Path]:
+    """Files matching a pattern, keyed by (symbol, date, folder); the folder counts only when the pattern has
+    neither placeholder, so that an orders file pairs with the trades file beside it."""
+    rx = _pattern_regex(pattern)
+    found: dict[tuple[str | None, str | None, str], Path] = {}
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    base = root.parent if root.is_file() else root
+    by_folder = "{symbol}" not in pattern and "{date}" not in pattern
+    for p in files:
+        rel = p.relative_to(base).as_posix()
+        m = rx.search(rel)
+        if m:
+            g = m.groupdict()
+            key = (g.get("symbol"), _iso(g.get("date")), str(Path(rel).parent) if by_folder else "")
+            if key in found:
+                raise BadInputError(str(p), "file", f"{role}.file", pattern,
+                                    f"matches as well as {found[key]}: one file per symbol-day (add {{symbol}} or "
+                                    "{date} to the pattern)")
+            found[key] = p
+    return found
+
+
+def sources(path: Path, spec: FeedMapping) -> list[tuple[dict[str, Path], str | None, str | None]]:
+    """The files a mapping finds under ``path`` (a file or a folder): ([role -> file], symbol, date) per unit.
+
+    File patterns may hold ``*`` and the placeholders ``{symbol}`` and ``{date}`` (YYYYMMDD or YYYY-MM-DD); the
+    orders and trades files of one symbol-day are paired by them."""
+    if not path.exists():
+        raise BadInputError(str(path), "file", "source", str(path), "no such file or folder")
+    if spec.layout == "events":
+        fs = spec.events
+        assert fs is not None
+        if path.is_file() and not fs.pattern:
+            return [({"events": path}, None, None)]
+        found = _find(path, fs.pattern or "*", "events")
+        if path.is_file() and not found:
+            found = {(None, None, ""): path}
+        if not found:
+            raise BadInputError(str(path), "folder", "events.file", fs.pattern, "no file matches the mapping's pattern")
+        return [({"events": p}, s, d) for (s, d, _), p in sorted(found.items(), key=lambda kv: str(kv[1]))]
+    assert spec.orders is not None and spec.trades is not None
+    root = path.parent if path.is_file() else path
+    orders = _find(root, spec.orders.pattern or "*order*", "orders")
+    trades = _find(root, spec.trades.pattern or "*trade*", "trades")
+    if path.is_file():
+        orders = {k: v for k, v in orders.items() if v == path or trades.get(k) == path}
+        trades = {k: v for k, v in trades.items() if k in orders}
+    out = []
+    for key in sorted(set(orders) | set(trades), key=lambda k: (str(k[0]), str(k[1]), k[2])):
+        if key not in orders or key not in trades:
+            have, role = (orders, "trades") if key in orders else (trades, "orders")
+            pattern = getattr(spec, role).pattern or f"*{role[:-1]}*"
+            raise BadInputError(str(have[key]), "file", f"{role}.file", pattern,
+                                f"no {role} file matching the pattern pairs with this one")
+        out.append(({"orders": orders[key], "trades": trades[key]}, key[0], key[1]))
+    if not out:
+        raise BadInputError(str(path), "folder", "orders.file", spec.orders.pattern or "*order*",
+                            "no orders + trades files match the mapping's patterns")
+    return out
+
+
+def instrument_for(spec: FeedMapping, symbol: str, prices: np.ndarray) -> Instrument:
+    ins = spec.instrument
+    tick = int(ins["tick_size"]) if ins.get("tick_size") else gcd_tick(prices)
+    return Instrument(symbol=symbol, venue=str(ins["venue"]), price_scale=int(ins["price_scale"]), tick_size=tick,
+                      size_scale=int(ins.get("size_scale", 1)), currency=str(ins.get("currency", "USD")),
+                      timezone=str(ins.get("timezone", "UTC")))
+
+
+def by_symbol(spec: FeedMapping, name_symbol: str | None, parsed: list[Parsed]) -> list[tuple[str, list[np.ndarray]]]:
+    """Row selections per symbol: one symbol from the mapping or the file name, or the files' symbol column."""
+    fixed = spec.instrument.get("symbol") or name_symbol
+    if fixed or not all("symbol" in p.cols for p in parsed):
+        if not fixed:
+            raise spec.error("instrument.symbol", None,
+                             "missing: give instrument.symbol, {symbol} in the file pattern, or a symbol column")
+        return [(str(fixed), [np.arange(len(p)) for p in parsed])]
+    names = sorted(set().union(*(set(p.cols["symbol"].tolist()) for p in parsed)))
+    return [(s, [np.flatnonzero(p.cols["symbol"] == s) for p in parsed]) for s in names]
+
+
+def read(path: Path, *, skip_bad: bool = False, mapping: str | Path | Mapping[str, Any] | None = None,
+         **_: object) -> Iterator[EventDay]:
+    """Read a feed through a mapping (a TOML file, see docs/DATA.md, or the same structure as a dict).
+
+    ``path`` is a file, or a folder searched with the mapping's file patterns; each symbol-day found becomes
+    canonical ``EventDay``s. The events layout is read here, orders + trades in :mod:`.order_trade`."""
+    if mapping is None:
+        raise BadInputError(str(path), "file", "mapping", None,
+                            "the generic format needs a mapping file: --mapping feed.toml (recipes in docs/DATA.md)")
+    spec = load_mapping(mapping)
+    for files, name_symbol, name_date in sources(Path(path), spec):
+        if spec.layout == "events":
+            yield from _read_events(files["events"], spec, name_symbol, name_date, skip_bad)
+        else:
+            from .order_trade import read_pair
+
+            yield from read_pair(files["orders"], files["trades"], spec, name_symbol, name_date, skip_bad)
+
+
+def file_date(spec_time: TimeSpec, name_date: str | None, path: Path, spec: FeedMapping) -> str | None:
+    if spec_time.date == "file":
+        if name_date is None:
+            raise spec.error("time.date", "file", f"{path.name}: the file pattern has no {{date}} to take it from")
+        return name_date
+    return spec_time.date
+
+
+_KIND_CODE = {k.name.lower(): int(k) for k in Kind}
+
+
+def _read_events(path: Path, spec: FeedMapping, name_symbol: str | None, name_date: str | None,
+                 skip_bad: bool) -> Iterator[EventDay]:
+    fs = spec.events
+    assert fs is not None
+    problems = Problems(str(path), skip_bad)
+    p = parse_file(path, fs, spec, problems, file_date(fs.time or spec.time, name_date, path, spec))
+    n = len(p)
+    kind = np.array([_KIND_CODE.get(k, 0) for k in p.cols["kind"]], dtype=np.int8)
+    notes: dict[str, object] = {"reader": "generic.events", "rows": p.rows, "mapping": spec.path}
+    if p.skipped:
+        notes["rows_skipped_by_kind"] = dict(p.skipped)
+    keep = np.ones(n, dtype=bool)
+    inside = in_sessions(p.cols["ts"], spec)
+    if spec.continuous and spec.outside == "drop":
+        keep &= inside
+        notes["rows_outside_sessions_dropped"] = int((~inside).sum())
+    elif spec.continuous:
+        prints = ~inside & (kind == Kind.TRADE)
+        kind[prints] = Kind.CROSS
+        notes["trades_outside_sessions_as_cross"] = int(prints.sum())
+    cols: dict[str, object] = {
+        "ts": p.cols["ts"], "kind": kind, "side": p.cols.get("side", np.zeros(n, dtype=np.int8)),
+        "price": p.cols["price"], "size": p.cols["size"],
+        "order_id": p.cols.get("order_id", np.zeros(n, dtype=np.int64)),
+        "snapshot": p.cols.get("snapshot", np.zeros(n, dtype=bool)), "src_type": p.cols["src_type"],
+    }
+    for c in ("ts_recv", "trade_id"):
+        if c in p.cols:
+            cols[c] = p.cols[c]
+    for symbol, (rows,) in by_symbol(spec, name_symbol, [p]):
+        sel = rows[keep[rows]]
+        table = with_loc({k: np.asarray(v)[sel] for k, v in cols.items()}, sel)
+        ins = instrument_for(spec, symbol, table.column("price").to_numpy())
+        yield from finish(table, path=path, instrument=ins, where=p.where, problems=problems, notes=notes)
