@@ -12,6 +12,7 @@ from tradefm.cli import main
 from tradefm.evaluation import benchmark as bm
 from tradefm.evaluation.metrics import DISTRIBUTIONS
 from tradefm.features import order_flow
+from tradefm.generation.output import slug
 from tradefm.model import TradeFM, preset
 from tradefm.readers import read
 from tradefm.shards import SplitConfig
@@ -101,7 +102,7 @@ def test_the_benchmark_scores_every_source_on_real_windows_and_writes_its_files(
             return _fit(days, *a, **k)
         monkeypatch.setattr(module, "fit", spy)
     args = ["benchmark", str(tiny_run), "--preset", "demo", "--windows", "2", "--minutes", "0.5",
-            "--rollouts", "1", "--out", str(tiny_run / "bench")]
+            "--rollouts", "1", "--out", str(tiny_run / "bench"), "--lob-bench", str(tiny_run / "lob_bench")]
     assert main(args) == 0
     from tradefm.events import list_days, read_day
 
@@ -123,15 +124,30 @@ def test_the_benchmark_scores_every_source_on_real_windows_and_writes_its_files(
     assert 0 < out["headline"]["nasdaq/GOOG 2012-06-21"][0] < 10
     assert set(out["facts"]) == {"real", bm.MODEL, bm.HAWKES, bm.ZI, bm.DECODED}
     assert out["facts"]["real"]["empty_side"] == 0  # a real GOOG book always shows both sides
-    assert all(0 <= f["empty_side"] <= 1 for f in out["facts"].values())
+    assert all(f["empty_side"] == 0 for f in out["facts"].values())  # and the depth beyond its window keeps theirs
     text = (tiny_run / "bench" / "benchmark.md").read_text()
     assert "mean KS ÷ Compound Hawkes" in text and (tiny_run / "bench" / "benchmark.png").stat().st_size > 0
     assert main(args) == 0  # the same seed, the same numbers
     assert json.loads((tiny_run / "bench" / "benchmark.json").read_text()) == out
+    _check_lob_bench_layout(tiny_run / "lob_bench", windows=2, rollouts=1)
 
 
-def test_a_folder_without_a_model_gets_one_line(tmp_path, capsys) -> None:
-    assert main(["benchmark", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "no trained model" in err and len(err.splitlines()) == 1
-    assert main(["benchmark", str(tmp_path), "--preset", "huge"]) == 2
+def _check_lob_bench_layout(root, windows: int, rollouts: int) -> None:
+    """Files pair the way LOB-Bench's loader pairs them: by ``real_id_R`` and ``real_id_R_gen_id_G`` in the name,
+    in its run folders (SOURCE/SYMBOL/DATE/data_real, data_gen, data_cond), the date as the name's second field,
+    one orderbook row per message, ids that fit its int32."""
+    for source in (bm.MODEL, bm.HAWKES, bm.ZI, bm.DECODED):
+        run = root / slug(source) / "GOOG" / "2012-06-21"
+        real = sorted((run / "data_real").glob("*message*.csv"))
+        assert len(real) == windows
+        for path in real:
+            rid = path.name.partition("real_id_")[2].split("_")[0].split(".")[0]
+            assert path.name.split("_")[1] == "2012-06-21"
+            assert len(list((run / "data_cond").glob(f"*message*real_id_{rid}.csv"))) == 1
+            gen = sorted((run / "data_gen").glob(f"*message*real_id_{rid}_gen_id_*.csv"))
+            books = sorted((run / "data_gen").glob(f"*orderbook*real_id_{rid}_gen_id_*.csv"))
+            assert len(gen) == len(books) == rollouts
+            for m, b in zip(gen, books, strict=True):
+                rows = np.loadtxt(m, delimiter=",", ndmin=2)
+                assert len(rows) == len(b.read_text().splitlines()) > 0
+                assert rows[:, 2].max() < 2**31

@@ -375,7 +375,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     days = [read_day(p) for p in list_days(events)]
     if not days:
         raise FileNotFoundError(f"no symbol-days under {events}")
-    b = benchmark.run(model, tok, days, splits, cfg)
+    b = benchmark.run(model, tok, days, splits, cfg, lob_bench=args.lob_bench)
     path = benchmark.write(b, args.out or run / "benchmark")
     print(path.read_text() + f"\nwritten: {path} (and benchmark.json, benchmark.png)")
     return 0
@@ -511,6 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--minutes", type=float, help="window length")
     s.add_argument("--rollouts", type=int, help="rollouts of each source per window")
     s.add_argument("--seed", type=int)
+    s.add_argument("--lob-bench", metavar="DIR", help="also write every window in LOB-Bench's layout "
+                   "(DIR/SOURCE/SYMBOL/DATE/data_real, data_gen, data_cond), for its run_bench.py")
     s.add_argument("--out", help="where benchmark.json/.md/.png go (default: RUN/benchmark)")
     s.set_defaults(func=cmd_benchmark)
 

@@ -289,13 +289,16 @@ def _facts(days: Sequence[EventDay], series: Sequence[Mapping[str, np.ndarray]])
 
 
 def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, progress: bool = True,
-        say: Callable[[str], None] = print) -> Benchmark:
+        say: Callable[[str], None] = print, lob_bench: str | Path | None = None) -> Benchmark:
     """Every source on every window of every evaluable day in ``days`` (see the module's docstring), for a
     model (:class:`~tradefm.model.TradeFM`) and its tokenizer, with the split (a
-    :class:`~tradefm.shards.SplitConfig`) the model was trained with."""
+    :class:`~tradefm.shards.SplitConfig`) the model was trained with. With ``lob_bench``, every window is also
+    written there in LOB-Bench's layout (:func:`~tradefm.generation.output.write_lob_bench`), so its own code
+    can score the same rollouts."""
     from tqdm.auto import tqdm
 
     from ..baselines import hawkes, zero_intelligence
+    from ..generation.output import write_lob_bench
     from ..generation.rollout import decode_real, generate
 
     length = int(cfg.minutes * 60e9)
@@ -346,6 +349,9 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
                     DECODED: decode_real(tok, day, start, cfg.minutes * 60, cfg.rollouts, seed)}
             real.append(keep("real", window(day, start, start + length)))
             inst.append(name)
+            if lob_bench is not None:
+                write_lob_bench(lob_bench, len(real) - 1, kept["real"][-1], window(day, start - length, start), made,
+                                int(day.notes.get("levels", 0) or 0))
             for source, rollouts in made.items():
                 sources[source].append([keep(source, d) for d in rollouts])
             bar.update()
@@ -433,9 +439,11 @@ def plot(b: Benchmark, path: Path) -> None:
         ax.bar(x, np.subtract(hi, lo), bottom=lo, width=0.8, color="0.85", label="real vs real (interval)")
     names = [n for n in (MODEL, HAWKES, ZI, DECODED) if n in rows]
     for k, name in enumerate(names):
-        v = np.array([rows[name][m]["KS"] for m in DISTRIBUTIONS])
-        ax.errorbar(x + (k - (len(names) - 1) / 2) * 0.15, v[:, 0], yerr=[v[:, 0] - v[:, 1], v[:, 2] - v[:, 0]],
-                    fmt="o", capsize=3, label=name)
+        v = np.array([rows[name][m]["KS"] for m in DISTRIBUTIONS], dtype=np.float64)
+        at = x + (k - (len(names) - 1) / 2) * 0.15
+        # a distance's bootstrap interval can lie wholly above its point (resampling adds noise): drawn as it is
+        line = ax.plot(at, v[:, 0], "o", label=name)[0]
+        ax.vlines(at, v[:, 1], v[:, 2], color=line.get_color())
     ax.set_xticks(x, [LABELS[m].split(" (")[0] for m in DISTRIBUTIONS], rotation=20, ha="right", fontsize=8)
     ax.set(ylabel="KS against the real windows", title=f"pooled held-out windows ({group})")
     ax.legend(fontsize=8)

@@ -188,9 +188,10 @@ def _int32_ids(ids: np.ndarray) -> np.ndarray:
     return out
 
 
-def lobster_files(day: EventDay, depth: int = 10) -> tuple[str, str]:
+def lobster_files(day: EventDay, depth: int = 10, window: int = 0) -> tuple[str, str]:
     """A day as LOBSTER message and orderbook CSV text (seconds after midnight in the venue's zone; prices and
-    sizes as they are; empty levels as LOBSTER's dummy prices), for tools that read LOBSTER. Order ids beyond
+    sizes as they are; empty levels, and with ``window`` > 0 the levels beyond a feed's window, as LOBSTER's dummy
+    prices), for tools that read LOBSTER. Order ids beyond
     int32 (a rollout's own, from 2**40) are renumbered above the day's largest smaller id, in order: tools that
     read ids as int32 (LOB-Bench's loader does) keep every order apart."""
     from datetime import datetime
@@ -216,6 +217,8 @@ def lobster_files(day: EventDay, depth: int = 10) -> tuple[str, str]:
         msg.append(f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d},{int(k)},{int(o)},{int(q)},{int(p)},{int(s)}")
         E.top(book.state, depth, row)
         out = row.copy()
+        if window:
+            out[4 * window:] = 0
         for j in range(depth):  # LOBSTER's dummies for empty levels
             if out[4 * j + 1] == 0:
                 out[4 * j] = 9999999999
