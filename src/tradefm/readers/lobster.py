@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
+from ..book.check import ReplayReport, check_rows
 from ..events import BadInputError, EventDay, Instrument, Kind, Problems, check_events, table_from_columns
 from .generic import bad_notes
 
@@ -271,10 +272,18 @@ def _snapshot_rows(ts: int | np.ndarray, levels: list[tuple[int, int, int]], src
     })
 
 
-def _with_reveals(day: EventDay, files: LobsterFiles) -> EventDay:
-    from ..book.replay import replay_files  # the engine finds the reveals: it knows what the book knows
+def replay_files(files: LobsterFiles, day: EventDay, progress: bool = False,
+                 chunk_rows: int = 4096) -> tuple[ReplayReport, np.ndarray]:
+    """Replay one LOBSTER day (read without reveals) against its orderbook file.
 
-    report, found = replay_files(files, day)
+    Returns the report and the reveals as rows of (message index, side, price, size)."""
+    return check_rows(day, iter_orderbook(files, chunk_rows=chunk_rows), files.level,
+                      source=files.where(files.message), symbol=files.ticker,
+                      rows_source=files.where(files.orderbook or files.message), progress=progress)
+
+
+def _with_reveals(day: EventDay, files: LobsterFiles) -> EventDay:
+    report, found = replay_files(files, day)  # the engine finds the reveals: it knows what the book knows
     if not report.exact:
         raise BadInputError(files.where(files.orderbook), f"line {report.first_mismatch + 1}", "orderbook row",
                             "", "the messages do not reproduce this book state (corrupt or mismatched files)")
