@@ -58,13 +58,13 @@ def run(data: str | None, out: str | Path, steps: int = 300, minutes: float = 10
         symbol: str = "GOOG", seed: int = 0, book_context: bool = True, join_touch: bool = True) -> Path:
     """The whole pipeline; returns the report's path. Deterministic for a seed."""
     from .book.replay import replay_lobster
-    from .cli import ingest
     from .evaluation.control import control_effects, control_response
     from .evaluation.fills import fill_fidelity
     from .evaluation.metrics import session, window
     from .evaluation.report import write_report
     from .generation.output import write_rollouts
     from .generation.rollout import decode_real, generate, twap
+    from .ingest import ingest
     from .model import TradeFM
     from .samples import find_samples
     from .shards import fit_tokenizer, tokenize
