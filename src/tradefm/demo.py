@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .events import EventDay, list_days, read_day
+from .events import EventDay, InputError, list_days, read_day
 
 
 def _say(msg: str) -> None:
@@ -32,7 +32,7 @@ def _fresh(out: Path) -> Path:
     would be resumed and nothing trained); a folder that is not a demo's is refused, never cleared."""
     if out.exists() and any(out.iterdir()):
         if not ((out / MARK).exists() or (out / "summary.json").exists()):
-            raise ValueError(f"{out} is not empty and is not an earlier demo run: pick another --out")
+            raise InputError(f"{out} is not empty and is not an earlier demo run: pick another --out")
         _say(f"replacing the earlier demo run in {out}")
         for sub in ("events", "shards", "model", "rollouts", "report", "benchmark", "summary.json"):
             path = out / sub

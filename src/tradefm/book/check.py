@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..events import EventDay
+from ..events import EventDay, InputError
 from . import engine as E
 from .orderbook import Counters, OrderBook
 
@@ -63,7 +63,7 @@ def check_rows(day: EventDay, rows: Iterable[np.ndarray], levels: int, *, source
         bar.update(n)
     bar.close()
     if done != len(cols[0]):
-        raise ValueError(f"{rows_source}: {done} rows for {len(cols[0])} messages")
+        raise InputError(f"{rows_source}: {done} rows for {len(cols[0])} messages")
     report = ReplayReport(
         source=source, symbol=symbol, levels=levels, rows=int(stats[E.R_ROWS]),
         matched_rows=int(stats[E.R_ROWS] - stats[E.R_MISMATCH]),

@@ -8,6 +8,8 @@ else (every price and size of every level of every row) must already be right. T
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 from ..readers import lobster
@@ -19,8 +21,11 @@ __all__ = ["ReplayReport", "event_arrays", "replay_files", "replay_lobster"]
 
 def replay_lobster(path: str | Path, progress: bool = False, chunk_rows: int = 4096) -> list[ReplayReport]:
     """Replay every message file of a LOBSTER zip or folder and compare with its orderbook file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
     reports = []
-    for files in lobster.find(Path(path)):
+    for files in lobster.find(path):
         day = lobster.read_files(files, reveals=False)
         reports.append(replay_files(files, day, progress, chunk_rows)[0])
     return reports

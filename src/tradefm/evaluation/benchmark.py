@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..events import EventDay
+from ..events import EventDay, InputError
 from .metrics import DISTRIBUTIONS, L1_SCORES, LABELS, book_series, l1_bins, samples, session, window
 from .stylized import StylizedFacts, order_sign_acf, stylized_facts
 
@@ -59,7 +59,7 @@ PRESETS = {
 
 def preset(name: str, **overrides: object) -> BenchmarkConfig:
     if name not in PRESETS:
-        raise ValueError(f"unknown benchmark preset {name!r}: choose one of {', '.join(PRESETS)}")
+        raise InputError(f"unknown benchmark preset {name!r}: choose one of {', '.join(PRESETS)}")
     return replace(PRESETS[name], **overrides)
 
 
@@ -354,7 +354,7 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
             floor_inst.append(name)
     bar.close()
     if not real:
-        raise ValueError("no day could be evaluated: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+        raise InputError("no day could be evaluated: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     say(f"{len(real)} windows of {cfg.minutes:g} minutes on {len(windows)} day(s), {cfg.rollouts} rollouts of each "
         f"source per window; bootstrap over windows ({cfg.n_boot} draws)")
     rows, means, headline = measure(real, inst, sources, floor_real, floor_inst, cfg.n_boot, cfg.seed, progress)

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 
 from ..book.check import ReplayReport, check_rows
-from ..events import BadInputError, EventDay, Instrument, Kind, Problems, check_events, table_from_columns
+from ..events import BadInputError, EventDay, InputError, Instrument, Kind, Problems, check_events, table_from_columns
 from .generic import bad_notes
 
 NAME = re.compile(r"(?P<ticker>[A-Za-z0-9.\-]+)_(?P<date>\d{4}-\d{2}-\d{2})_(?P<start>\d+)_(?P<end>\d+)_"
@@ -68,7 +68,7 @@ def find(path: Path) -> list[LobsterFiles]:
     elif zipfile.is_zipfile(path):
         container, names = path, sorted(zipfile.ZipFile(path).namelist())
     else:
-        raise ValueError(f"{path}: not a LOBSTER zip, folder or message file")
+        raise InputError(f"{path}: not a LOBSTER zip, folder or message file")
     found = []
     for name in names:
         m = NAME.search(name)
@@ -79,7 +79,7 @@ def find(path: Path) -> list[LobsterFiles]:
         found.append(LobsterFiles(container, name, book if book_ok else None, m["ticker"], m["date"],
                                   int(m["start"]), int(m["end"]), int(m["level"])))
     if not found:
-        raise ValueError(f"{path}: no LOBSTER message file (TICKER_DATE_START_END_message_LEVEL.csv) found")
+        raise InputError(f"{path}: no LOBSTER message file (TICKER_DATE_START_END_message_LEVEL.csv) found")
     return found
 
 
@@ -179,7 +179,7 @@ def iter_orderbook(files: LobsterFiles, chunk_rows: int = 1 << 15, problems: Pro
                    ) -> Iterator[np.ndarray]:
     """Stream the orderbook file as int64 arrays [rows, 4 * level], without holding the whole file."""
     if files.orderbook is None:
-        raise ValueError(f"{files.where(files.message)}: no orderbook file beside it")
+        raise InputError(f"{files.where(files.message)}: no orderbook file beside it")
     problems = problems or Problems(files.orderbook, False)
     ncols = 4 * files.level
     names = [f"c{i}" for i in range(ncols)]
