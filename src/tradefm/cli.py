@@ -347,33 +347,19 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from .evaluation import benchmark
     from .events import list_days, read_day
     from .model import TradeFM
-    from .shards import SplitConfig
     from .tokenizer import Tokenizer
 
-    run = Path(args.run)
-    model_dir = next((d for d in (run / "model" / "model", run / "model", run) if (d / "tokenizer.json").exists()),
-                     None)
-    if model_dir is None:
-        why = "does not exist" if not run.exists() else "a folder with tokenizer.json, or RUN/model/model"
-        raise InputError(f"{run}: no trained model ({why})")
-    manifest = next((m for m in (run / "shards" / "manifest.json", run / "manifest.json") if m.exists()), None)
-    splits, events = SplitConfig(), run / "events"
-    if manifest is not None:
-        m = json.loads(manifest.read_text())
-        raw = m.get("splits", {})
-        splits = SplitConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-        events = events if events.exists() else Path(m.get("events_dir", events))
-    events = Path(args.events) if args.events else events
+    run = benchmark.find_run(args.run, args.events)
     cfg = benchmark.preset(args.preset, **{k: v for k, v in (("windows", args.windows), ("minutes", args.minutes),
                                                              ("rollouts", args.rollouts), ("seed", args.seed))
                                            if v is not None})
-    model = TradeFM.from_pretrained(model_dir).eval()
-    tok = Tokenizer.load(model_dir / "tokenizer.json")
-    days = [read_day(p) for p in list_days(events)]
+    model = TradeFM.from_pretrained(run.model).eval()
+    tok = Tokenizer.load(run.model / "tokenizer.json")
+    days = [read_day(p) for p in list_days(run.events)]
     if not days:
-        raise InputError(f"{events}: no symbol-days (an event store from `tradefm ingest`; --events names one)")
-    b = benchmark.run(model, tok, days, splits, cfg)
-    path = benchmark.write(b, args.out or run / "benchmark")
+        raise InputError(f"{run.events}: no symbol-days (an event store from `tradefm ingest`; --events names one)")
+    b = benchmark.run(model, tok, days, run.splits, cfg)
+    path = benchmark.write(b, args.out or Path(args.run) / "benchmark")
     print(path.read_text() + f"\nwritten: {path} (and benchmark.json, benchmark.png)")
     return 0
 
