@@ -186,6 +186,10 @@ CASES: list[Case] = [
     ("train a config without shards", lambda g, b, t: ["train", str(_settings(t, g, shards=None))],
      "no 'shards' setting"),
     ("train a config that is not JSON", lambda g, b, t: ["train", str(b["not_json"])], "not.json: not a JSON file"),
+    ("train a TOML config that is not TOML", lambda g, b, t: ["train", str(_write(t / "bad.toml", "shards = [x"))],
+     "bad.toml: not a TOML file"),
+    ("train a config that is a list", lambda g, b, t: ["train", str(_write(t / "list.json", "[1, 2]"))],
+     "list.json: not a table of training settings"),
     ("train a config with an unknown setting", lambda g, b, t: ["train", str(_settings(t, g, colour=1))], "colour"),
     ("train a config with a wrong type", lambda g, b, t: ["train", str(_settings(t, g, max_steps="many"))],
      "max_steps = 'many' is not an integer"),
@@ -203,6 +207,11 @@ CASES: list[Case] = [
                                                                         str(g["shards"])], "context_fields"),
     ("perplexity on a folder without shards", lambda g, b, t: ["perplexity", str(g["model"]), str(b["folder"])],
      "a_folder: not a shard folder"),
+    ("perplexity of an unknown split", lambda g, b, t: ["perplexity", str(g["model"]), str(g["shards"]), "--split",
+                                                        "bogus"], "--split bogus: not a split"),
+    ("perplexity of a model with corrupt weights", lambda g, b, t: ["perplexity", str(_corrupt_weights(g, t)),
+                                                                    str(g["shards"])],
+     "model.safetensors: not a safetensors file"),
     # generate
     ("generate with a wrong config.json", lambda g, b, t: ["generate", str(_wrong_config(g, t)), "--from",
                                                            str(g["day"]), "--out", str(t / "gen")], "context_fields"),
@@ -233,6 +242,9 @@ CASES: list[Case] = [
                                                     "--twap", "sell:lots", "--out", str(t / "gen")], "sell:lots"),
     ("generate with a bad --control", lambda g, b, t: ["generate", str(g["model"]), "--from", str(g["day"]),
                                                        "--control", "loud", "--out", str(t / "gen")], "loud"),
+    ("generate on a device that is none", lambda g, b, t: ["generate", str(g["model"]), "--from", str(g["day"]),
+                                                           "--device", "bogus", "--out", str(t / "gen")],
+     "--device 'bogus'"),
     ("generate into an unwritable path", lambda g, b, t: ["generate", str(g["model"]), "--from", str(g["day"]),
                                                           "--events", "5", "--rollouts", "1", "--out",
                                                           str(b["a_file"] / "gen")], "a_file"),
@@ -245,6 +257,9 @@ CASES: list[Case] = [
      "corrupt.parquet"),
     ("evaluate from a start that is no time", lambda g, b, t: ["evaluate", str(g["day"]), str(g["rollouts"]),
                                                                "--start", "soon"], "soon"),
+    ("evaluate a window that ends before it starts", lambda g, b, t: ["evaluate", str(g["day"]), str(g["rollouts"]),
+                                                                      "--start", "0.9", "--end", "0.1"],
+     "ends before it starts"),
     ("report a folder without rollouts", lambda g, b, t: ["report", str(g["day"]), f"X={b['folder']}", "--out",
                                                           str(t / "r")], "a_folder"),
     ("report with a tokenizer that is not one", lambda g, b, t: ["report", str(g["day"]), f"ZI={g['rollouts']}",
@@ -260,6 +275,9 @@ CASES: list[Case] = [
     ("baseline fit from a clock that is no time", lambda g, b, t: ["baseline", "fit", "hawkes", str(g["day"]),
                                                                    "--start", "9h30", "--out", str(t / "p.json")],
      "9h30"),
+    ("baseline fit on a window without events", lambda g, b, t: ["baseline", "fit", "hawkes", str(g["day"]), "--start",
+                                                                 "23:00", "--out", str(t / "p.json")],
+     "no events to fit on"),
     ("baseline fit into an unwritable path", lambda g, b, t: ["baseline", "fit", "zero-intelligence", str(g["day"]),
                                                               "--out", str(b["a_file"] / "p.json")], "a_file"),
     ("baseline generate from missing parameters", lambda g, b, t: ["baseline", "generate", str(b["missing"]),
@@ -291,6 +309,21 @@ CASES: list[Case] = [
      "LOBSTER sample"),
     ("demo with zero steps", lambda g, b, t: ["demo", "--steps", "0"], "--steps"),
 ]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _corrupt_weights(good: dict[str, Path], tmp: Path) -> Path:
+    """A copy of the trained model whose weights file is not one."""
+    import shutil
+
+    folder = tmp / "corrupt_weights"
+    shutil.copytree(good["model"], folder)
+    (folder / "model.safetensors").write_bytes(b"not safetensors")
+    return folder
 
 
 def _store_with(tmp: Path, parquet: Path) -> Path:

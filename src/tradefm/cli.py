@@ -133,8 +133,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_perplexity(args: argparse.Namespace) -> int:
     from .evaluation.perplexity import perplexity, table
     from .model import TradeFM
+    from .shards import SPLITS
 
     splits = tuple(args.split) or ("val", "test", "test_symbol", "test_venue")
+    if unknown := [s for s in splits if s not in SPLITS]:
+        raise InputError(f"--split {', '.join(unknown)}: not a split (choose from {', '.join(SPLITS)})")
     rows = perplexity(TradeFM.from_pretrained(args.model), args.shards, splits)
     print(table(rows))
     return 0
@@ -214,6 +217,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .tokenizer import Tokenizer
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")  # the books stay on the CPU
+    try:
+        torch.device(device)
+    except RuntimeError as e:
+        raise InputError(f"--device {device!r}: not a device ({e})") from None
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: no CUDA device here")
     model = TradeFM.from_pretrained(args.model, device=device)
     tok = Tokenizer.load(Path(args.model) / "tokenizer.json")
     day = read_day(args.source)
@@ -305,6 +314,9 @@ def _real_window(args: argparse.Namespace, real: EventDay, generated: list[Event
     ts = np.concatenate([g.table.column("ts").to_numpy()[~g.table.column("snapshot").to_numpy()] for g in generated])
     start = _start_ts(real, args.start) if args.start else int(ts.min())
     end = _start_ts(real, args.end, "--end") if args.end else int(ts.max())
+    if end <= start:
+        raise InputError(f"the window ends before it starts (--start {args.start or 'the rollouts'' start'}, "
+                         f"--end {args.end or 'the rollouts'' end'})")
     return window(real, start, end)
 
 

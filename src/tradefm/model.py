@@ -310,8 +310,12 @@ class TradeFM(nn.Module):
             why = f"no {e} setting" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
             raise InputError(f"{directory / CONFIG}: not a tradefm model config ({why})") from None
         try:
-            model.load_state_dict(load_file(str(directory / WEIGHTS), device=str(device)))
-        except (SafetensorError, RuntimeError) as e:
+            state = load_file(str(directory / WEIGHTS), device=str(torch.device(device)))
+        except SafetensorError as e:
+            raise InputError(f"{directory / WEIGHTS}: not a safetensors file ({e})") from None
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
             why = str(e).strip().splitlines()[0]
             raise InputError(f"{directory / WEIGHTS}: not the weights of the model {CONFIG} describes ({why})"
                              ) from None
