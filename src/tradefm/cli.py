@@ -1,67 +1,26 @@
-"""The ``tradefm`` command: one sub-command per pipeline stage, plus ``demo`` that runs them end to end."""
+"""The ``tradefm`` command: one sub-command per pipeline stage, plus ``demo`` that runs them end to end.
+
+Bad input (a missing or wrong file, a setting out of range) ends a command with one line on stderr,
+``tradefm CMD: error: ...``, and exit status 2; ``--debug`` shows the traceback instead."""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
-from collections import Counter
-from datetime import UTC, datetime
+import zipfile
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+import pyarrow as pa
 
 from . import readers
-from .events import BadInputError, EventDay, Kind, write_day
-
-
-def _span(day: EventDay) -> str:
-    """First and last market event (snapshot records may carry old entry times)."""
-    ts = day.table.column("ts").to_numpy()[~day.table.column("snapshot").to_numpy()]
-    if not len(ts):
-        return "-"
-    fmt = "%H:%M:%S"
-    a, b = (datetime.fromtimestamp(t / 1e9, UTC).strftime(fmt) for t in (ts.min(), ts.max()))
-    return f"{a}-{b} UTC"
-
-
-def summarize(day: EventDay) -> dict[str, object]:
-    t = day.table
-    snap = t.column("snapshot").to_numpy()
-    kinds = Counter(Kind(k).name.lower() for k in t.column("kind").to_numpy()[~snap])
-    reveals = day.notes.get("reveals")
-    reveals = reveals if isinstance(reveals, int) else 0
-    return {"symbol": day.instrument.symbol, "venue": day.instrument.venue, "date": day.date,
-            "events": int((~snap).sum()), "snapshot": int(snap.sum()) - reveals, "reveals": reveals,
-            "span": _span(day),
-            "kinds": dict(sorted(kinds.items())), "bad_rows": int(day.notes.get("bad_rows", 0))}
-
-
-def ingest(sources: list[str], out: Path, fmt: str | None, skip_bad: bool, quiet: bool = False,
-           **options: object) -> list[dict]:
-    """Read every source and write its symbol-days. One symbol-day is one unit: when two sources hold the same
-    one (LOBSTER's level-1 and level-10 files of a day), the one with more events is kept, and that is said."""
-    rows: dict[str, dict] = {}
-    for src in tqdm(sources, desc="ingest", unit="file", disable=quiet):
-        for day in readers.read(src, fmt, skip_bad=skip_bad, **options):
-            s = {"source": src, **summarize(day)}
-            key = f"{s['venue']}/{s['symbol']}/{s['date']}"
-            kept = rows.get(key)
-            if kept is not None and kept["events"] >= s["events"]:
-                note = f"  (not kept: {Path(kept['source']).name} has more events for this symbol-day)"
-            else:
-                s["path"] = str(write_day(day, out))
-                note = f"  (replaces {Path(kept['source']).name})" if kept else ""
-                rows[key] = s
-            if not quiet:
-                kinds = " ".join(f"{k}={v}" for k, v in s["kinds"].items())
-                tqdm.write(f"{Path(src).name}: {s['symbol']} {s['date']} {s['events']:,} events "
-                           f"(+{s['snapshot']} snapshot" + (f", {s['reveals']:,} reveals" if s["reveals"] else "")
-                           + f") {s['span']}  {kinds}"
-                           + (f"  skipped {s['bad_rows']} bad rows" if s["bad_rows"] else "") + note)
-    return list(rows.values())
+from .events import EventDay, InputError
+from .ingest import ingest, summarize  # noqa: F401  (the library's names, kept importable from here)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -102,14 +61,19 @@ def _features(name: str, pairs: list[str]):
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or key not in kinds:
-            raise ValueError(f"--feature wants KEY=VALUE with KEY one of {', '.join(kinds)}, got {pair!r}")
+            raise InputError(f"--feature wants KEY=VALUE with KEY one of {', '.join(kinds)}, got {pair!r}")
         kind = kinds[key]
         if kind == "bool":
             if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(f"--feature {key} wants true or false, got {value!r}")
+                raise InputError(f"--feature {key} wants true or false, got {value!r}")
             overrides[key] = value.lower() in ("true", "1")
+        elif kind == "float":
+            try:
+                overrides[key] = float(value)
+            except ValueError:
+                raise InputError(f"--feature {key} wants a number, got {value!r}") from None
         else:
-            overrides[key] = float(value) if kind == "float" else value
+            overrides[key] = value
     return features(name, **overrides)
 
 
@@ -135,23 +99,8 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     return 0
 
 
-def token_report(stats: dict[str, dict]) -> str:
-    """Markdown: out-of-range shares per instrument, then each field's histogram (percent per bin)."""
-    lines = ["| instrument | tokens | depth out of range | volume out of range | dt out of range |",
-             "|---|---|---|---|---|"]
-    for k, v in stats.items():
-        shares = " | ".join(f"{v['out_of_range'][f]:.1%}" for f in ("depth", "volume", "dt"))
-        lines.append(f"| {k} | {v['tokens']:,} | {shares} |")
-    for field in ("depth", "volume", "dt"):
-        n = len(next(iter(stats.values()))["hist"][field])
-        lines += ["", f"{field} bins (% of the instrument's tokens; bins 0 and {n - 1} are out of range):", "",
-                  "| instrument | " + " | ".join(str(b) for b in range(n)) + " |", "|---" * (n + 1) + "|"]
-        lines += [f"| {k} | " + " | ".join(f"{100 * x:.1f}" for x in v["hist"][field]) + " |" for k, v in stats.items()]
-    return "\n".join(lines)
-
-
 def cmd_token_stats(args: argparse.Namespace) -> int:
-    from .shards import token_stats
+    from .shards import token_report, token_stats
     from .tokenizer import Tokenizer
 
     print(token_report(token_stats(args.shards, Tokenizer.load(args.tokenizer))))
@@ -164,7 +113,7 @@ def _overrides(pairs: list[str]) -> dict[str, object]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise ValueError(f"--set wants key=value, not {pair!r}")
+            raise InputError(f"--set wants key=value, not {pair!r}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -186,23 +135,46 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_perplexity(args: argparse.Namespace) -> int:
     from .evaluation.perplexity import perplexity, table
     from .model import TradeFM
+    from .shards import SPLITS
 
     splits = tuple(args.split) or ("val", "test", "test_symbol", "test_venue")
+    if unknown := [s for s in splits if s not in SPLITS]:
+        raise InputError(f"--split {', '.join(unknown)}: not a split (choose from {', '.join(SPLITS)})")
     rows = perplexity(TradeFM.from_pretrained(args.model), args.shards, splits)
     print(table(rows))
     return 0
 
 
-def _start_ts(day: EventDay, start: str | None) -> int:
-    """--start as a fraction of the day's session (0.85) or a local clock time (14:30 or 14:30:15)."""
+def _start_ts(day: EventDay, start: str | None, option: str = "--start") -> int:
+    """--start as a fraction of the day's session (0.85) or a local clock time (14:30 or 14:30:15). A time
+    outside the session is refused here, in the day's own clock, rather than deep inside a generator."""
     from zoneinfo import ZoneInfo
 
     ts = day.table.column("ts").to_numpy()[~day.table.column("snapshot").to_numpy()]
+    name = f"{day.instrument.symbol} {day.date}"
+    if not len(ts):
+        raise InputError(f"{name}: no market events to start from")
     start = start or "0.85"
+    tz = ZoneInfo(day.instrument.timezone)
+    wants = "a fraction of the session (0.85) or a local time (14:30)"
     if ":" not in start:
-        return int(ts[0] + float(start) * (ts[-1] - ts[0]))
-    clock = datetime.fromisoformat(f"{day.date}T{start}").replace(tzinfo=ZoneInfo(day.instrument.timezone))
-    return int(clock.timestamp() * 1e9)
+        try:
+            fraction = float(start)
+        except ValueError:
+            raise InputError(f"{option} {start!r}: not {wants}") from None
+        if not 0 <= fraction <= 1:
+            raise InputError(f"{option} {start}: a fraction of the session is between 0 and 1")
+        return int(ts[0] + fraction * (ts[-1] - ts[0]))
+    try:
+        clock = datetime.fromisoformat(f"{day.date}T{start}").replace(tzinfo=tz)
+    except ValueError:
+        raise InputError(f"{option} {start!r}: not {wants}") from None
+    at = int(clock.timestamp() * 1e9)
+    if not ts[0] <= at <= ts[-1]:
+        first, last = (datetime.fromtimestamp(t / 1e9, tz).strftime("%H:%M:%S") for t in (ts[0], ts[-1]))
+        raise InputError(f"{option} {start} is outside the session of {name} ({first} to {last} "
+                         f"{day.instrument.timezone})")
+    return at
 
 
 def _participant(spec: str | None):
@@ -211,10 +183,30 @@ def _participant(spec: str | None):
         return None
     from .generation.rollout import twap
 
-    side, size, minutes, slices = spec.split(":")
+    wants = f"--twap {spec!r}: wants SIDE:SIZE:MINUTES:SLICES, e.g. sell:5000:10:20"
+    try:
+        side, size, minutes, slices = spec.split(":")
+        size, minutes, slices = int(size), float(minutes), int(slices)
+    except ValueError:
+        raise InputError(wants) from None
     if side not in ("buy", "sell"):
-        raise ValueError(f"--twap side must be buy or sell, not {side!r}")
-    return twap(1 if side == "buy" else -1, int(size), float(minutes), int(slices))
+        raise InputError(f"--twap side must be buy or sell, not {side!r}")
+    if size < 1 or not minutes > 0 or slices < 1:
+        raise InputError(f"{wants} (size and slices at least 1, minutes above 0)")
+    return twap(1 if side == "buy" else -1, size, minutes, slices)
+
+
+def _control(spec: str | None) -> dict[str, int] | None:
+    """--control volume=N,activity=N."""
+    if not spec:
+        return None
+    out = {}
+    for item in spec.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or key not in ("volume", "activity") or not value.isdigit():
+            raise InputError(f"--control {spec!r}: wants volume=N,activity=N (0 low, 1 normal, 2 high)")
+        out[key] = int(value)
+    return out
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -227,11 +219,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .tokenizer import Tokenizer
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")  # the books stay on the CPU
+    try:
+        torch.device(device)
+    except RuntimeError as e:
+        raise InputError(f"--device {device!r}: not a device ({e})") from None
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: no CUDA device here")
     model = TradeFM.from_pretrained(args.model, device=device)
     tok = Tokenizer.load(Path(args.model) / "tokenizer.json")
     day = read_day(args.source)
     sampling = Sampling(args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.guidance)
-    control = {k: int(v) for k, v in (item.split("=") for item in args.control.split(","))} if args.control else None
+    control = _control(args.control)
     days = generate(model, tok, day, _start_ts(day, args.start), args.events, args.rollouts, args.seed, sampling,
                     _participant(args.twap), control, progress=True)
     folders = write_rollouts(days, args.out)
@@ -250,8 +248,13 @@ def _baseline(kind: str):
             "zero-intelligence": (zero_intelligence, zero_intelligence.ZIParams)}[kind]
 
 
-def _seconds_after_midnight(clock: str) -> float:
-    h, m, *sec = (float(x) for x in clock.split(":"))
+def _seconds_after_midnight(clock: str, option: str) -> float:
+    try:
+        h, m, *sec = (float(x) for x in clock.split(":"))
+        if len(sec) > 1 or not (0 <= h <= 24 and 0 <= m < 60 and 0 <= (sec[0] if sec else 0) < 60):
+            raise ValueError(clock)
+    except ValueError:
+        raise InputError(f"{option} {clock!r}: not a local clock time (HH:MM or HH:MM:SS)") from None
     return h * 3600 + m * 60 + (sec[0] if sec else 0.0)
 
 
@@ -262,7 +265,8 @@ def cmd_baseline_fit(args: argparse.Namespace) -> int:
     days = [read_day(p) for p in args.events]
     window = None
     if args.start or args.end:
-        window = (_seconds_after_midnight(args.start or "00:00"), _seconds_after_midnight(args.end or "24:00"))
+        window = (_seconds_after_midnight(args.start or "00:00", "--start"),
+                  _seconds_after_midnight(args.end or "24:00", "--end"))
     params = _baseline(args.kind)[0].fit(days, window=window)
     out = Path(args.out)
     with atomic_path(out) as tmp:
@@ -273,15 +277,18 @@ def cmd_baseline_fit(args: argparse.Namespace) -> int:
 
 def cmd_baseline_generate(args: argparse.Namespace) -> int:
     """Rollouts of fitted baseline parameters from a real book, in the same formats as the model's."""
-    from .events import read_day
+    from .events import read_day, read_json
     from .generation.output import write_rollouts
 
-    text = Path(args.params).read_text()
-    kind = json.loads(text).get("kind")
+    raw = read_json(args.params, "a baseline parameters file")
+    kind = raw.get("kind") if isinstance(raw, dict) else None
     if kind not in BASELINES:
-        raise ValueError(f"{args.params} holds no baseline parameters (kind {kind!r}, expected one of {BASELINES})")
+        raise InputError(f"{args.params}: holds no baseline parameters (kind {kind!r}, expected one of {BASELINES})")
     module, params_class = _baseline(kind)
-    params = params_class.from_json(text)
+    try:
+        params = params_class.from_json(json.dumps(raw))
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"{args.params}: incomplete {kind} parameters ({type(e).__name__}: {e})") from None
     day = read_day(args.source)
     start = _start_ts(day, args.start)
     days = [module.generate(params, day, start, args.minutes * 60, args.seed + k) for k in range(args.rollouts)]
@@ -298,7 +305,7 @@ def _generated(folders: list[str]) -> list[EventDay]:
     for f in map(Path, folders):
         paths += sorted(f.glob("**/events.parquet")) if f.is_dir() else [f]
     if not paths:
-        raise FileNotFoundError(f"no events.parquet under {', '.join(folders)}")
+        raise InputError(f"{', '.join(folders)}: no events.parquet (rollout folders or their Parquet files)")
     return [read_day(p) for p in paths]
 
 
@@ -308,7 +315,10 @@ def _real_window(args: argparse.Namespace, real: EventDay, generated: list[Event
 
     ts = np.concatenate([g.table.column("ts").to_numpy()[~g.table.column("snapshot").to_numpy()] for g in generated])
     start = _start_ts(real, args.start) if args.start else int(ts.min())
-    end = _start_ts(real, args.end) if args.end else int(ts.max())
+    end = _start_ts(real, args.end, "--end") if args.end else int(ts.max())
+    if end <= start:
+        raise InputError(f"the window ends before it starts (--start {args.start or 'the rollouts'' start'}, "
+                         f"--end {args.end or 'the rollouts'' end'})")
     return window(real, start, end)
 
 
@@ -351,32 +361,19 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from .evaluation import benchmark
     from .events import list_days, read_day
     from .model import TradeFM
-    from .shards import SplitConfig
     from .tokenizer import Tokenizer
 
-    run = Path(args.run)
-    model_dir = next((d for d in (run / "model" / "model", run / "model", run) if (d / "tokenizer.json").exists()),
-                     None)
-    if model_dir is None:
-        raise FileNotFoundError(f"{run}: no trained model (a folder with tokenizer.json, or RUN/model/model)")
-    manifest = next((m for m in (run / "shards" / "manifest.json", run / "manifest.json") if m.exists()), None)
-    splits, events = SplitConfig(), run / "events"
-    if manifest is not None:
-        m = json.loads(manifest.read_text())
-        raw = m.get("splits", {})
-        splits = SplitConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-        events = events if events.exists() else Path(m.get("events_dir", events))
-    events = Path(args.events) if args.events else events
+    run = benchmark.find_run(args.run, args.events)
     cfg = benchmark.preset(args.preset, **{k: v for k, v in (("windows", args.windows), ("minutes", args.minutes),
                                                              ("rollouts", args.rollouts), ("seed", args.seed))
                                            if v is not None})
-    model = TradeFM.from_pretrained(model_dir).eval()
-    tok = Tokenizer.load(model_dir / "tokenizer.json")
-    days = [read_day(p) for p in list_days(events)]
+    model = TradeFM.from_pretrained(run.model).eval()
+    tok = Tokenizer.load(run.model / "tokenizer.json")
+    days = [read_day(p) for p in list_days(run.events)]
     if not days:
-        raise FileNotFoundError(f"no symbol-days under {events}")
-    b = benchmark.run(model, tok, days, splits, cfg, lob_bench=args.lob_bench)
-    path = benchmark.write(b, args.out or run / "benchmark")
+        raise InputError(f"{run.events}: no symbol-days (an event store from `tradefm ingest`; --events names one)")
+    b = benchmark.run(model, tok, days, run.splits, cfg, lob_bench=args.lob_bench)
+    path = benchmark.write(b, args.out or Path(args.run) / "benchmark")
     print(path.read_text() + f"\nwritten: {path} (and benchmark.json, benchmark.png)")
     return 0
 
@@ -389,16 +386,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _number(kind: type, low: float, inclusive: bool) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` above ``low`` (or at least ``low``), refused on the spot."""
+    what = f"{'an integer' if kind is int else 'a number'} {'>=' if inclusive else '>'} {low:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not (value >= low if inclusive else value > low):
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return value
+
+    return parse
+
+
+POSITIVE_INT, COUNT, POSITIVE = _number(int, 0, False), _number(int, 0, True), _number(float, 0, False)
+
+
 def _rollout_args(p: argparse.ArgumentParser) -> None:
     """Where rollouts start and how many: shared by every generator's command."""
     p.add_argument("--from", dest="source", required=True, help="a symbol-day events.parquet (from ingest)")
     p.add_argument("--start", help="fraction of the session (0.85, the default) or local time (14:30)")
-    p.add_argument("--rollouts", type=int, default=4)
+    p.add_argument("--rollouts", type=POSITIVE_INT, default=4)
     p.add_argument("--seed", type=int, default=0)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tradefm", description=__doc__)
+    p = Parser(prog="tradefm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="on an error, show the traceback instead of one line")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("ingest", help="read raw venue files into canonical Parquet symbol-days")
@@ -455,13 +472,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("generate", help="closed-loop rollouts of a model from a real book (Parquet + LOBSTER CSV)")
     s.add_argument("model", help="a model folder (with tokenizer.json)")
     _rollout_args(s)
-    s.add_argument("--events", type=int, default=1000)
+    s.add_argument("--events", type=POSITIVE_INT, default=1000)
     s.add_argument("--device", help="where the model runs: cpu, cuda, cuda:1 (default: cuda when there is one)")
-    s.add_argument("--temperature", type=float, default=1.0)
-    s.add_argument("--top-k", type=int, default=0)
-    s.add_argument("--top-p", type=float, default=1.0)
-    s.add_argument("--repetition-penalty", type=float, default=1.2)
-    s.add_argument("--guidance", type=float, default=1.0,
+    s.add_argument("--temperature", type=POSITIVE, default=1.0)
+    s.add_argument("--top-k", type=COUNT, default=0)
+    s.add_argument("--top-p", type=POSITIVE, default=1.0)
+    s.add_argument("--repetition-penalty", type=POSITIVE, default=1.2)
+    s.add_argument("--guidance", type=_number(float, 0, True), default=1.0,
                    help="with --control: free + G * (controlled - free) logits (1: plain conditioning)")
     s.add_argument("--twap", metavar="SIDE:SIZE:MINUTES:SLICES", help="inject a TWAP participant, e.g. sell:5000:10:20")
     s.add_argument("--control", metavar="volume=N,activity=N", help="fix the regimes: 0 low, 1 normal, 2 high")
@@ -499,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = bsub.add_parser("generate", help="rollouts of fitted parameters from a real book (Parquet + LOBSTER CSV)")
     b.add_argument("params", help="a parameters file from `tradefm baseline fit`")
     _rollout_args(b)
-    b.add_argument("--minutes", type=float, default=10.0)
+    b.add_argument("--minutes", type=POSITIVE, default=10.0)
     b.add_argument("--out", required=True)
     b.set_defaults(func=cmd_baseline_generate)
 
@@ -507,9 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="a run folder (model/model, events/, shards/manifest.json), or a model folder")
     s.add_argument("--events", help="the event store to take days from (default: the run's, or its manifest's)")
     s.add_argument("--preset", default="standard", help="demo, standard or full (windows, minutes, rollouts)")
-    s.add_argument("--windows", type=int, help="windows per day in its test part (overrides the preset)")
-    s.add_argument("--minutes", type=float, help="window length")
-    s.add_argument("--rollouts", type=int, help="rollouts of each source per window")
+    s.add_argument("--windows", type=POSITIVE_INT, help="windows per day in its test part (overrides the preset)")
+    s.add_argument("--minutes", type=POSITIVE, help="window length")
+    s.add_argument("--rollouts", type=POSITIVE_INT, help="rollouts of each source per window")
     s.add_argument("--seed", type=int)
     s.add_argument("--lob-bench", metavar="DIR", help="also write every window in LOB-Bench's layout "
                    "(DIR/SOURCE/SYMBOL/DATE/data_real, data_gen, data_cond), for its run_bench.py")
@@ -519,28 +536,82 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="the whole pipeline on the LOBSTER samples, ending in a report")
     s.add_argument("--data", help="folder with the LOBSTER sample zips")
     s.add_argument("--out", default="runs/demo")
-    s.add_argument("--steps", type=int, default=300, help="training steps of the tiny model")
-    s.add_argument("--minutes", type=float, default=10.0, help="length of the generated window")
-    s.add_argument("--rollouts", type=int, default=4)
+    s.add_argument("--steps", type=POSITIVE_INT, default=300, help="training steps of the tiny model")
+    s.add_argument("--minutes", type=POSITIVE, default=10.0, help="length of the generated window")
+    s.add_argument("--rollouts", type=POSITIVE_INT, default=4)
     s.add_argument("--seed", type=int, default=0)
     which = s.add_mutually_exclusive_group()
     which.add_argument("--paper", action="store_true", help="the paper's features only (no book context)")
     which.add_argument("--no-join-touch", dest="join_touch", action="store_false",
                        help="book context without giving adds that join the best quote a depth of their own")
     s.set_defaults(func=cmd_demo)
+    _debug_anywhere(sub)
     return p
 
 
+def _debug_anywhere(sub: argparse._SubParsersAction) -> None:
+    """``--debug`` after the command too (``tradefm ingest ... --debug``), not only before it."""
+    for parser in sub.choices.values():
+        nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        for action in nested:
+            _debug_anywhere(action)
+        if not nested:
+            parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                help="on an error, show the traceback instead of one line")
+
+
+INPUT_ERRORS = (InputError, OSError, pa.ArrowInvalid, zipfile.BadZipFile)
+"""What bad input raises: the library's own (:class:`~tradefm.events.InputError`), the operating system's
+(a missing, unreadable or unwritable path), pyarrow's on a corrupt file, a zip that is not one."""
+
+_OS_REASONS = {errno.ENOENT: "does not exist", errno.EISDIR: "is a folder, not a file",
+               errno.ENOTDIR: "is not a folder (or a part of it is a file)", errno.EACCES: "permission denied",
+               errno.EPERM: "permission denied", errno.EROFS: "is on a read-only file system",
+               errno.ENOSPC: "no space left on the device", errno.EEXIST: "already exists"}
+
+
+def error_line(err: BaseException) -> str:
+    """An error as one line: an OS error as ``PATH: why``, anything else as its message."""
+    if isinstance(err, OSError) and err.filename is not None:
+        why = _OS_REASONS.get(err.errno or 0, err.strerror or str(err))
+        if err.errno == errno.EEXIST and Path(err.filename).is_file():  # a folder was to be made there
+            why = "is a file, where a folder is wanted"
+        text = f"{err.filename}: {why}" if err.filename2 is None else f"{err.filename} -> {err.filename2}: {why}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors in the command's one-line form (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; bad input is one line on stderr and exit status 2, a bug one line and status 1
+    (``--debug``: the traceback, for either)."""
     args = build_parser().parse_args(argv)
+    prog = " ".join(x for x in ("tradefm", args.command, getattr(args, "action", None)) if x)
     try:
         return args.func(args)
-    except BadInputError as e:
-        print(f"tradefm: bad input: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except INPUT_ERRORS as e:
+        if args.debug:
+            raise
+        print(f"{prog}: error: {error_line(e)}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as e:
-        print(f"tradefm: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:  # a bug, not bad input: said as such, in one line, with the way to see more
+        if args.debug:
+            raise
+        print(f"{prog}: internal error: {type(e).__name__}: {error_line(e)} (a bug in tradefm; run "
+              f"`tradefm --debug {args.command} ...` for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

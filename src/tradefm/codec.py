@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit
 
 from .book import engine as E
+from .events import InputError
 
 kernel = njit(cache=True, _nrt=False)
 
@@ -44,13 +45,13 @@ class FeatureConfig:
 
     def __post_init__(self) -> None:
         if self.reference not in ("vwap", "mid"):
-            raise ValueError(f"reference must be 'vwap' or 'mid', not {self.reference!r}")
+            raise InputError(f"reference must be 'vwap' or 'mid', not {self.reference!r}")
         if self.cancel_from not in ("reference", "touch"):
-            raise ValueError(f"cancel_from must be 'reference' or 'touch', not {self.cancel_from!r}")
+            raise InputError(f"cancel_from must be 'reference' or 'touch', not {self.cancel_from!r}")
         if self.volume not in ("size", "notional"):
-            raise ValueError(f"volume must be 'size' or 'notional', not {self.volume!r}")
+            raise InputError(f"volume must be 'size' or 'notional', not {self.volume!r}")
         if not self.half_life_s > 0:
-            raise ValueError("half_life_s must be positive")
+            raise InputError("half_life_s must be positive")
 
 
 # named feature settings: "paper" is TradeFM's own; "book" adds the book context the demo uses (the spread as a
@@ -65,7 +66,7 @@ FEATURES: dict[str, FeatureConfig] = {
 def features(name: str, **overrides: object) -> FeatureConfig:
     """A named preset of :data:`FEATURES`, with any field overridden (``features("book", volume="notional")``)."""
     if name not in FEATURES:
-        raise ValueError(f"unknown features {name!r}: choose one of {', '.join(FEATURES)}")
+        raise InputError(f"unknown features {name!r}: choose one of {', '.join(FEATURES)}")
     return replace(FEATURES[name], **overrides)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .events import EventDay, list_days, read_day
+from .events import EventDay, InputError, list_days, read_day
 
 
 def _say(msg: str) -> None:
@@ -32,7 +32,7 @@ def _fresh(out: Path) -> Path:
     would be resumed and nothing trained); a folder that is not a demo's is refused, never cleared."""
     if out.exists() and any(out.iterdir()):
         if not ((out / MARK).exists() or (out / "summary.json").exists()):
-            raise ValueError(f"{out} is not empty and is not an earlier demo run: pick another --out")
+            raise InputError(f"{out} is not empty and is not an earlier demo run: pick another --out")
         _say(f"replacing the earlier demo run in {out}")
         for sub in ("events", "shards", "model", "rollouts", "report", "benchmark", "summary.json"):
             path = out / sub
@@ -58,13 +58,13 @@ def run(data: str | None, out: str | Path, steps: int = 300, minutes: float = 10
         symbol: str = "GOOG", seed: int = 0, book_context: bool = True, join_touch: bool = True) -> Path:
     """The whole pipeline; returns the report's path. Deterministic for a seed."""
     from .book.replay import replay_lobster
-    from .cli import ingest
     from .evaluation.control import control_effects, control_response
     from .evaluation.fills import fill_fidelity
     from .evaluation.metrics import session, window
     from .evaluation.report import write_report
     from .generation.output import write_rollouts
     from .generation.rollout import decode_real, generate, twap
+    from .ingest import ingest
     from .model import TradeFM
     from .samples import find_samples
     from .shards import fit_tokenizer, tokenize

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .events import InputError, read_json
+
 WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.json"
 
 
@@ -41,11 +43,11 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.width % self.heads or self.heads % self.kv_heads:
-            raise ValueError("width must divide by heads, and heads by kv_heads")
+            raise InputError("width must divide by heads, and heads by kv_heads")
         if (self.width // self.heads) % 2:
-            raise ValueError("the head width must be even for rotary positions")
+            raise InputError("the head width must be even for rotary positions")
         if self.token_fields and math.prod(self.token_fields) != self.vocab_size:
-            raise ValueError(f"token_fields {self.token_fields} do not make a vocabulary of {self.vocab_size}")
+            raise InputError(f"token_fields {self.token_fields} do not make a vocabulary of {self.vocab_size}")
 
     @property
     def head_dim(self) -> int:
@@ -66,7 +68,7 @@ PRESETS: dict[str, ModelConfig] = {
 
 def preset(name: str, **overrides: object) -> ModelConfig:
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+        raise InputError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
     return replace(PRESETS[name], **overrides)
 
 
@@ -290,13 +292,31 @@ class TradeFM(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> TradeFM:
         """Load a saved folder; safetensors never unpickles anything."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         directory = Path(directory)
-        raw = json.loads((directory / CONFIG).read_text())
-        raw.pop("model_type", None)
-        raw["context_fields"] = tuple(raw["context_fields"])
-        raw["token_fields"] = tuple(raw.get("token_fields", ()))
-        model = cls(ModelConfig(**raw))
-        model.load_state_dict(load_file(str(directory / WEIGHTS), device=str(device)))
+        if not ((directory / CONFIG).is_file() and (directory / WEIGHTS).is_file()):
+            why = "does not exist" if not directory.exists() else f"no {CONFIG} and {WEIGHTS} in it"
+            raise InputError(f"{directory}: not a model folder ({why})")
+        raw = read_json(directory / CONFIG, "a model config")
+        try:
+            if raw.pop("model_type", "tradefm") != "tradefm":
+                raise ValueError("model_type is not tradefm")
+            raw["context_fields"] = tuple(raw["context_fields"])
+            raw["token_fields"] = tuple(raw.get("token_fields", ()))
+            model = cls(ModelConfig(**raw))
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            why = f"no {e} setting" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+            raise InputError(f"{directory / CONFIG}: not a tradefm model config ({why})") from None
+        try:
+            state = load_file(str(directory / WEIGHTS), device=str(torch.device(device)))
+        except SafetensorError as e:
+            raise InputError(f"{directory / WEIGHTS}: not a safetensors file ({e})") from None
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            why = str(e).strip().splitlines()[0]
+            raise InputError(f"{directory / WEIGHTS}: not the weights of the model {CONFIG} describes ({why})"
+                             ) from None
         return model.to(device)

@@ -6,6 +6,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from .events import InputError
+
 DOWNLOAD = "https://lobsterdata.com/info/DataSamples.php"
 SHA256 = {
     "LOBSTER_SampleFile_AAPL_2012-06-21_1.zip": "b50994786f2996ae3c349d6b11a07b412c981a417a17ece44f068f9e12e45058",
@@ -36,7 +38,11 @@ def sha256(path: Path) -> str:
 
 
 def find_samples(explicit: str | Path | None = None) -> list[Path]:
-    """The sample zips of the first place that has any, each checked against LOBSTER's published file."""
+    """The sample zips of the first place that has any, each checked against LOBSTER's published file; an
+    explicit folder without them is an error, never passed over for another place."""
+    if explicit and not sorted(Path(explicit).glob("LOBSTER_SampleFile_*.zip")):
+        why = "does not exist" if not Path(explicit).exists() else "no LOBSTER_SampleFile_*.zip in it"
+        raise InputError(f"{explicit}: no LOBSTER sample zips ({why}); download them from {DOWNLOAD}")
     for folder in candidates(explicit):
         zips = sorted(p for p in folder.glob("LOBSTER_SampleFile_*.zip")) if folder.is_dir() else []
         if not zips:
@@ -44,7 +50,7 @@ def find_samples(explicit: str | Path | None = None) -> list[Path]:
         for z in zips:
             want = SHA256.get(z.name)
             if want and sha256(z) != want:
-                raise ValueError(f"{z}: checksum differs from the published sample (sha256 {want}); download it again")
+                raise InputError(f"{z}: checksum differs from the published sample (sha256 {want}); download it again")
         return zips
     places = "\n  ".join(str(p) for p in candidates(explicit))
     raise FileNotFoundError(

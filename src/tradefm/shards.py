@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .events import atomic_path, list_days, read_day
+from .events import InputError, atomic_path, list_days, read_day, read_json
 from .features import COLUMNS, FeatureConfig, OrderFlow, order_flow
 from .tokenizer import Tokenizer, TokenizerConfig
 
@@ -38,7 +38,8 @@ class SplitConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.val_from <= self.test_from <= 1:
-            raise ValueError("need 0 < val_from <= test_from <= 1")
+            raise InputError(f"splits need 0 < val_from <= test_from <= 1, got val_from {self.val_from:g}, "
+                             f"test_from {self.test_from:g}")
 
     def whole_day(self, venue: str, symbol: str) -> str | None:
         if venue in self.holdout_venues:
@@ -62,7 +63,8 @@ def iter_flows(events_dir: str | Path, features: FeatureConfig, progress: bool =
     """(venue, symbol, date, key, order flow) per stored symbol-day, one day in memory at a time."""
     days = list_days(events_dir)
     if not days:
-        raise FileNotFoundError(f"{events_dir}: no symbol-days (run `tradefm ingest` first)")
+        why = "does not exist" if not Path(events_dir).exists() else "run `tradefm ingest` first"
+        raise InputError(f"{events_dir}: no symbol-days ({why})")
     for path in tqdm(days, desc=desc, unit="day", disable=not progress):
         day = read_day(path, columns=COLUMNS)
         inst = day.instrument
@@ -83,7 +85,7 @@ def fit_tokenizer(events_dir: str | Path, splits: SplitConfig | None = None, con
         if splits.whole_day(venue, symbol) is None:
             flows[key].append(_take(flow, splits.cut(flow.ts)["train"]))
     if not flows:
-        raise ValueError("every instrument is held out: nothing left to calibrate the tokenizer on")
+        raise InputError("every instrument is held out: nothing left to calibrate the tokenizer on")
     return Tokenizer.fit(dict(flows), config, features)
 
 
@@ -123,6 +125,23 @@ def tokenize(events_dir: str | Path, tokenizer: Tokenizer, out: str | Path, spli
     return manifest
 
 
+MANIFEST_KEYS = ("vocab_size", "context_sizes", "tokenizer_hash", "token_dtype", "files")
+
+
+def read_manifest(root: str | Path) -> dict:
+    """The manifest of a shard folder; a folder that is not one (or a manifest missing what readers of shards
+    need) is an :class:`~tradefm.events.InputError` naming it."""
+    root = Path(root)
+    if not (root / "manifest.json").is_file():
+        why = "does not exist" if not root.exists() else "no manifest.json in it"
+        raise InputError(f"{root}: not a shard folder from `tradefm tokenize` ({why})")
+    manifest = read_json(root / "manifest.json", "a shard manifest")
+    missing = [k for k in MANIFEST_KEYS if not isinstance(manifest, dict) or k not in manifest]
+    if missing:
+        raise InputError(f"{root / 'manifest.json'}: not a shard manifest (no {', '.join(missing)})")
+    return manifest
+
+
 def load_shard(root: str | Path, entry: dict, dtype: str = "uint16") -> tuple[np.ndarray, np.ndarray]:
     """Memory-map one shard's tokens and context."""
     root = Path(root)
@@ -134,9 +153,9 @@ def load_shard(root: str | Path, entry: dict, dtype: str = "uint16") -> tuple[np
 def token_stats(root: str | Path, tokenizer: Tokenizer) -> dict[str, dict]:
     """Per instrument: tokens, share of each field's out-of-range bins, and the histogram of each field."""
     root = Path(root)
-    manifest = json.loads((root / "manifest.json").read_text())
+    manifest = read_manifest(root)
     if manifest["tokenizer_hash"] != tokenizer.hash:
-        raise ValueError(f"{root}: shards were made by tokenizer {manifest['tokenizer_hash']}, not {tokenizer.hash}")
+        raise InputError(f"{root}: shards were made by tokenizer {manifest['tokenizer_hash']}, not {tokenizer.hash}")
     by_inst: dict[str, list[np.ndarray]] = defaultdict(list)
     for entry in manifest["files"]:
         by_inst[entry["instrument"]].append(np.asarray(load_shard(root, entry, manifest["token_dtype"])[0]))
@@ -148,3 +167,18 @@ def token_stats(root: str | Path, tokenizer: Tokenizer) -> dict[str, dict]:
         out[inst] = {"tokens": len(fields[0]), "hist": hist,
                      "out_of_range": {k: float(h[0] + h[-1]) for k, h in hist.items() if len(h) > 2}}
     return out
+
+
+def token_report(stats: dict[str, dict]) -> str:
+    """Markdown: out-of-range shares per instrument, then each field's histogram (percent per bin)."""
+    lines = ["| instrument | tokens | depth out of range | volume out of range | dt out of range |",
+             "|---|---|---|---|---|"]
+    for k, v in stats.items():
+        shares = " | ".join(f"{v['out_of_range'][f]:.1%}" for f in ("depth", "volume", "dt"))
+        lines.append(f"| {k} | {v['tokens']:,} | {shares} |")
+    for field in ("depth", "volume", "dt"):
+        n = len(next(iter(stats.values()))["hist"][field])
+        lines += ["", f"{field} bins (% of the instrument's tokens; bins 0 and {n - 1} are out of range):", "",
+                  "| instrument | " + " | ".join(str(b) for b in range(n)) + " |", "|---" * (n + 1) + "|"]
+        lines += [f"| {k} | " + " | ".join(f"{100 * x:.1f}" for x in v["hist"][field]) + " |" for k, v in stats.items()]
+    return "\n".join(lines)

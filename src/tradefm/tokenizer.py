@@ -29,6 +29,7 @@ import numpy as np
 from numba import njit
 
 from .codec import CLEAR, DT_FLOOR, SPREAD_FLOOR_BPS, TAKE, FeatureConfig, bin_of, seconds_of, token_of
+from .events import InputError, atomic_path, read_json
 from .features import OrderFlow
 
 VERSION = 7
@@ -48,9 +49,9 @@ class TokenizerConfig:
 
     def __post_init__(self) -> None:
         if tuple(self.radix[:2]) != (2, 2) or min(self.radix[2:]) < 3:
-            raise ValueError("radix must be (2, 2, depth>=3, volume>=3, dt>=3): action and side are binary")
+            raise InputError("radix must be (2, 2, depth>=3, volume>=3, dt>=3): action and side are binary")
         if not 0 <= self.tail[0] < self.tail[1] <= 1:
-            raise ValueError("tail must be two quantiles 0 <= low < high <= 1")
+            raise InputError("tail must be two quantiles 0 <= low < high <= 1")
 
     @property
     def vocab_size(self) -> int:
@@ -189,7 +190,7 @@ class Tokenizer:
         cfg = config or TokenizerConfig()
         all_flows = [f for days in flows.values() for f in days if len(f)]
         if not all_flows:
-            raise ValueError("cannot fit a tokenizer on no order events")
+            raise InputError("cannot fit a tokenizer on no order events")
 
         def pooled(name: str, transform=None) -> np.ndarray:
             x = np.concatenate([getattr(f, name) for f in all_flows])
@@ -250,7 +251,7 @@ class Tokenizer:
         """(action, side, depth, volume, dt) bins of token ids."""
         ids = np.asarray(ids, dtype=np.int64)
         if ((ids < 0) | (ids >= self.vocab_size)).any():
-            raise ValueError(f"token ids must be in [0, {self.vocab_size})")
+            raise InputError(f"token ids must be in [0, {self.vocab_size})")
         out = []
         for r in reversed(self.config.radix):
             out.append(ids % r)
@@ -332,8 +333,6 @@ class Tokenizer:
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
     def save(self, path: str | Path) -> Path:
-        from .events import atomic_path
-
         path = Path(path)
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps({**self.to_dict(), "hash": self.hash}, indent=1, sort_keys=True))
@@ -341,16 +340,23 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path: str | Path) -> Tokenizer:
-        d = json.loads(Path(path).read_text())
+        d = read_json(path, "a tokenizer file")
+        if not isinstance(d, dict) or "version" not in d:
+            raise InputError(f"{path}: not a tokenizer file (no version)")
         if d.get("version") != VERSION:
-            raise ValueError(f"{path}: tokenizer version {d.get('version')} is not {VERSION}")
-        c = d["config"]
-        cfg = TokenizerConfig(radix=tuple(c["radix"]), level_bins=c["level_bins"], tiers=c["tiers"],
-                              regimes=c["regimes"], spread_bins=c["spread_bins"], tail=tuple(c["tail"]),
-                              max_fit_values=c["max_fit_values"])
-        tok = cls(cfg, Bins(**d["depth"]), Bins(**d["volume"]), Bins(**d["dt"]), Bins(**d["level"]),
-                  d["tier_edges"], Bins(**d["volume_regime"]), Bins(**d["activity_regime"]), Bins(**d["spread"]),
-                  d["instruments"], FeatureConfig(**d["features"]))
-        if d.get("hash") and d["hash"] != tok.hash:
-            raise ValueError(f"{path}: content hash mismatch (file says {d['hash']}, content is {tok.hash})")
+            raise InputError(f"{path}: tokenizer version {d.get('version')} is not {VERSION}")
+        try:
+            c = d["config"]
+            cfg = TokenizerConfig(radix=tuple(c["radix"]), level_bins=c["level_bins"], tiers=c["tiers"],
+                                  regimes=c["regimes"], spread_bins=c["spread_bins"], tail=tuple(c["tail"]),
+                                  max_fit_values=c["max_fit_values"])
+            tok = cls(cfg, Bins(**d["depth"]), Bins(**d["volume"]), Bins(**d["dt"]), Bins(**d["level"]),
+                      d["tier_edges"], Bins(**d["volume_regime"]), Bins(**d["activity_regime"]),
+                      Bins(**d["spread"]), d["instruments"], FeatureConfig(**d["features"]))
+            digest = tok.hash
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            why = f"no {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
+            raise InputError(f"{path}: not a complete tokenizer file ({why})") from None
+        if d.get("hash") and d["hash"] != digest:
+            raise InputError(f"{path}: content hash mismatch (file says {d['hash']}, content is {digest})")
         return tok

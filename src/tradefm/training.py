@@ -15,7 +15,7 @@ import os
 import time
 import tomllib
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +23,9 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from .events import InputError, read_json
 from .model import TradeFM, preset
-from .shards import load_shard
+from .shards import load_shard, read_manifest
 
 
 @dataclass
@@ -58,11 +59,31 @@ class TrainConfig:
     def load(cls, path: str | Path, **overrides: object) -> TrainConfig:
         """A TOML or JSON file of these fields; relative paths are taken from the file's folder."""
         path = Path(path)
-        raw = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+        if path.suffix == ".toml":
+            try:
+                raw = tomllib.loads(path.read_text())
+            except tomllib.TOMLDecodeError as e:
+                raise InputError(f"{path}: not a TOML file of training settings ({e})") from None
+        else:
+            raw = read_json(path, "a JSON file of training settings")
+        if not isinstance(raw, dict):
+            raise InputError(f"{path}: not a table of training settings (a {type(raw).__name__})")
         raw.update(overrides)
         unknown = set(raw) - {f.name for f in fields(cls)}
         if unknown:
-            raise ValueError(f"{path}: unknown training settings {sorted(unknown)}")
+            raise InputError(f"{path}: unknown training settings {sorted(unknown)}")
+        needed = {"shards": "the folder written by `tradefm tokenize`", "out": "the run folder"}
+        missing = [f"no '{f.name}' setting ({needed.get(f.name, 'required')})" for f in fields(cls)
+                   if f.default is MISSING and f.default_factory is MISSING and f.name not in raw]
+        if missing:
+            raise InputError(f"{path}: {', '.join(missing)}")
+        kinds = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict}
+        names = {"str": "text", "int": "an integer", "float": "a number", "bool": "true or false", "dict": "a table"}
+        for f in fields(cls):  # a wrong type is said here, not as a failure steps into training
+            want = kinds.get(str(f.type))
+            value = raw.get(f.name)
+            if f.name in raw and want and (not isinstance(value, want) or isinstance(value, bool) != (want is bool)):
+                raise InputError(f"{path}: setting {f.name} = {value!r} is not {names[str(f.type)]}")
         for key in ("shards", "out"):
             if key in raw and not Path(raw[key]).is_absolute():
                 raw[key] = str((path.parent / raw[key]).resolve())
@@ -78,11 +99,11 @@ class Windows:
     generator's state is the data position: saving and restoring it replays the same batches."""
 
     def __init__(self, root: str | Path, split: str, seq_len: int, seed: int) -> None:
-        manifest = json.loads((Path(root) / "manifest.json").read_text())
+        manifest = read_manifest(root)
         self.shards = [load_shard(root, f, manifest["token_dtype"]) for f in manifest["files"]
                        if f["split"] == split and f["tokens"] > seq_len + 1]
         if not self.shards:
-            raise ValueError(f"{root}: no {split} shard holds more than {seq_len + 1} tokens")
+            raise InputError(f"{root}: no {split} shard holds more than {seq_len + 1} tokens")
         self.seq_len = seq_len
         sizes = np.array([len(t) - seq_len - 1 for t, _ in self.shards], dtype=np.float64)
         self.weights = sizes / sizes.sum()
@@ -210,11 +231,11 @@ def train(cfg: TrainConfig) -> dict:
     d = setup_distributed(device_name)
     device = torch.device(f"cuda:{d.local_rank}" if device_name == "cuda" else device_name)
     if cfg.batch_size % (d.world * cfg.grad_accum):
-        raise ValueError(f"batch_size {cfg.batch_size} must divide by processes x grad_accum")
+        raise InputError(f"batch_size {cfg.batch_size} must divide by processes x grad_accum")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    manifest = json.loads((Path(cfg.shards) / "manifest.json").read_text())
+    manifest = read_manifest(cfg.shards)
     # ids factorized by the tokenizer's radix unless the run says otherwise (model.token_fields = [])
     mcfg = preset(cfg.preset, **{"vocab_size": manifest["vocab_size"],
                                  "context_fields": tuple(manifest["context_sizes"]),
@@ -233,7 +254,7 @@ def train(cfg: TrainConfig) -> dict:
     if ckpt.exists():  # resume: everything that decides the next step comes back
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         if state.get("token_space") != manifest["tokenizer_hash"]:
-            raise ValueError(f"{ckpt} was trained on token space {state.get('token_space')}, but the shards are "
+            raise InputError(f"{ckpt} was trained on token space {state.get('token_space')}, but the shards are "
                              f"{manifest['tokenizer_hash']}: resume only with the shards it was trained on, or "
                              "train into a new folder")
         _load_state(net, opt, state["model"], state["optimizer"])

@@ -32,7 +32,7 @@ import numpy as np
 from numba import njit
 
 from ..book import OrderBook
-from ..events import EventDay, Kind
+from ..events import EventDay, InputError, Kind
 from ..generation.market import Market
 from ..readers.lobster import session_start_ns
 
@@ -560,6 +560,9 @@ def classify_days(days: list[EventDay], window: tuple[float, float] | None = Non
         if window is not None:
             c = c.window(c.midnight + int(window[0] * NS), c.midnight + int(window[1] * NS))
         out.append(c)
+    if not sum(map(len, out)):  # nothing to fit: said here, not as an empty array deep in a fit
+        where = f" between {window[0] / 3600:g} h and {window[1] / 3600:g} h local time" if window else ""
+        raise InputError(f"no events to fit on{where} in {', '.join(s for d in days for s in d.sources) or 'the days'}")
     return out
 
 

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..events import EventDay
+from ..events import EventDay, InputError, read_json
+from ..shards import SplitConfig
 from .metrics import DISTRIBUTIONS, L1_SCORES, LABELS, book_series, l1_bins, samples, session, window
 from .stylized import StylizedFacts, order_sign_acf, stylized_facts
 
@@ -59,8 +60,38 @@ PRESETS = {
 
 def preset(name: str, **overrides: object) -> BenchmarkConfig:
     if name not in PRESETS:
-        raise ValueError(f"unknown benchmark preset {name!r}: choose one of {', '.join(PRESETS)}")
+        raise InputError(f"unknown benchmark preset {name!r}: choose one of {', '.join(PRESETS)}")
     return replace(PRESETS[name], **overrides)
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """What a benchmark takes from a run folder: the model, the splits its shards were cut by, the event store."""
+
+    model: Path  # config.json, model.safetensors and tokenizer.json
+    splits: SplitConfig
+    events: Path
+
+
+def find_run(run: str | Path, events: str | Path | None = None) -> RunFolder:
+    """A run folder as the demo or a training run leaves it (``model/model`` or ``model``, ``shards/manifest.json``,
+    ``events``), or a model folder itself; without a manifest the default splits, ``events`` overriding the store."""
+    run = Path(run)
+    model = next((d for d in (run / "model" / "model", run / "model", run) if (d / "tokenizer.json").exists()), None)
+    if model is None:
+        why = "does not exist" if not run.exists() else "a folder with tokenizer.json, or RUN/model/model"
+        raise InputError(f"{run}: no trained model ({why})")
+    manifest = next((m for m in (run / "shards" / "manifest.json", run / "manifest.json") if m.exists()), None)
+    splits, store = SplitConfig(), run / "events"
+    if manifest is not None:
+        m = read_json(manifest, "a shard manifest")
+        raw = m.get("splits", {}) if isinstance(m, dict) else None
+        try:
+            splits = SplitConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        except (AttributeError, TypeError) as e:
+            raise InputError(f"{manifest}: its splits are not a split configuration ({e})") from None
+        store = store if store.exists() else Path(m.get("events_dir", store))
+    return RunFolder(model, splits, Path(events) if events else store)
 
 
 # ---------------------------------------------------------------- windows
@@ -360,7 +391,7 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
             floor_inst.append(name)
     bar.close()
     if not real:
-        raise ValueError("no day could be evaluated: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+        raise InputError("no day could be evaluated: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     say(f"{len(real)} windows of {cfg.minutes:g} minutes on {len(windows)} day(s), {cfg.rollouts} rollouts of each "
         f"source per window; bootstrap over windows ({cfg.n_boot} draws)")
     rows, means, headline = measure(real, inst, sources, floor_real, floor_inst, cfg.n_boot, cfg.seed, progress)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..events import EventDay, Kind
+from ..events import EventDay, InputError, Kind
 from ..features import order_flow
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def control_response(model: TradeFM, tok: Tokenizer, day: EventDay, start: int, 
     width = model.cfg.context
     n = int(inside.sum()) // width * width
     if n == 0:
-        raise ValueError(f"the window holds fewer than one context ({width}) of order events")
+        raise InputError(f"the window holds fewer than one context ({width}) of order events")
     tokens = torch.from_numpy(ids[inside][:n].astype(np.int64)).view(-1, width)
     context = torch.from_numpy(ctx[inside][:n].astype(np.int64)).view(-1, width, ctx.shape[1])
     if windows is not None and len(tokens) > windows:

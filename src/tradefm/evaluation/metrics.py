@@ -29,7 +29,7 @@ from scipy import stats
 
 from ..book import OrderBook
 from ..codec import ADD, CANCEL
-from ..events import EventDay, table_from_columns
+from ..events import EventDay, InputError, table_from_columns
 from ..features import order_flow
 from ..generation.market import book_at
 
@@ -310,7 +310,7 @@ def compare(real: EventDay | Sequence[EventDay], generated: Sequence[EventDay], 
     tier (group ``tier <k>``), pooling the real and generated days of that tier's instruments."""
     reals = [real] if isinstance(real, EventDay) else list(real)
     if not reals or not generated:
-        raise ValueError("compare needs at least one real and one generated day")
+        raise InputError("compare needs at least one real and one generated day")
     real_s = [samples(d) for d in reals]
     gen_s = [samples(d) for d in generated]
     rows = compare_samples(pooled(real_s), pooled(gen_s), seed, "all", n_boot)

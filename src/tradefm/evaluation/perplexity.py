@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..events import InputError
 from ..model import TradeFM
-from ..shards import load_shard
+from ..shards import load_shard, read_manifest
 
 
 @dataclass(frozen=True)
@@ -78,14 +79,14 @@ def perplexity(model: TradeFM, shards: str | Path, splits: tuple[str, ...] = ("v
                "test_venue"), seed: int = 0, progress: bool = True) -> list[Perplexity]:
     """Loss and perplexity per instrument and per venue (and split), with 95% bootstrap intervals."""
     root = Path(shards)
-    manifest = json.loads((root / "manifest.json").read_text())
+    manifest = read_manifest(root)
     tok_file = root / "tokenizer.json"
     if manifest["vocab_size"] != model.cfg.vocab_size:
-        raise ValueError(f"{root}: vocabulary {manifest['vocab_size']} is not the model's {model.cfg.vocab_size}")
+        raise InputError(f"{root}: vocabulary {manifest['vocab_size']} is not the model's {model.cfg.vocab_size}")
     if tok_file.exists():
         saved = json.loads(tok_file.read_text()).get("hash")
         if saved and saved != manifest["tokenizer_hash"]:
-            raise ValueError(f"{root}: tokenizer.json does not match the manifest")
+            raise InputError(f"{root}: tokenizer.json does not match the manifest")
     uni = unigram_logprobs(root, manifest, model.cfg.vocab_size)
     model.eval()
     groups: dict[tuple[str, str], list[tuple[float, int]]] = defaultdict(list)

@@ -1,11 +1,23 @@
-"""Bad input: every error names the file, the line or record, the field and the value."""
+"""Bad input: every error names the file (or the setting), what is wrong with it and why.
+
+:class:`InputError` is input a command cannot use (a file that is not what it should be, a setting out of
+range); :class:`BadInputError` is its record-level kind, naming the line or record, the field and the value.
+The command line prints either as one line; anything else that escapes a command is a bug, not bad input.
+Both are ``ValueError`` so that code catching those keeps working."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 
-class BadInputError(ValueError):
+class InputError(ValueError):
+    """Input a command cannot use; the message names it, what is wrong and why (one line)."""
+
+
+class BadInputError(InputError):
     """A record that cannot become a canonical event."""
 
     def __init__(self, path: str, where: str, field_name: str, value: object, reason: str) -> None:
@@ -40,3 +52,14 @@ class Problems:
         if not self.skip_bad:
             raise err
         self.bad.add(err)
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """The content of a JSON file, or an :class:`InputError` saying the file is not ``what`` (and why)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not {what} (not a text file)") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not {what} (not JSON: {e.msg} at line {e.lineno})") from None

@@ -5,6 +5,7 @@ Layout: ``ROOT/venue=<venue>/symbol=<symbol>/date=<YYYY-MM-DD>/events.parquet`` 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -15,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .errors import InputError
 from .schema import SCHEMA, EventDay, Instrument
 
 FILE_NAME = "events.parquet"
@@ -57,16 +59,35 @@ def write_day_file(day: EventDay, path: str | Path) -> Path:
 
 
 def read_day(path: str | Path, columns: list[str] | None = None) -> EventDay:
+    """One symbol-day file; anything else (a folder, a file that is not Parquet, a Parquet file tradefm did not
+    write) is an :class:`InputError` saying so, not a failure deep inside pyarrow."""
     path = Path(path)
-    table = pq.read_table(path, columns=columns)
-    meta = json.loads((pq.read_schema(path).metadata or {})[b"tradefm"])
-    return EventDay(
-        instrument=Instrument(**meta["instrument"]),
-        date=meta["date"],
-        table=table.replace_schema_metadata(None),
-        sources=meta.get("sources", []),
-        notes=meta.get("notes", {}),
-    )
+    if path.is_dir():
+        raise InputError(f"{path}: a folder, not a symbol-day file ({FILE_NAME})")
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+    try:
+        raw = (pq.read_schema(path).metadata or {}).get(b"tradefm")
+    except pa.ArrowException as e:
+        raise InputError(f"{path}: not a readable Parquet file ({e})") from None
+    if raw is None:
+        raise InputError(f"{path}: not a symbol-day file (a Parquet file without tradefm's metadata)")
+    try:
+        table = pq.read_table(path, columns=columns)
+    except pa.ArrowException as e:
+        raise InputError(f"{path}: not a readable symbol-day file ({e})") from None
+    try:
+        meta = json.loads(raw)
+        return EventDay(
+            instrument=Instrument(**meta["instrument"]),
+            date=meta["date"],
+            table=table.replace_schema_metadata(None),
+            sources=meta.get("sources", []),
+            notes=meta.get("notes", {}),
+        )
+    except (TypeError, KeyError, ValueError) as e:
+        raise InputError(f"{path}: not a symbol-day file (its tradefm metadata is missing or incomplete: "
+                         f"{type(e).__name__} {e})") from None
 
 
 def list_days(root: str | Path) -> list[Path]:

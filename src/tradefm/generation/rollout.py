@@ -27,7 +27,7 @@ import torch
 
 from ..book import OrderBook
 from ..codec import FeatureConfig, tables
-from ..events import EventDay
+from ..events import EventDay, InputError
 from ..features import order_flow
 from ..model import KVCache, TradeFM
 from ..tokenizer import Tokenizer
@@ -44,7 +44,7 @@ class Sampling:
 
     def __post_init__(self) -> None:
         if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.repetition_penalty <= 0 or self.guidance < 0:
-            raise ValueError("need temperature > 0, 0 < top_p <= 1, repetition_penalty > 0 and guidance >= 0")
+            raise InputError("need temperature > 0, 0 < top_p <= 1, repetition_penalty > 0 and guidance >= 0")
 
 
 def sample(logits: torch.Tensor, history: torch.Tensor, cfg: Sampling, gen: torch.Generator) -> torch.Tensor:
@@ -139,10 +139,10 @@ class Rollouts:
         self.inst = day.instrument
         self.key = f"{self.inst.venue}/{self.inst.symbol}"
         if rollouts < 1:
-            raise ValueError("need at least one rollout")
+            raise InputError("need at least one rollout")
         session = day.table.column("ts").to_numpy()[~day.table.column("snapshot").to_numpy()]
         if not len(session) or not session[0] < start_ts <= session[-1]:
-            raise ValueError(f"the start {start_ts} is outside the day's session "
+            raise InputError(f"the start {start_ts} is outside the day's session "
                              f"({session[0] if len(session) else '-'} to {session[-1] if len(session) else '-'} ns)")
         flow = order_flow(day, tokenizer.features)
         known = ~np.isnan(flow.reference)
@@ -154,7 +154,7 @@ class Rollouts:
         context = model.cfg.context if model is not None else 2
         n_prompt = min(int(before.sum()), prompt or context // 2, context - 1)
         if n_prompt < 1:
-            raise ValueError("the start leaves no real order flow before it to prompt the model with")
+            raise InputError("the start leaves no real order flow before it to prompt the model with")
         last = int(before.sum())
         _check_scales(tokenizer, tokens[max(0, last - 1000):last], self.key)
         self.tokens = torch.from_numpy(tokens[last - n_prompt:last].astype(np.int64)).repeat(rollouts, 1)
@@ -162,13 +162,13 @@ class Rollouts:
         self.start_ts = start_ts
         controls = list(control) if isinstance(control, list | tuple) else [dict(control or {})] * rollouts
         if len(controls) != rollouts:
-            raise ValueError(f"{len(controls)} controls for {rollouts} rollouts: give one, or one per rollout")
+            raise InputError(f"{len(controls)} controls for {rollouts} rollouts: give one, or one per rollout")
         # per rollout, the fixed value of each regime field (-1: measured)
         self.fixed = torch.full((rollouts, 2), -1, dtype=torch.int64)
         for r, c in enumerate(controls):
             for name, value in (c or {}).items():
                 if name not in ("volume", "activity") or not 0 <= value < tokenizer.config.regimes:
-                    raise ValueError(f"control wants volume/activity in 0..{tokenizer.config.regimes - 1}, "
+                    raise InputError(f"control wants volume/activity in 0..{tokenizer.config.regimes - 1}, "
                                      f"got {name}={value}")
                 self.fixed[r, 0 if name == "volume" else 1] = value
         self.control = bool((self.fixed >= 0).any())
@@ -208,7 +208,7 @@ class Rollouts:
 
     def _put(self, r: int, o: ScheduledOrder) -> None:
         if o.side not in (1, -1) or o.size < 1 or (o.price is not None and o.price < 1):
-            raise ValueError(f"a participant order needs side +1/-1, size >= 1 and a positive price or None: {o}")
+            raise InputError(f"a participant order needs side +1/-1, size >= 1 and a positive price or None: {o}")
         self.due[r] = (1, self.start_ts + int(o.at_s * 1e9), o.side, o.size, o.price or 0)
 
     # ------------------------------------------------------------------ the model
@@ -291,7 +291,7 @@ def _check_scales(tok: Tokenizer, tokens: np.ndarray, key: str) -> None:
     for name, bins, n in (("depth", depth, tok.config.radix[2]), ("volume", volume, tok.config.radix[3])):
         outside = float(np.mean((bins == 0) | (bins == n - 1)))
         if outside > 0.5:
-            raise ValueError(f"{key}: {outside:.0%} of its order events before the start fall outside the tokenizer's "
+            raise InputError(f"{key}: {outside:.0%} of its order events before the start fall outside the tokenizer's "
                              f"{name} range: its bins were fitted on instruments of another scale (fit or choose a "
                              f"tokenizer that covers it, e.g. with volume=notional)")
 
@@ -310,7 +310,7 @@ def _check_memory(cfg, rollouts: int, guided: bool, dtype: torch.dtype, device: 
         except (OSError, ValueError):
             return
     if need > 0.9 * free:
-        raise ValueError(f"{rollouts:,} rollouts need about {need / 2**30:.1f} GiB for the model's caches and "
+        raise InputError(f"{rollouts:,} rollouts need about {need / 2**30:.1f} GiB for the model's caches and "
                          f"logits, and {free / 2**30:.1f} GiB is free on {device}: run fewer at a time")
 
 

@@ -7,19 +7,21 @@ naming the file, line or record, field and value; with ``skip_bad`` they are cou
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-from ..events import EventDay
+from ..events import EventDay, InputError
 
 FORMATS = ("lobster", "databento", "bitstamp", "binance", "generic")
 
 
 def reader(fmt: str) -> ModuleType:
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format '{fmt}': choose one of {', '.join(FORMATS)}")
+        raise InputError(f"unknown format '{fmt}': choose one of {', '.join(FORMATS)}")
     return importlib.import_module(f"{__name__}.{fmt}")
 
 
@@ -28,10 +30,15 @@ def detect(path: str | Path) -> str:
     for fmt in FORMATS[:-1]:
         if reader(fmt).detect(Path(path)):
             return fmt
-    raise ValueError(f"{path}: cannot tell the format; pass --format ({', '.join(FORMATS)})")
+    raise InputError(f"{path}: cannot tell the format; pass --format ({', '.join(FORMATS)})")
 
 
 def read(path: str | Path, fmt: str | None = None, *, skip_bad: bool = False, **options: object) -> Iterator[EventDay]:
     """Read any supported source into canonical symbol-days."""
+    if not Path(path).exists():  # said as such, not as a format that cannot be told
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+    if fmt == "generic" and "mapping" not in options:
+        raise InputError(f"{path}: the generic format needs a feed mapping (--mapping feed.toml; recipes in "
+                         "docs/DATA.md and examples/mappings/)")
     fmt = fmt or detect(path)
     yield from reader(fmt).read(Path(path), skip_bad=skip_bad, **options)

@@ -24,7 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
-from ..events import BadInputError, EventDay, Instrument, Kind, Problems, check_events, table_from_columns
+from ..book.check import ReplayReport, check_rows
+from ..events import BadInputError, EventDay, InputError, Instrument, Kind, Problems, check_events, table_from_columns
 from .generic import bad_notes
 
 NAME = re.compile(r"(?P<ticker>[A-Za-z0-9.\-]+)_(?P<date>\d{4}-\d{2}-\d{2})_(?P<start>\d+)_(?P<end>\d+)_"
@@ -67,7 +68,7 @@ def find(path: Path) -> list[LobsterFiles]:
     elif zipfile.is_zipfile(path):
         container, names = path, sorted(zipfile.ZipFile(path).namelist())
     else:
-        raise ValueError(f"{path}: not a LOBSTER zip, folder or message file")
+        raise InputError(f"{path}: not a LOBSTER zip, folder or message file")
     found = []
     for name in names:
         m = NAME.search(name)
@@ -78,7 +79,7 @@ def find(path: Path) -> list[LobsterFiles]:
         found.append(LobsterFiles(container, name, book if book_ok else None, m["ticker"], m["date"],
                                   int(m["start"]), int(m["end"]), int(m["level"])))
     if not found:
-        raise ValueError(f"{path}: no LOBSTER message file (TICKER_DATE_START_END_message_LEVEL.csv) found")
+        raise InputError(f"{path}: no LOBSTER message file (TICKER_DATE_START_END_message_LEVEL.csv) found")
     return found
 
 
@@ -178,7 +179,7 @@ def iter_orderbook(files: LobsterFiles, chunk_rows: int = 1 << 15, problems: Pro
                    ) -> Iterator[np.ndarray]:
     """Stream the orderbook file as int64 arrays [rows, 4 * level], without holding the whole file."""
     if files.orderbook is None:
-        raise ValueError(f"{files.where(files.message)}: no orderbook file beside it")
+        raise InputError(f"{files.where(files.message)}: no orderbook file beside it")
     problems = problems or Problems(files.orderbook, False)
     ncols = 4 * files.level
     names = [f"c{i}" for i in range(ncols)]
@@ -271,10 +272,18 @@ def _snapshot_rows(ts: int | np.ndarray, levels: list[tuple[int, int, int]], src
     })
 
 
-def _with_reveals(day: EventDay, files: LobsterFiles) -> EventDay:
-    from ..book.replay import replay_files  # the engine finds the reveals: it knows what the book knows
+def replay_files(files: LobsterFiles, day: EventDay, progress: bool = False,
+                 chunk_rows: int = 4096) -> tuple[ReplayReport, np.ndarray]:
+    """Replay one LOBSTER day (read without reveals) against its orderbook file.
 
-    report, found = replay_files(files, day)
+    Returns the report and the reveals as rows of (message index, side, price, size)."""
+    return check_rows(day, iter_orderbook(files, chunk_rows=chunk_rows), files.level,
+                      source=files.where(files.message), symbol=files.ticker,
+                      rows_source=files.where(files.orderbook or files.message), progress=progress)
+
+
+def _with_reveals(day: EventDay, files: LobsterFiles) -> EventDay:
+    report, found = replay_files(files, day)  # the engine finds the reveals: it knows what the book knows
     if not report.exact:
         raise BadInputError(files.where(files.orderbook), f"line {report.first_mismatch + 1}", "orderbook row",
                             "", "the messages do not reproduce this book state (corrupt or mismatched files)")

@@ -1,0 +1,7 @@
+"""``python -m tradefm``: the ``tradefm`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
