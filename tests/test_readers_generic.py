@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from tradefm.events import BadInputError, Kind
-from tradefm.readers import binance, bitstamp, generic
+from tradefm.readers import binance, bitstamp, generic, mapped
 
 from .conftest import data_file
 
@@ -40,13 +40,13 @@ TRADES_OPTS = dict(mapping={
 
 
 def test_never_detects():
-    assert not generic.detect(data_file(LOBSTER_MSG))
+    assert not mapped.detect(data_file(LOBSTER_MSG))
 
 
 def test_lobster_fixture_through_a_mapping():
     """999 messages, 34200.004241176-34249.086375027 s after midnight New York time, prices USD x 10000."""
     path = data_file(LOBSTER_MSG)
-    (day,) = generic.read(path, **LOBSTER_OPTS)
+    (day,) = mapped.read(path, **LOBSTER_OPTS)
     t = day.table.to_pydict()
     with open(path) as f:
         rows = list(csv.reader(f))
@@ -62,7 +62,7 @@ def test_lobster_fixture_through_a_mapping():
 
 def test_lobster_fixture_matches_lobster_reader():
     lobster = pytest.importorskip("tradefm.readers.lobster")
-    (ours,) = generic.read(data_file(LOBSTER_MSG), **LOBSTER_OPTS)
+    (ours,) = mapped.read(data_file(LOBSTER_MSG), **LOBSTER_OPTS)
     (theirs,) = lobster.read(data_file(LOBSTER_MSG).parent)
     live = theirs.table.filter(~theirs.table.column("snapshot").to_numpy(zero_copy_only=False))
     cols = ["ts", "kind", "side", "price", "size", "order_id", "src_type"]
@@ -71,7 +71,7 @@ def test_lobster_fixture_matches_lobster_reader():
 
 def test_bitstamp_trades_match_bitstamp_reader():
     path = data_file("bitstamp/2026-05-02/trades.csv")
-    (ours,) = generic.read(path, **TRADES_OPTS)
+    (ours,) = mapped.read(path, **TRADES_OPTS)
     (theirs,) = bitstamp.read(path)
     assert ours.num_events == 284
     assert ours.table.equals(theirs.table)
@@ -87,14 +87,14 @@ def test_nautilus_parquet_matches_binance_reader():
                                "trade_id": "trade_id"},
                    "kind": "trade", "sides": {"True": "buy", "False": "sell"}, "float_decimals": 8},
     }
-    (ours,) = generic.read(path, mapping=spec)
+    (ours,) = mapped.read(path, mapping=spec)
     (theirs,) = binance.read(path)
     assert ours.num_events == 2_001
     cols = ["ts", "kind", "side", "price", "size", "order_id", "trade_id"]
     assert ours.table.select(cols).equals(theirs.table.select(cols))
     with pytest.raises(BadInputError, match="more decimals"):  # without rounding, float noise is refused
         events = {k: v for k, v in spec["events"].items() if k != "float_decimals"}
-        list(generic.read(path, mapping={**spec, "events": events}))
+        list(mapped.read(path, mapping={**spec, "events": events}))
 
 
 def test_decimal_conversion_is_exact():
@@ -130,13 +130,13 @@ def test_bad_row_is_named(tmp_path: Path, bad, field, value, reason):
     path = tmp_path / "trades.csv"
     path.write_text("\n".join([HEADER, GOOD, bad, GOOD.replace("568694537", "568694539")]))  # no final newline
     with pytest.raises(BadInputError) as e:
-        list(generic.read(path, **TRADES_OPTS))
+        list(mapped.read(path, **TRADES_OPTS))
     err = e.value
     assert (err.path, err.where, err.field) == (str(path), "line 3", field)
     if value is not None:
         assert err.value == value
     assert reason in err.reason and str(path) in str(err)
-    (day,) = generic.read(path, skip_bad=True, **TRADES_OPTS)
+    (day,) = mapped.read(path, skip_bad=True, **TRADES_OPTS)
     assert day.notes["bad_rows"] == 1 and day.table.column("trade_id").to_pylist() == [568694537, 568694539]
 
 
@@ -144,9 +144,9 @@ def test_unknown_kind_value(tmp_path: Path):
     path = tmp_path / "msg.csv"
     path.write_text("34200.1,1,1,10,5853300,1\n34200.2,9,2,10,5853300,1\n34200.3,3,1,10,5853300,1\n")
     with pytest.raises(BadInputError) as e:
-        list(generic.read(path, **LOBSTER_OPTS))
+        list(mapped.read(path, **LOBSTER_OPTS))
     assert (e.value.where, e.value.field, e.value.value) == ("line 2", "type", "9")
-    (day,) = generic.read(path, skip_bad=True, **LOBSTER_OPTS)
+    (day,) = mapped.read(path, skip_bad=True, **LOBSTER_OPTS)
     assert day.table.column("kind").to_pylist() == [Kind.ADD, Kind.DELETE]
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from tradefm.cli import main
 from tradefm.events import ASK, BID, BadInputError, Kind
-from tradefm.readers import bitstamp, generic, lobster
+from tradefm.readers import bitstamp, lobster, mapped
 from tradefm.readers.mapping import load_mapping
 
 from .conftest import data_file, kinds
@@ -34,7 +34,7 @@ def test_every_example_mapping_parses():
 
 def test_lobster_recipe_matches_lobster_reader():
     folder = data_file("lobster/fixture_aapl_level10_999")
-    (ours,) = generic.read(folder, mapping=MAPPINGS / "lobster.toml")
+    (ours,) = mapped.read(folder, mapping=MAPPINGS / "lobster.toml")
     (theirs,) = lobster.read(folder)
     assert (ours.instrument.symbol, ours.date, ours.num_events) == ("AAPL", "2012-06-21", 999)
     live = theirs.table.filter(~theirs.table.column("snapshot").to_numpy(zero_copy_only=False))
@@ -48,7 +48,7 @@ def test_lobster_recipe_matches_lobster_reader():
 @pytest.fixture(scope="module")
 def bitstamp_pair():
     folder = data_file("bitstamp/2026-05-02")
-    (ours,) = generic.read(folder, mapping=MAPPINGS / "bitstamp.toml")
+    (ours,) = mapped.read(folder, mapping=MAPPINGS / "bitstamp.toml")
     (theirs,) = bitstamp.read(folder / "orders.csv.gz")
     return folder, ours, theirs
 
@@ -177,7 +177,7 @@ def _read_china(tmp_path: Path, exchange: str, **changes: object):
     for key, value in changes.items():
         section, name = key.split("__")
         spec[section][name] = value
-    return list(generic.read(_china(tmp_path, exchange), mapping=spec))
+    return list(mapped.read(_china(tmp_path, exchange), mapping=spec))
 
 
 def _expected() -> list[tuple]:
@@ -285,19 +285,19 @@ def test_a_wrong_mapping_names_the_key_and_the_column(tmp_path, capsys, edit, ke
     assert edit[0] in BASE
     mapping.write_text(BASE.replace(edit[0], edit[1]))
     with pytest.raises(BadInputError) as e:
-        list(generic.read(tmp_path / "feed.csv", mapping=mapping))
+        list(mapped.read(tmp_path / "feed.csv", mapping=mapping))
     assert (e.value.path, e.value.field) == (str(mapping), key)
     assert e.value.value == value and reason in e.value.reason
     assert main(["ingest", str(tmp_path / "feed.csv"), "--mapping", str(mapping), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.startswith("tradefm:")]  # beside the progress bar
+    lines = [line for line in err.splitlines() if line.startswith("tradefm ingest: error:")]  # beside the progress bar
     assert len(lines) == 1 and key in lines[0] and "Traceback" not in err
 
 
 def test_the_base_mapping_reads(tmp_path):
     (tmp_path / "feed.csv").write_text("t,p,q\n1000,1.5,2\n2000,1.6,3\n")
     (tmp_path / "feed.toml").write_text(BASE)
-    (day,) = generic.read(tmp_path / "feed.csv", mapping=tmp_path / "feed.toml")
+    (day,) = mapped.read(tmp_path / "feed.csv", mapping=tmp_path / "feed.toml")
     assert day.table.select(["ts", "kind", "price", "size"]).to_pylist() == [
         {"ts": 10**9, "kind": Kind.TRADE, "price": 150, "size": 2},
         {"ts": 2 * 10**9, "kind": Kind.TRADE, "price": 160, "size": 3},
@@ -307,12 +307,12 @@ def test_the_base_mapping_reads(tmp_path):
 def test_mapping_file_problems(tmp_path):
     (tmp_path / "feed.csv").write_text("t,p,q\n1000,1.5,2\n")
     with pytest.raises(BadInputError, match="no such mapping file"):
-        list(generic.read(tmp_path / "feed.csv", mapping=tmp_path / "missing.toml"))
+        list(mapped.read(tmp_path / "feed.csv", mapping=tmp_path / "missing.toml"))
     (tmp_path / "bad.toml").write_text("layout = \n")
     with pytest.raises(BadInputError, match="not valid TOML"):
-        list(generic.read(tmp_path / "feed.csv", mapping=tmp_path / "bad.toml"))
+        list(mapped.read(tmp_path / "feed.csv", mapping=tmp_path / "bad.toml"))
     with pytest.raises(BadInputError, match="needs a mapping file"):
-        list(generic.read(tmp_path / "feed.csv"))
+        list(mapped.read(tmp_path / "feed.csv"))
 
 
 def test_digit_time_layouts(tmp_path):
@@ -323,12 +323,12 @@ def test_digit_time_layouts(tmp_path):
     base["instrument"]["timezone"] = "Asia/Shanghai"
     a = {**base, "time": {"format": "%Y%m%d%H%M%S%3f"}}
     b = {**base, "time": {"format": "%H%M%S%2f", "date": "2024-01-02"}}
-    (da,) = generic.read(tmp_path / "a.csv", mapping=a)
-    (db,) = generic.read(tmp_path / "b.csv", mapping=b)
+    (da,) = mapped.read(tmp_path / "a.csv", mapping=a)
+    (db,) = mapped.read(tmp_path / "b.csv", mapping=b)
     assert da.table.column("ts").to_pylist() == db.table.column("ts").to_pylist() == [1_704_159_000_120_000_000]
     (tmp_path / "c.csv").write_text("t,p,q\n20241302093000120,1,1\n")
     with pytest.raises(BadInputError) as e:
-        list(generic.read(tmp_path / "c.csv", mapping=a))
+        list(mapped.read(tmp_path / "c.csv", mapping=a))
     assert (e.value.where, e.value.field) == ("line 2", "t") and "not a valid" in e.value.reason
 
 
@@ -341,12 +341,12 @@ def test_symbol_column_and_sessions(tmp_path):
     spec["time"] = {"unit": "ms", "date": "2024-03-08"}
     spec["events"]["columns"]["symbol"] = "sym"
     spec["sessions"] = {"continuous": ["09:30-16:00"], "outside": "mark"}
-    days = {d.instrument.symbol: d for d in generic.read(tmp_path / "feed.csv", mapping=spec)}
+    days = {d.instrument.symbol: d for d in mapped.read(tmp_path / "feed.csv", mapping=spec)}
     assert sorted(days) == ["A", "B"] and days["A"].date == days["B"].date == "2024-03-08"
     assert days["A"].table.column("kind").to_pylist() == [Kind.TRADE, Kind.CROSS]  # 16:00 is the closing cross
     assert days["A"].table.column("ts").to_pylist()[0] == 1_709_908_200 * 10**9  # 09:30 EST = 14:30 UTC
     spec["sessions"]["outside"] = "drop"
-    days = {d.instrument.symbol: d for d in generic.read(tmp_path / "feed.csv", mapping=spec)}
+    days = {d.instrument.symbol: d for d in mapped.read(tmp_path / "feed.csv", mapping=spec)}
     assert days["A"].num_events == 1 and days["A"].notes["rows_outside_sessions_dropped"] == 1
 
 
@@ -366,7 +366,7 @@ def test_szse_order_without_price_rests_at_its_side_best(tmp_path):
     (day / "000001_trade.csv").write_text(SZSE_TRADES.splitlines()[0] + "\n"
                                           "3,20240102093002000,2,0,0,50,4\n")
     spec = tomllib.loads((MAPPINGS / "china-szse.toml").read_text())
-    (d,) = generic.read(tmp_path / "szse", mapping=spec)
+    (d,) = mapped.read(tmp_path / "szse", mapping=spec)
     assert _rows(d) == [(Kind.ADD, BID, 10_000, 100, 1, False), (Kind.ADD, BID, 10_000, 50, 2, False),
                         (Kind.DELETE, BID, 10_000, 50, 2, False)]
     assert d.notes["unpriced_orders_at_their_side_best"] == 1
@@ -376,11 +376,11 @@ def test_iso_times(tmp_path):
     (tmp_path / "a.csv").write_text("t,p,q\n2024-01-02 09:30:00.120,1,1\n2024-01-02T09:30:01,1,1\n")
     base = tomllib.loads(BASE)
     base["instrument"]["timezone"] = "Asia/Shanghai"
-    (d,) = generic.read(tmp_path / "a.csv", mapping={**base, "time": {"format": "iso"}})
+    (d,) = mapped.read(tmp_path / "a.csv", mapping={**base, "time": {"format": "iso"}})
     assert d.table.column("ts").to_pylist() == [1_704_159_000_120_000_000, 1_704_159_001_000_000_000]
     (tmp_path / "b.csv").write_text("t,p,q\n2024-01-02 09:30:00,1,1\nnoon,1,1\n")
     with pytest.raises(BadInputError) as e:
-        list(generic.read(tmp_path / "b.csv", mapping={**base, "time": {"format": "iso"}}))
+        list(mapped.read(tmp_path / "b.csv", mapping={**base, "time": {"format": "iso"}}))
     assert (e.value.where, e.value.value) == ("line 3", "noon")
 
 
@@ -395,7 +395,7 @@ def test_china_without_sequence_or_aggressor_columns(tmp_path, exchange, drop):
             spec[section]["columns"].pop(name, None)
     if "sides" in spec["trades"] and "aggressor" not in spec["trades"]["columns"]:
         del spec["trades"]["sides"]
-    (day,) = generic.read(_china(tmp_path, exchange), mapping=spec)
+    (day,) = mapped.read(_china(tmp_path, exchange), mapping=spec)
     assert _rows(day) == _expected()
 
 
@@ -408,14 +408,14 @@ def test_files_pair_by_folder_and_by_placeholders(tmp_path):
         (day / "000001_order.csv").write_text(SSE_ORDERS)
         (day / "000001_trade.csv").write_text(SSE_TRADES)
     spec = tomllib.loads((MAPPINGS / "china-sse.toml").read_text())
-    days = list(generic.read(tmp_path / "x", mapping=spec))
+    days = list(mapped.read(tmp_path / "x", mapping=spec))
     assert [(d.instrument.symbol, d.date) for d in days] == [("000001", "2024-01-02"), ("000001", "2024-01-03")]
     assert _rows(days[0]) == _rows(days[1]) == _expected()
     ts0, ts1 = (d.table.column("ts").to_numpy() for d in days)
     assert np.all(ts1 - ts0 == 86_400 * 10**9)  # the date comes from each folder's name
     (tmp_path / "x" / "20240103" / "000001_trade.csv").unlink()
     with pytest.raises(BadInputError, match="no trades file matching the pattern pairs with this one") as e:
-        list(generic.read(tmp_path / "x", mapping=spec))
+        list(mapped.read(tmp_path / "x", mapping=spec))
     assert e.value.path.endswith("20240103/000001_order.csv")
     (tmp_path / "x" / "20240103" / "000001_trade.csv").write_text(SSE_TRADES)
     (tmp_path / "x" / "20240103" / "000002_order.csv").write_text(SSE_ORDERS)
@@ -424,4 +424,4 @@ def test_files_pair_by_folder_and_by_placeholders(tmp_path):
     no_names["instrument"] = {**spec["instrument"], "symbol": "600000"}
     no_names["time"] = {**spec["time"], "date": "2024-01-02"}
     with pytest.raises(BadInputError, match="one file per symbol-day"):
-        list(generic.read(tmp_path / "x", mapping=no_names))
+        list(mapped.read(tmp_path / "x", mapping=no_names))

@@ -17,12 +17,13 @@ from types import ModuleType
 from ..events import EventDay, InputError
 
 FORMATS = ("lobster", "databento", "bitstamp", "binance", "generic")
+_MODULES = {"generic": "mapped"}  # a format's module, where its name differs
 
 
 def reader(fmt: str) -> ModuleType:
     if fmt not in FORMATS:
         raise InputError(f"unknown format '{fmt}': choose one of {', '.join(FORMATS)}")
-    return importlib.import_module(f"{__name__}.{fmt}")
+    return importlib.import_module(f"{__name__}.{_MODULES.get(fmt, fmt)}")
 
 
 def detect(path: str | Path) -> str:

@@ -1,8 +1,8 @@
-"""A CSV/Parquet reader driven by a column mapping, plus the parsing helpers every venue reader shares.
+"""The parsing helpers every reader shares, and the events layout of a feed read through a mapping.
 
-The venue readers (``bitstamp``, ``binance``, ``databento``) import the helpers here so that decimal text, line
-numbers, bad rows and day splitting behave the same everywhere. ``detect`` is always False: a generic mapping
-must be asked for (``--format generic``).
+The venue readers (``bitstamp``, ``binance``, ``databento``) and the mapped feeds (:mod:`.mapped`, the
+``generic`` format) import the helpers here so that decimal text, line numbers, bad rows and day splitting behave
+the same everywhere.
 
 Decimal text is converted to integers exactly (string arithmetic / :class:`decimal.Decimal`, never a float
 round trip); a value with more decimals than the scale is an error, not a rounding. Parquet float columns are
@@ -33,7 +33,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from ..events import BadInputError, EventDay, Instrument, Kind, Problems, check_events, table_from_columns
-from .mapping import NS_PER, FeedMapping, FileSpec, TimeSpec, load_mapping
+from .mapping import NS_PER, FeedMapping, FileSpec, TimeSpec
 
 INT64_MAX = 2**63 - 1
 _DEC_RE = r"^(?P<neg>-?)(?P<int>[0-9]{1,18})(?:\.(?P<frac>[0-9]*))?$"
@@ -399,11 +399,6 @@ def capture_edges(is_add: Sequence[bool], is_delete: Sequence[bool], local: np.n
 # ---------------------------------------------------------------------------------------------- the generic reader
 
 
-def detect(path: Path) -> bool:
-    """Never: a generic mapping has to be asked for."""
-    return False
-
-
 def _source_table(path: Path, column_names: Sequence[str] | None, delimiter: str) -> tuple[pa.Table, CsvStrings | None]:
     name = path.name.lower()
     if name.endswith(".parquet") or name.endswith(".pq"):
@@ -729,25 +724,6 @@ def by_symbol(spec: FeedMapping, name_symbol: str | None, parsed: list[Parsed]) 
     return [(s, [np.flatnonzero(p.cols["symbol"] == s) for p in parsed]) for s in names]
 
 
-def read(path: Path, *, skip_bad: bool = False, mapping: str | Path | Mapping[str, Any] | None = None,
-         **_: object) -> Iterator[EventDay]:
-    """Read a feed through a mapping (a TOML file, see docs/DATA.md, or the same structure as a dict).
-
-    ``path`` is a file, or a folder searched with the mapping's file patterns; each symbol-day found becomes
-    canonical ``EventDay``s. The events layout is read here, orders + trades in :mod:`.order_trade`."""
-    if mapping is None:
-        raise BadInputError(str(path), "file", "mapping", None,
-                            "the generic format needs a mapping file: --mapping feed.toml (recipes in docs/DATA.md)")
-    spec = load_mapping(mapping)
-    for files, name_symbol, name_date in sources(Path(path), spec):
-        if spec.layout == "events":
-            yield from _read_events(files["events"], spec, name_symbol, name_date, skip_bad)
-        else:
-            from .order_trade import read_pair
-
-            yield from read_pair(files["orders"], files["trades"], spec, name_symbol, name_date, skip_bad)
-
-
 def file_date(spec_time: TimeSpec, name_date: str | None, path: Path, spec: FeedMapping) -> str | None:
     if spec_time.date == "file":
         if name_date is None:
@@ -759,7 +735,7 @@ def file_date(spec_time: TimeSpec, name_date: str | None, path: Path, spec: Feed
 _KIND_CODE = {k.name.lower(): int(k) for k in Kind}
 
 
-def _read_events(path: Path, spec: FeedMapping, name_symbol: str | None, name_date: str | None,
+def read_events(path: Path, spec: FeedMapping, name_symbol: str | None, name_date: str | None,
                  skip_bad: bool) -> Iterator[EventDay]:
     fs = spec.events
     assert fs is not None
