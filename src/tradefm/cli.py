@@ -14,7 +14,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import readers
-from .events import BadInputError, EventDay, Kind, write_day
+from .events import BadInputError, EventDay, Kind, day_path, write_day_file
+from .parallel import Workers, map_tasks, parse_workers
 
 
 def _span(day: EventDay) -> str:
@@ -39,32 +40,61 @@ def summarize(day: EventDay) -> dict[str, object]:
             "kinds": dict(sorted(kinds.items())), "bad_rows": int(day.notes.get("bad_rows", 0))}
 
 
-def ingest(sources: list[str], out: Path, fmt: str | None, skip_bad: bool, quiet: bool = False) -> list[dict]:
-    """Read every source and write its symbol-days. One symbol-day is one unit: when two sources hold the same
-    one (LOBSTER's level-1 and level-10 files of a day), the one with more events is kept, and that is said."""
+def _ingest_source(shared: tuple[Path, str | None, bool], src: str) -> list[dict]:
+    """Read one source and write each of its symol-days beside its place in the store, under a name of this
+    source's own (``ingest`` then keeps one per symbol-day): sources run in parallel without racing for a file."""
+    import hashlib
+
+    out, fmt, skip_bad = shared
+    tag = hashlib.sha256(str(src).encode()).hexdigest()[:12]
+    rows = []
+    for day in readers.read(src, fmt, skip_bad=skip_bad):
+        final = day_path(out, day.instrument.venue, day.instrument.symbol, day.date)
+        staged = write_day_file(day, final.with_name(f".{final.stem}.{tag}.staged"))
+        rows.append({"source": src, **summarize(day), "staged": str(staged), "final": str(final)})
+    return rows
+
+
+def ingest(sources: list[str], out: Path, fmt: str | None, skip_bad: bool, quiet: bool = False,
+           workers: Workers = 1) -> list[dict]:
+    """Read every source and write its symbol-days (one source a task, ``workers`` at a time). One symbol-day is
+    one unit: when two sources hold the same one (LOBSTER's level-1 and level-10 files of a day), the one with
+    more events is kept, and that is said; the choice is made in source order, so any number of workers
+    writes the same store."""
     rows: dict[str, dict] = {}
-    for src in tqdm(sources, desc="ingest", unit="file", disable=quiet):
-        for day in readers.read(src, fmt, skip_bad=skip_bad):
-            s = {"source": src, **summarize(day)}
-            key = f"{s['venue']}/{s['symbol']}/{s['date']}"
-            kept = rows.get(key)
-            if kept is not None and kept["events"] >= s["events"]:
-                note = f"  (not kept: {Path(kept['source']).name} has more events for this symbol-day)"
-            else:
-                s["path"] = str(write_day(day, out))
-                note = f"  (replaces {Path(kept['source']).name})" if kept else ""
-                rows[key] = s
-            if not quiet:
-                kinds = " ".join(f"{k}={v}" for k, v in s["kinds"].items())
-                tqdm.write(f"{Path(src).name}: {s['symbol']} {s['date']} {s['events']:,} events "
-                           f"(+{s['snapshot']} snapshot" + (f", {s['reveals']:,} reveals" if s["reveals"] else "")
-                           + f") {s['span']}  {kinds}"
-                           + (f"  skipped {s['bad_rows']} bad rows" if s["bad_rows"] else "") + note)
+    staged: list[Path] = []
+    try:
+        for found in map_tasks(_ingest_source, sources, (Path(out), fmt, skip_bad), workers, "ingest", not quiet,
+                               "file"):
+            staged += [Path(s["staged"]) for s in found]
+            for s in found:
+                src, path = s.pop("source"), Path(s.pop("staged"))
+                s = {"source": src, **s}
+                key = f"{s['venue']}/{s['symbol']}/{s['date']}"
+                kept = rows.get(key)
+                final = Path(s.pop("final"))
+                if kept is not None and kept["events"] >= s["events"]:
+                    note = f"  (not kept: {Path(kept['source']).name} has more events for this symbol-day)"
+                    path.unlink()
+                else:
+                    os.replace(path, final)
+                    s["path"] = str(final)
+                    note = f"  (replaces {Path(kept['source']).name})" if kept else ""
+                    rows[key] = s
+                if not quiet:
+                    kinds = " ".join(f"{k}={v}" for k, v in s["kinds"].items())
+                    tqdm.write(f"{Path(src).name}: {s['symbol']} {s['date']} {s['events']:,} events "
+                               f"(+{s['snapshot']} snapshot" + (f", {s['reveals']:,} reveals" if s["reveals"] else "")
+                               + f") {s['span']}  {kinds}"
+                               + (f"  skipped {s['bad_rows']} bad rows" if s["bad_rows"] else "") + note)
+    finally:
+        for path in staged:  # a failed run leaves no staged file behind
+            path.unlink(missing_ok=True)
     return list(rows.values())
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    ingest(args.sources, Path(args.out), args.format, args.skip_bad)
+    ingest(args.sources, Path(args.out), args.format, args.skip_bad, workers=args.workers)
     return 0
 
 
@@ -86,6 +116,27 @@ def _splits(args: argparse.Namespace):
 
     return SplitConfig(val_from=args.val_from, test_from=args.test_from, holdout_symbols=tuple(args.holdout_symbol),
                        holdout_venues=tuple(args.holdout_venue))
+
+
+def _split_bound(text: str) -> float | str:
+    """--val-from / --test-from: a fraction of each day (0.7) or a date (2024-05-01)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        datetime.strptime(text, "%Y-%m-%d")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want a fraction of the day (0.7) or a date (YYYY-MM-DD), not {text!r}") \
+            from None
+    return text
+
+
+def _workers(text: str) -> Workers:
+    try:
+        return parse_workers(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _features(name: str, pairs: list[str]):
@@ -114,7 +165,8 @@ def cmd_fit_tokenizer(args: argparse.Namespace) -> int:
     from .shards import fit_tokenizer
 
     features = _features(args.features, args.feature)
-    tok = fit_tokenizer(args.events, _splits(args), features=features)
+    tok = fit_tokenizer(args.events, _splits(args), features=features, days=args.calibration_days,
+                        workers=args.workers)
     tok.save(args.out)
     tiers = ", ".join(f"{k}: tier {v['tier']}" for k, v in tok.instruments.items())
     print(f"tokenizer {tok.hash} ({tok.vocab_size:,} ids) fitted on {len(tok.instruments)} instruments "
@@ -126,7 +178,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     from .shards import tokenize
     from .tokenizer import Tokenizer
 
-    manifest = tokenize(args.events, Tokenizer.load(args.tokenizer), args.out, _splits(args))
+    manifest = tokenize(args.events, Tokenizer.load(args.tokenizer), args.out, _splits(args), workers=args.workers)
     counts = ", ".join(f"{k} {v:,}" for k, v in manifest["counts"].items() if v)
     print(f"{len(manifest['files'])} shards, tokens per split: {counts} -> {args.out}/manifest.json")
     return 0
@@ -398,11 +450,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tradefm", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
+    def workers_option(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--workers", type=_workers, default=1, metavar="N|ray",
+                       help="processes, one symbol-day (or source file) a task; 'ray': the Ray cluster (docs/DATA.md)")
+
     s = sub.add_parser("ingest", help="read raw venue files into canonical Parquet symbol-days")
     s.add_argument("sources", nargs="+", help="files, zips or folders")
     s.add_argument("--out", required=True, help="event store folder")
     s.add_argument("--format", choices=readers.FORMATS, help="source format (detected when omitted)")
     s.add_argument("--skip-bad", action="store_true", help="count and report bad rows instead of stopping")
+    workers_option(s)
     s.set_defaults(func=cmd_ingest)
 
     s = sub.add_parser("replay", help="replay LOBSTER messages and check the book against the orderbook file")
@@ -410,10 +467,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_replay)
 
     def split_options(s: argparse.ArgumentParser) -> None:
-        s.add_argument("--val-from", type=float, default=0.70, help="fraction of each day where validation starts")
-        s.add_argument("--test-from", type=float, default=0.85, help="fraction of each day where test starts")
+        s.add_argument("--val-from", type=_split_bound, default=0.70,
+                       help="fraction of each day where validation starts, or the first validation date (YYYY-MM-DD)")
+        s.add_argument("--test-from", type=_split_bound, default=0.85,
+                       help="fraction of each day where test starts, or the first test date (YYYY-MM-DD)")
         s.add_argument("--holdout-symbol", action="append", default=[], help="a symbol kept out (repeatable)")
         s.add_argument("--holdout-venue", action="append", default=[], help="a venue kept out (repeatable)")
+        workers_option(s)
 
     s = sub.add_parser("fit-tokenizer", help="fit the universal bins on the calibration window of an event store")
     s.add_argument("events", help="event store folder (from ingest)")
@@ -422,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="feature preset: the paper's, or with book context (docs/TOKENS.md)")
     s.add_argument("--feature", action="append", default=[], metavar="KEY=VALUE",
                    help="override one preset field, e.g. volume=notional, half_life_s=5, cancel_from=reference")
+    s.add_argument("--calibration-days", type=int, metavar="N",
+                   help="calibrate on the first N training dates only (the paper: 30); default: every training day")
     split_options(s)
     s.set_defaults(func=cmd_fit_tokenizer)
 

@@ -1,0 +1,122 @@
+"""One per-day function, mapped over symbol-days in this process, in worker processes, or on a Ray cluster.
+
+Every data stage (ingest, fit-tokenizer, tokenize) is a function of one task (a source file or a symbol-day) and
+of some read-only state shared by all tasks (the output folder, the tokenizer). :func:`map_tasks` runs it and
+yields the results **in task order**, whatever finished first, so the caller's reduction (de-duplication, the
+calibration sample, the manifest) sees the same sequence with 1 worker, N processes or Ray, and writes the same
+output. Workers write their own files (atomically); only small results travel back.
+
+``workers`` is an int (1: in this process; N > 1: N processes, started with ``forkserver`` where there is one,
+so that no worker inherits the parent's threads) or ``"ray"``: the tasks go to the Ray cluster that
+``ray.init()`` finds (``RAY_ADDRESS``, or one started with ``ray start``), else a local one. On a cluster every
+node must see the same paths (shared storage).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, TypeVar
+
+from tqdm.auto import tqdm
+
+T = TypeVar("T")
+R = TypeVar("R")
+Workers = int | str
+
+_SHARED: Any = None  # a worker process's copy of the shared state, set once by its initializer
+
+
+def parse_workers(text: str) -> Workers:
+    """``--workers``: a positive number of processes, or ``ray``."""
+    if text.strip().lower() == "ray":
+        return "ray"
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"--workers wants a positive number of processes or 'ray', not {text!r}")
+    return n
+
+
+def _init(shared: Any) -> None:
+    global _SHARED
+    _SHARED = shared
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one task per core: no nested thread pools
+
+
+def _call(fn: Callable[[Any, T], R], task: T) -> R:
+    return fn(_SHARED, task)
+
+
+def _context() -> mp.context.BaseContext:
+    methods = mp.get_all_start_methods()
+    return mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+def map_tasks(fn: Callable[[Any, T], R], tasks: Iterable[T], shared: Any = None, workers: Workers = 1,
+              desc: str = "", progress: bool = True, unit: str = "day") -> Iterator[R]:
+    """``fn(shared, task)`` for every task, yielded in task order. ``fn`` must be a module-level function (it is
+    pickled by reference); ``shared`` is sent once per worker, not once per task."""
+    tasks = list(tasks)
+    bar = tqdm(total=len(tasks), desc=desc, unit=unit, disable=not progress)
+    try:
+        if workers == "ray":
+            yield from _ray_map(fn, tasks, shared, bar)
+        elif int(workers) <= 1 or len(tasks) <= 1:
+            for task in tasks:
+                yield fn(shared, task)
+                bar.update()
+        else:
+            n = min(int(workers), len(tasks))
+            with ProcessPoolExecutor(n, mp_context=_context(), initializer=_init, initargs=(shared,)) as pool:
+                # a bounded window of tasks in flight: results wait in order, so memory does not grow with tasks
+                pending: deque = deque()
+                it = iter(tasks)
+                for task in it:
+                    pending.append(pool.submit(_call, fn, task))
+                    if len(pending) >= 4 * n:
+                        break
+                while pending:
+                    result = pending.popleft().result()
+                    nxt = next(it, None)
+                    if nxt is not None:
+                        pending.append(pool.submit(_call, fn, nxt))
+                    bar.update()
+                    yield result
+    finally:
+        bar.close()
+
+
+def _ray_map(fn: Callable[[Any, T], R], tasks: list[T], shared: Any, bar: tqdm) -> Iterator[R]:
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("--workers ray needs Ray: pip install 'tradefm[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False,
+                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    remote = ray.remote(_ray_call)
+    ref = ray.put(shared)
+    window = max(4, 4 * int(ray.cluster_resources().get("CPU", 1)))
+    pending: deque = deque()
+    it = iter(tasks)
+    for task in it:
+        pending.append(remote.remote(fn, ref, task))
+        if len(pending) >= window:
+            break
+    while pending:
+        result = ray.get(pending.popleft())
+        nxt = next(it, None)
+        if nxt is not None:
+            pending.append(remote.remote(fn, ref, nxt))
+        bar.update()
+        yield result
+
+
+def _ray_call(fn: Callable[[Any, T], R], shared: Any, task: T) -> R:
+    return fn(shared, task)
