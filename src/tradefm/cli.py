@@ -40,13 +40,12 @@ def summarize(day: EventDay) -> dict[str, object]:
             "kinds": dict(sorted(kinds.items())), "bad_rows": int(day.notes.get("bad_rows", 0))}
 
 
-def _ingest_source(shared: tuple[Path, str | None, bool], src: str) -> list[dict]:
-    """Read one source and write each of its symol-days beside its place in the store, under a name of this
-    source's own (``ingest`` then keeps one per symbol-day): sources run in parallel without racing for a file."""
-    import hashlib
-
+def _ingest_source(shared: tuple[Path, str | None, bool], task: tuple[int, str]) -> list[dict]:
+    """Read one source and write each of its symbol-days beside its place in the store, under a name of this
+    task's own (``ingest`` then keeps one per symbol-day): sources run in parallel without racing for a file."""
     out, fmt, skip_bad = shared
-    tag = hashlib.sha256(str(src).encode()).hexdigest()[:12]
+    number, src = task
+    tag = f"{os.getpid()}-{number}"
     rows = []
     for day in readers.read(src, fmt, skip_bad=skip_bad):
         final = day_path(out, day.instrument.venue, day.instrument.symbol, day.date)
@@ -64,8 +63,8 @@ def ingest(sources: list[str], out: Path, fmt: str | None, skip_bad: bool, quiet
     rows: dict[str, dict] = {}
     staged: list[Path] = []
     try:
-        for found in map_tasks(_ingest_source, sources, (Path(out), fmt, skip_bad), workers, "ingest", not quiet,
-                               "file"):
+        for found in map_tasks(_ingest_source, list(enumerate(sources)), (Path(out), fmt, skip_bad), workers,
+                               "ingest", not quiet, "file"):
             staged += [Path(s["staged"]) for s in found]
             for s in found:
                 src, path = s.pop("source"), Path(s.pop("staged"))
