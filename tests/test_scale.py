@@ -14,7 +14,7 @@ from tradefm.cli import ingest, main
 from tradefm.codec import CLEAR, DT_FLOOR, TAKE, FeatureConfig
 from tradefm.events import copy_day, list_days, read_day, write_day
 from tradefm.shards import SplitConfig, fit_tokenizer, iter_flows, tokenize
-from tradefm.tokenizer import Sample, TokenizerConfig, _strictly_increasing, _tail_edges
+from tradefm.tokenizer import Calibration, Sample, TokenizerConfig, _strictly_increasing, _tail_edges
 from tradefm.training import Windows
 
 from .conftest import data_file
@@ -206,3 +206,21 @@ def test_ray_maps_the_same_per_day_function(tmp_path: Path) -> None:
     finally:
         ray.shutdown()
     assert one.keys() == on_ray.keys() and all(one[k] == on_ray[k] for k in one)
+
+
+def test_rows_left_out_once_the_sample_is_full_change_nothing(dated: dict[str, Path]) -> None:
+    """A day sent out after the sample filled keeps only the rows that can still enter it: less travels back
+    from a worker, and the calibration is the one it would be with every row."""
+    from tradefm.shards import _calibration_sample
+
+    shared = (FeatureConfig(), SplitConfig(), 20_000)
+    limited, full = Calibration(20_000), Calibration(20_000)
+    sent = []
+    for path in list_days(dated["all"]):
+        day = _calibration_sample(shared, (path, limited.limits()))
+        limited.add(day)
+        full.add(_calibration_sample(shared, (path, None)))
+        sent.append(len(day.sample) + len(day.own))
+    assert min(sent) < max(sent) / 2  # later days sent less
+    assert limited.finish() == full.finish() and limited.regime_edges == full.regime_edges
+    assert np.array_equal(np.sort(limited.pooled.keys), np.sort(full.pooled.keys))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
@@ -59,40 +59,48 @@ def _context() -> mp.context.BaseContext:
 
 
 def map_tasks(fn: Callable[[Any, T], R], tasks: Iterable[T], shared: Any = None, workers: Workers = 1,
-              desc: str = "", progress: bool = True, unit: str = "day") -> Iterator[R]:
+              desc: str = "", progress: bool = True, unit: str = "day", total: int | None = None) -> Iterator[R]:
     """``fn(shared, task)`` for every task, yielded in task order. ``fn`` must be a module-level function (it is
-    pickled by reference); ``shared`` is sent once per worker, not once per task."""
-    tasks = list(tasks)
-    bar = tqdm(total=len(tasks), desc=desc, unit=unit, disable=not progress)
+    pickled by reference); ``shared`` is sent once per worker, not once per task. ``tasks`` is read as tasks
+    are sent out, a bounded window ahead of the results, so a task may depend on the results taken so far."""
+    if total is None:
+        total = len(tasks) if isinstance(tasks, Sized) else None
+    bar = tqdm(total=total, desc=desc, unit=unit, disable=not progress)
     try:
         if workers == "ray":
-            yield from _ray_map(fn, tasks, shared, bar)
-        elif int(workers) <= 1 or len(tasks) <= 1:
+            yield from _windowed(_ray_submit(fn, shared), tasks, bar)
+        elif int(workers) <= 1 or (total is not None and total <= 1):
             for task in tasks:
                 yield fn(shared, task)
                 bar.update()
         else:
-            n = min(int(workers), len(tasks))
+            n = int(workers) if total is None else min(int(workers), total)
             with ProcessPoolExecutor(n, mp_context=_context(), initializer=_init, initargs=(shared,)) as pool:
-                # a bounded window of tasks in flight: results wait in order, so memory does not grow with tasks
-                pending: deque = deque()
-                it = iter(tasks)
-                for task in it:
-                    pending.append(pool.submit(_call, fn, task))
-                    if len(pending) >= 4 * n:
-                        break
-                while pending:
-                    result = pending.popleft().result()
-                    nxt = next(it, None)
-                    if nxt is not None:
-                        pending.append(pool.submit(_call, fn, nxt))
-                    bar.update()
-                    yield result
+                yield from _windowed((lambda task: pool.submit(_call, fn, task), lambda f: f.result(), 4 * n),
+                                     tasks, bar)
     finally:
         bar.close()
 
 
-def _ray_map(fn: Callable[[Any, T], R], tasks: list[T], shared: Any, bar: tqdm) -> Iterator[R]:
+def _windowed(how: tuple[Callable, Callable, int], tasks: Iterable[T], bar: tqdm) -> Iterator[Any]:
+    """Keep ``window`` tasks in flight; yield their results in order (so results never pile up)."""
+    submit, result, window = how
+    pending: deque = deque()
+    it = iter(tasks)
+    for task in it:
+        pending.append(submit(task))
+        if len(pending) >= window:
+            break
+    while pending:
+        done = result(pending.popleft())
+        bar.update()
+        yield done
+        for task in it:  # the next task is made after the caller has taken this result
+            pending.append(submit(task))
+            break
+
+
+def _ray_submit(fn: Callable[[Any, T], R], shared: Any) -> tuple[Callable, Callable, int]:
     try:
         import ray
     except ImportError:
@@ -103,19 +111,7 @@ def _ray_map(fn: Callable[[Any, T], R], tasks: list[T], shared: Any, bar: tqdm) 
     remote = ray.remote(_ray_call)
     ref = ray.put(shared)
     window = max(4, 4 * int(ray.cluster_resources().get("CPU", 1)))
-    pending: deque = deque()
-    it = iter(tasks)
-    for task in it:
-        pending.append(remote.remote(fn, ref, task))
-        if len(pending) >= window:
-            break
-    while pending:
-        result = ray.get(pending.popleft())
-        nxt = next(it, None)
-        if nxt is not None:
-            pending.append(remote.remote(fn, ref, nxt))
-        bar.update()
-        yield result
+    return (lambda task: remote.remote(fn, ref, task)), ray.get, window
 
 
 def _ray_call(fn: Callable[[Any, T], R], shared: Any, task: T) -> R:

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from .events import atomic_path, list_days, read_day
 from .features import COLUMNS, FeatureConfig, OrderFlow, order_flow
 from .parallel import Workers, map_tasks
-from .tokenizer import Calibration, DaySample, Tokenizer, TokenizerConfig
+from .tokenizer import Calibration, DaySample, Limits, Tokenizer, TokenizerConfig
 
 SPLITS = ("train", "val", "test", "test_symbol", "test_venue")
 
@@ -149,14 +149,16 @@ def calibration_days(events_dir: str | Path, splits: SplitConfig, days: int | No
     return paths
 
 
-def _calibration_sample(shared: tuple[FeatureConfig, SplitConfig, int], path: Path) -> DaySample | None:
+def _calibration_sample(shared: tuple[FeatureConfig, SplitConfig, int], task: tuple[Path, Limits]
+                        ) -> DaySample | None:
     """One symbol-day's share of the calibration: the sample of its training part (None: it is held out)."""
     features, splits, cap = shared
+    path, limits = task
     venue, symbol, day, key, flow = _flow(path, features)
     part = splits.parts(venue, symbol, day, flow.ts).get("train")
     if part is None:
         return None
-    return DaySample.of(_take(flow, part), key, f"{key}/{day}", cap)
+    return DaySample.of(_take(flow, part), key, f"{key}/{day}", cap, limits)
 
 
 def fit_tokenizer(events_dir: str | Path, splits: SplitConfig | None = None, config: TokenizerConfig | None = None,
@@ -168,9 +170,11 @@ def fit_tokenizer(events_dir: str | Path, splits: SplitConfig | None = None, con
     samples merge into one of that size (exact while the window holds no more events than that)."""
     splits, features, cfg = splits or SplitConfig(), features or FeatureConfig(), config or TokenizerConfig()
     cal = Calibration(cfg.max_fit_values, cfg.regimes)
+    paths = calibration_days(events_dir, splits, days)
+    tasks = ((path, cal.limits()) for path in paths)  # made as each day is sent out: the limits then
     kept = 0
-    for sample in map_tasks(_calibration_sample, calibration_days(events_dir, splits, days),
-                            (features, splits, cfg.max_fit_values), workers, "calibrate", progress):
+    for sample in map_tasks(_calibration_sample, tasks, (features, splits, cfg.max_fit_values), workers,
+                            "calibrate", progress, total=len(paths)):
         if sample is not None:
             cal.add(sample)
             kept += 1

@@ -188,29 +188,43 @@ def _seed(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
 
 
+OWN_SAMPLE = 200_000
+"""Rows of an instrument's own sample (for its regime terciles: two quantiles, whose rank a sample this size
+gives to a standard deviation of at most 0.11%), or ``max_fit_values`` if that is smaller."""
+NO_LIMIT = int(np.iinfo(np.uint64).max)
+Limits = tuple[int, str | None, int]  # pooled key limit, the instrument whose own limit follows, that limit
+
+
 @dataclass
 class DaySample:
-    """What one symbol-day gives a calibration: its instrument, traded value and sample of order events (the
-    part of the day that calibrates: its training part)."""
+    """What one symbol-day gives a calibration: its instrument, traded value, its sample for the pooled bins and
+    its sample for its instrument's own terciles (of the part of the day that calibrates: its training part)."""
 
     instrument: str
     notional: float
-    sample: Sample
+    sample: Sample  # the SAMPLED columns
+    own: Sample  # the instrument's regime columns
 
     @classmethod
-    def of(cls, flow: OrderFlow, instrument: str, name: str, cap: int) -> DaySample:
-        """``name`` (venue/symbol/date) seeds the keys: the same day gets the same keys in any run or worker."""
+    def of(cls, flow: OrderFlow, instrument: str, name: str, cap: int, limits: Limits | None = None) -> DaySample:
+        """``name`` (venue/symbol/date) seeds the keys: the same day gets the same keys in any run or worker.
+        Rows at or above ``limits`` (:meth:`Calibration.limits` when the day was sent out) cannot enter the
+        calibration any more and are not kept."""
         cols = np.column_stack([flow.depth_bps, flow.log_volume, np.log(flow.dt + DT_FLOOR), flow.level_change,
                                 np.log1p(flow.recent_volume), np.log1p(flow.recent_events),
                                 _log_spread(flow.spread_bps)]) if len(flow) else np.zeros((0, len(SAMPLED)))
         keys = np.random.default_rng(_seed(name)).integers(0, np.iinfo(np.int64).max, len(flow), dtype=np.uint64)
-        return cls(instrument, float(flow.notional), Sample(keys, cols.astype(np.float64)).bottom(cap))
+        pooled_limit, current, own_limit = limits or (NO_LIMIT, None, NO_LIMIT)
+        pooled = keys < np.uint64(pooled_limit)
+        own = keys < np.uint64(own_limit) if current == instrument else np.ones(len(keys), dtype=bool)
+        return cls(instrument, float(flow.notional), Sample(keys[pooled], cols[pooled]).bottom(cap),
+                   Sample(keys[own], cols[own][:, _OWN]).bottom(min(cap, OWN_SAMPLE)))
 
 
 class Calibration:
     """The calibration window, one symbol-day at a time, in bounded memory: a pooled :class:`Sample` of
     ``cap`` order events over all instruments, each instrument's mean daily traded value, and each instrument's
-    own regime terciles, from a sample of its own days of the same size. Days arrive grouped by instrument (a
+    own regime terciles, from a sample of its own days (:data:`OWN_SAMPLE` events). Days arrive grouped by instrument (a
     store's order), so one instrument's sample is held at a time; its terciles are taken when the next begins."""
 
     def __init__(self, cap: int, regimes: int = 3) -> None:
@@ -222,17 +236,26 @@ class Calibration:
         self._own: tuple[str, Sample] | None = None
 
     def add(self, day: DaySample) -> None:
-        s = day.sample
-        self.pooled = s if self.pooled is None else self.pooled.merge(s, self.cap)
-        own = Sample(s.keys, s.values[:, _OWN])
+        own_cap = min(self.cap, OWN_SAMPLE)
+        self.pooled = day.sample if self.pooled is None else self.pooled.merge(day.sample, self.cap)
         if self._own is not None and self._own[0] == day.instrument:
-            self._own = (day.instrument, self._own[1].merge(own, self.cap))
+            self._own = (day.instrument, self._own[1].merge(day.own, own_cap))
         else:
             if day.instrument in self._notional:
                 raise ValueError(f"calibration days of {day.instrument} must come one after another")
             self._close()
-            self._own = (day.instrument, own)
+            self._own = (day.instrument, day.own)
         self._notional.setdefault(day.instrument, []).append(day.notional)
+
+    def limits(self) -> Limits:
+        """The keys under which a row can still enter the pooled sample, and the own sample of the instrument
+        whose days are being added (a full sample's largest key): a worker keeps only those rows, so what
+        travels back from a day shrinks as the window grows. The result is the same as with no limits."""
+        pooled = int(self.pooled.keys.max()) if self.pooled is not None and len(self.pooled) >= self.cap \
+            else int(NO_LIMIT)
+        if self._own is None or len(self._own[1]) < min(self.cap, OWN_SAMPLE):
+            return pooled, None, int(NO_LIMIT)
+        return pooled, self._own[0], int(self._own[1].keys.max())
 
     def _close(self) -> None:
         if self._own is None:
