@@ -6,8 +6,8 @@ yields the results **in task order**, whatever finished first, so the caller's r
 calibration sample, the manifest) sees the same sequence with 1 worker, N processes or Ray, and writes the same
 output. Workers write their own files (atomically); only small results travel back.
 
-``workers`` is an int (1: in this process; N > 1: N processes, started with ``forkserver`` where there is one,
-so that no worker inherits the parent's threads) or ``"ray"``: the tasks go to the Ray cluster that
+``workers`` is an int (1: in this process; N > 1: N processes, forked from a ``forkserver`` where there is
+one, so that no worker inherits the parent's threads) or ``"ray"``: the tasks go to the Ray cluster that
 ``ray.init()`` finds (``RAY_ADDRESS``, or one started with ``ray start``), else a local one. On a cluster every
 node must see the same paths (shared storage).
 """
@@ -53,9 +53,15 @@ def _call(fn: Callable[[Any, T], R], task: T) -> R:
     return fn(_SHARED, task)
 
 
-def _context() -> mp.context.BaseContext:
-    methods = mp.get_all_start_methods()
-    return mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+def _context(module: str) -> mp.context.BaseContext:
+    """forkserver where there is one: the server imports the task's module once and each worker is forked from
+    it, with no thread of the parent's (spawn elsewhere)."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    if module != "__main__":
+        ctx.set_forkserver_preload([module])
+    return ctx
 
 
 def map_tasks(fn: Callable[[Any, T], R], tasks: Iterable[T], shared: Any = None, workers: Workers = 1,
@@ -75,7 +81,8 @@ def map_tasks(fn: Callable[[Any, T], R], tasks: Iterable[T], shared: Any = None,
                 bar.update()
         else:
             n = int(workers) if total is None else min(int(workers), total)
-            with ProcessPoolExecutor(n, mp_context=_context(), initializer=_init, initargs=(shared,)) as pool:
+            ctx = _context(fn.__module__)
+            with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init, initargs=(shared,)) as pool:
                 yield from _windowed((lambda task: pool.submit(_call, fn, task), lambda f: f.result(), 4 * n),
                                      tasks, bar)
     finally:
