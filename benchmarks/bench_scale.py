@@ -73,14 +73,17 @@ def watch():
 threading.Thread(target=watch, daemon=True).start()
 stage, args = sys.argv[1], json.load(open(sys.argv[2]))
 from pathlib import Path
-import numpy as np
-from tradefm.cli import ingest
-from tradefm.shards import fit_tokenizer, tokenize
-from tradefm.tokenizer import Tokenizer
-from tradefm.training import Windows
-import pyarrow.parquet as pq
-from tradefm.events import list_days
 w = args.get("workers", 1)
+if stage == "ingest":  # each stage imports only what it needs: the memory is the stage's own
+    from tradefm.cli import ingest
+elif stage in ("fit", "tokenize"):
+    from tradefm.shards import fit_tokenizer, tokenize
+    from tradefm.tokenizer import Tokenizer
+elif stage == "load":
+    from tradefm.training import Windows
+else:
+    import pyarrow.parquet as pq
+    from tradefm.events import list_days
 t0 = time.perf_counter()
 if stage == "ingest":
     ingest(args["sources"], Path(args["out"]), None, False, quiet=True, workers=w)

@@ -2,7 +2,8 @@
 
 A token is a mixed-radix number over (action, side, depth bin, volume bin, dt bin); with the paper's radixes
 (2, 2, 16, 16, 16) the vocabulary is 16,384 ids and ``id = a*8192 + s*4096 + depth*256 + volume*16 + dt``.
-Continuous fields are binned once, on a pooled calibration window of several instruments, so applying the
+Continuous fields are binned once, on a pooled calibration window of several instruments (every order event of
+it, or a uniform sample of ``max_fit_values`` of them when it holds more: :class:`Calibration`), so applying the
 tokenizer to a new asset or venue needs no refit:
 
 - depth (bps): equal-frequency bins;
@@ -173,12 +174,13 @@ class Sample:
         if len(self) <= cap:
             return self
         keep = np.argpartition(self.keys, cap - 1)[:cap]
-        keep.sort()  # the rows stay in their order: the result does not depend on how partition broke ties
+        keep.sort()  # the rows keep their order
         return Sample(self.keys[keep], self.values[keep])
 
     def merge(self, other: Sample, cap: int) -> Sample:
         if len(self) >= cap:  # full: only rows under its largest key can enter
-            other = Sample(other.keys[other.keys < self.keys.max()], other.values[other.keys < self.keys.max()])
+            enter = other.keys < self.keys.max()
+            other = Sample(other.keys[enter], other.values[enter])
         if not len(other):
             return self
         return Sample(np.concatenate([self.keys, other.keys]), np.concatenate([self.values, other.values])).bottom(cap)
