@@ -14,7 +14,7 @@ from tradefm.cli import ingest, main
 from tradefm.codec import CLEAR, DT_FLOOR, TAKE, FeatureConfig
 from tradefm.events import copy_day, list_days, read_day, write_day
 from tradefm.shards import SplitConfig, fit_tokenizer, iter_flows, tokenize
-from tradefm.tokenizer import Calibration, Sample, TokenizerConfig, _strictly_increasing, _tail_edges
+from tradefm.tokenizer import Calibration, Reservoir, Sample, TokenizerConfig, _strictly_increasing, _tail_edges
 from tradefm.training import Windows
 
 from .conftest import data_file
@@ -68,17 +68,23 @@ def _exact(store: Path, splits: SplitConfig) -> dict[str, np.ndarray]:
     return {k: np.sort(np.concatenate(v)) for k, v in cols.items()}
 
 
-def test_a_sample_holds_every_event_until_full_and_merges_in_any_order() -> None:
+def test_a_reservoir_holds_every_event_until_full_then_the_smallest_keys_in_any_order() -> None:
     rng = np.random.default_rng(0)
     days = [Sample(rng.integers(0, 2**62, n).astype(np.uint64), rng.normal(size=(n, 2))) for n in (300, 50, 700)]
-    whole = Sample(np.concatenate([d.keys for d in days]), np.concatenate([d.values for d in days]))
-    for cap in (2000, 500):
-        ab = days[0].merge(days[1], cap).merge(days[2], cap)
-        ba = days[2].merge(days[0], cap).merge(days[1], cap)
-        assert len(ab) == len(ba) == min(cap, len(whole))
-        assert sorted(ab.keys) == sorted(ba.keys) == sorted(np.sort(whole.keys)[:cap])  # the cap smallest keys
-        got = {int(k): tuple(v) for k, v in zip(ab.keys, ab.values, strict=True)}
-        assert all(got[int(k)] == tuple(v) for k, v in zip(whole.keys, whole.values, strict=True) if int(k) in got)
+    whole = {int(k): tuple(v) for d in days for k, v in zip(d.keys, d.values, strict=True)}
+    for cap in (2000, 500, 40):
+        results = []
+        for order in ([0, 1, 2], [2, 0, 1], [1, 2, 0]):
+            r = Reservoir(cap, 2)
+            for i in order:
+                r.add(days[i])
+            got = r.sample()
+            assert len(got) == min(cap, len(whole))
+            rows = {int(k): tuple(v) for k, v in zip(got.keys, got.values, strict=True)}
+            assert sorted(rows) == sorted(whole)[:cap]  # the cap smallest keys, each with its own values
+            assert all(whole[k] == v for k, v in rows.items())
+            results.append(sorted(rows.items()))
+        assert results[0] == results[1] == results[2]
 
 
 def test_bins_on_the_samples_are_the_exact_ones(store: Path) -> None:
@@ -223,4 +229,4 @@ def test_rows_left_out_once_the_sample_is_full_change_nothing(dated: dict[str, P
         sent.append(len(day.sample) + len(day.own))
     assert min(sent) < max(sent) / 2  # later days sent less
     assert limited.finish() == full.finish() and limited.regime_edges == full.regime_edges
-    assert np.array_equal(np.sort(limited.pooled.keys), np.sort(full.pooled.keys))
+    assert np.array_equal(np.sort(limited.pooled.sample().keys), np.sort(full.pooled.sample().keys))

@@ -177,13 +177,48 @@ class Sample:
         keep.sort()  # the rows keep their order
         return Sample(self.keys[keep], self.values[keep])
 
-    def merge(self, other: Sample, cap: int) -> Sample:
-        if len(self) >= cap:  # full: only rows under its largest key can enter
-            enter = other.keys < self.keys.max()
-            other = Sample(other.keys[enter], other.values[enter])
-        if not len(other):
-            return self
-        return Sample(np.concatenate([self.keys, other.keys]), np.concatenate([self.values, other.values])).bottom(cap)
+
+
+class Reservoir:
+    """The ``cap`` rows of smallest key of every :class:`Sample` added, in arrays of ``cap`` rows allocated once:
+    adding a day copies only its rows that enter, so memory stays at the arrays whatever the number of days.
+    The rows' order in the arrays is not kept (the bins do not depend on it)."""
+
+    def __init__(self, cap: int, columns: int) -> None:
+        self.cap, self.n = cap, 0
+        self.keys = np.empty(cap, dtype=np.uint64)
+        self.values = np.empty((cap, columns), dtype=np.float64)
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def full(self) -> bool:
+        return self.n >= self.cap
+
+    def limit(self) -> int:
+        """The key a row must be under to enter (its largest key once full)."""
+        return int(self.keys.max()) if self.full else NO_LIMIT
+
+    def add(self, s: Sample) -> None:
+        s = s.bottom(self.cap)  # no more than cap of its rows can stay
+        free = min(self.cap - self.n, len(s))
+        self.keys[self.n:self.n + free], self.values[self.n:self.n + free] = s.keys[:free], s.values[:free]
+        self.n += free
+        rest = s.keys[free:] < self.keys.max() if len(s) > free else np.zeros(0, dtype=bool)
+        keys, values = s.keys[free:][rest], s.values[free:][rest]
+        if not len(keys):
+            return
+        # the k rows that leave are among the reservoir's k largest and the k newcomers: keep the k smallest
+        k = len(keys)
+        slots = np.argpartition(self.keys, self.cap - k)[self.cap - k:]
+        pool_keys = np.concatenate([self.keys[slots], keys])
+        pool_values = np.concatenate([self.values[slots], values])
+        stay = np.argpartition(pool_keys, k - 1)[:k]
+        self.keys[slots], self.values[slots] = pool_keys[stay], pool_values[stay]
+
+    def sample(self) -> Sample:
+        return Sample(self.keys[:self.n], self.values[:self.n])
 
 
 def _seed(name: str) -> int:
@@ -232,37 +267,33 @@ class Calibration:
     def __init__(self, cap: int, regimes: int = 3) -> None:
         self.cap = cap
         self.quantiles = np.linspace(0, 1, regimes + 1)[1:-1]
-        self.pooled: Sample | None = None
+        self.pooled = Reservoir(cap, len(SAMPLED))
         self.regime_edges: dict[str, dict[str, list[float]]] = {}
         self._notional: dict[str, list[float]] = {}
-        self._own: tuple[str, Sample] | None = None
+        self._own: tuple[str, Reservoir] | None = None
 
     def add(self, day: DaySample) -> None:
-        own_cap = min(self.cap, OWN_SAMPLE)
-        self.pooled = day.sample if self.pooled is None else self.pooled.merge(day.sample, self.cap)
-        if self._own is not None and self._own[0] == day.instrument:
-            self._own = (day.instrument, self._own[1].merge(day.own, own_cap))
-        else:
+        self.pooled.add(day.sample)
+        if self._own is None or self._own[0] != day.instrument:
             if day.instrument in self._notional:
                 raise ValueError(f"calibration days of {day.instrument} must come one after another")
             self._close()
-            self._own = (day.instrument, day.own)
+            self._own = (day.instrument, Reservoir(min(self.cap, OWN_SAMPLE), len(_OWN)))
+        self._own[1].add(day.own)
         self._notional.setdefault(day.instrument, []).append(day.notional)
 
     def limits(self) -> Limits:
         """The keys under which a row can still enter the pooled sample, and the own sample of the instrument
         whose days are being added (a full sample's largest key): a worker keeps only those rows, so what
         travels back from a day shrinks as the window grows. The result is the same as with no limits."""
-        pooled = int(self.pooled.keys.max()) if self.pooled is not None and len(self.pooled) >= self.cap \
-            else int(NO_LIMIT)
-        if self._own is None or len(self._own[1]) < min(self.cap, OWN_SAMPLE):
-            return pooled, None, int(NO_LIMIT)
-        return pooled, self._own[0], int(self._own[1].keys.max())
+        if self._own is None or not self._own[1].full:
+            return self.pooled.limit(), None, NO_LIMIT
+        return self.pooled.limit(), self._own[0], self._own[1].limit()
 
     def _close(self) -> None:
         if self._own is None:
             return
-        key, own = self._own
+        key, own = self._own[0], self._own[1].sample()
         if len(own):
             self.regime_edges[key] = {
                 f"{name}_regime_edges": [float(e) for e in _strictly_increasing(np.quantile(own.values[:, j],
@@ -322,11 +353,12 @@ class Tokenizer:
         if len(cal.quantiles) != cfg.regimes - 1:
             raise ValueError(f"the calibration cut {len(cal.quantiles) + 1} regimes, the config wants {cfg.regimes}")
         adv = cal.finish()
-        if cal.pooled is None or not len(cal.pooled):
+        sample = cal.pooled.sample()
+        if not len(sample):
             raise ValueError("cannot fit a tokenizer on no order events")
 
         def pooled(name: str) -> np.ndarray:
-            x = cal.pooled.values[:, SAMPLED.index(name)]
+            x = sample.values[:, SAMPLED.index(name)]
             return x[np.isfinite(x)]
 
         _, _, n_depth, n_vol, n_dt = cfg.radix
