@@ -36,7 +36,9 @@ DATES_PER_SYMBOL = 10
 
 DRIVER = r"""
 import json, os, sys, threading, time
-peak = {"anon": 0, "worker": 0, "tree": 0}
+peak = {"anon": 0, "worker": 0, "tree": 0, "watch_cpu": 0.0}
+cpu = {}  # worker pid -> its CPU seconds when last seen
+tck = os.sysconf("SC_CLK_TCK")
 def status(pid, key):
     try:
         for line in open(f"/proc/{pid}/status"):
@@ -67,8 +69,15 @@ def watch():
         if tick % 20 == 0:  # the worker processes (children of the forkserver): every 0.1 s
             kids = descendants()
             peak["worker"] = max([peak["worker"]] + [status(k, "VmHWM") for k in kids])
+            for k in kids:
+                try:
+                    f = open(f"/proc/{k}/stat").read().rsplit(")", 1)[1].split()
+                    cpu[k] = (int(f[11]) + int(f[12])) / tck
+                except (OSError, IndexError, ValueError):
+                    pass
             peak["tree"] = max(peak["tree"], status("self", "VmRSS") + sum(status(k, "VmRSS") for k in kids))
         tick += 1
+        peak["watch_cpu"] = time.thread_time()
         time.sleep(0.005)
 threading.Thread(target=watch, daemon=True).start()
 stage, args = sys.argv[1], json.load(open(sys.argv[2]))
@@ -84,6 +93,11 @@ elif stage == "load":
 else:
     import pyarrow.parquet as pq
     from tradefm.events import list_days
+import resource
+def own_cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime - peak["watch_cpu"]  # less the watching thread's own
+c0 = own_cpu()
 t0 = time.perf_counter()
 if stage == "ingest":
     ingest(args["sources"], Path(args["out"]), None, False, quiet=True, workers=w)
@@ -105,9 +119,12 @@ elif stage == "floor":  # every file read twice: the second read is timed (the f
     for p in days:
         pq.read_table(p)
 seconds = time.perf_counter() - t0
+cpu_s = own_cpu() - c0
+time.sleep(0.2)
+cpu_s += sum(cpu.values())
 hwm = next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM"))
-time.sleep(0.1)
-print(json.dumps({"seconds": seconds, "hwm_mb": hwm / 1024, "anon_mb": peak["anon"] / 1024,
+print(json.dumps({"seconds": seconds, "cpu_s": cpu_s, "loadavg": os.getloadavg()[0], "hwm_mb": hwm / 1024,
+                  "anon_mb": peak["anon"] / 1024,
                   "worker_mb": peak["worker"] / 1024, "tree_mb": max(peak["tree"], hwm) / 1024}))
 """
 
@@ -218,35 +235,39 @@ def _fit(tmp: Path, store: Path) -> Path:
 
 def report(rows: list[dict], workers: int) -> None:
     stages = ("ingest", "fit", "tokenize", "load")
-    print("| symbol-days | workers | events | stage | seconds | events/s per core | x floor (per core) "
+    print("| symbol-days | workers | events | stage | wall s | CPU s | events per CPU second | x floor (CPU) "
           "| peak RSS MB | peak anonymous MB | largest worker MB | all processes MB |")
-    print("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        floor = r["floor"]["seconds"]
         fl = r["floor"]
-        print(f"| {r['days']} | 1 | {r['events']:,} | Parquet read (floor) | {floor:.2f} | "
+        floor = fl["cpu_s"]
+        print(f"| {r['days']} | 1 | {r['events']:,} | Parquet read (floor) | {fl['seconds']:.2f} | {floor:.2f} | "
               f"{r['events'] / floor / 1e6:.2f} M | 1.00 | {fl['hwm_mb']:.0f} | {fl['anon_mb']:.0f} | - | - |")
         for s in stages:
             m = r[s]
             cores = r["workers"] if s != "load" else 1
-            rate = r["events"] / m["seconds"] / cores
             worker, tree = (f"{m['worker_mb']:.0f}", f"{m['tree_mb']:.0f}") if cores > 1 else ("-", "-")
-            print(f"| {r['days']} | {cores} | {r['events']:,} | {s} | {m['seconds']:.2f} | {rate / 1e6:.3f} M | "
-                  f"{m['seconds'] * cores / floor:.1f} | {m['hwm_mb']:.0f} | {m['anon_mb']:.0f} | {worker} | {tree} |")
+            print(f"| {r['days']} | {cores} | {r['events']:,} | {s} | {m['seconds']:.2f} | {m['cpu_s']:.2f} | "
+                  f"{r['events'] / m['cpu_s'] / 1e6:.3f} M | {m['cpu_s'] / floor:.1f} | {m['hwm_mb']:.0f} | "
+                  f"{m['anon_mb']:.0f} | {worker} | {tree} |")
     ones = {r["days"]: r for r in rows if r["workers"] == 1}
     sizes = sorted(ones)
     if len(sizes) > 1:
         a, b = ones[sizes[0]], ones[sizes[-1]]
-        print(f"\n{sizes[0]} -> {sizes[-1]} symbol-days, 1 worker: time per day ratio and peak RSS ratio")
+        print(f"\n{sizes[0]} -> {sizes[-1]} symbol-days, 1 worker (per day: x1 is linear)")
         for s in stages:
             per_day = (b[s]["seconds"] / b["days"]) / (a[s]["seconds"] / a["days"])
-            print(f"- {s}: time per day x{per_day:.2f}, peak RSS x{b[s]['hwm_mb'] / a[s]['hwm_mb']:.2f}, "
+            cpu_day = (b[s]["cpu_s"] / b["days"]) / (a[s]["cpu_s"] / a["days"])
+            print(f"- {s}: wall time per day x{per_day:.2f}, CPU time per day x{cpu_day:.2f}, "
+                  f"peak RSS x{b[s]['hwm_mb'] / a[s]['hwm_mb']:.2f}, "
                   f"peak anonymous x{b[s]['anon_mb'] / a[s]['anon_mb']:.2f}")
     for r in rows:
         if r["workers"] > 1:
             one = ones[r["days"]]
-            print(f"\n--workers {workers} at {r['days']} symbol-days: "
-                  + ", ".join(f"{s} x{one[s]['seconds'] / r[s]['seconds']:.2f}" for s in stages[:3]))
+            print(f"\n--workers {workers} at {r['days']} symbol-days: wall-clock speedup "
+                  + ", ".join(f"{s} x{one[s]['seconds'] / r[s]['seconds']:.2f}" for s in stages[:3])
+                  + "; CPU time of all processes against 1 worker's "
+                  + ", ".join(f"{s} x{r[s]['cpu_s'] / one[s]['cpu_s']:.2f}" for s in stages[:3]))
 
 
 if __name__ == "__main__":

@@ -6,10 +6,9 @@ yields the results **in task order**, whatever finished first, so the caller's r
 calibration sample, the manifest) sees the same sequence with 1 worker, N processes or Ray, and writes the same
 output. Workers write their own files (atomically); only small results travel back.
 
-``workers`` is an int (1: in this process; N > 1: N processes, forked from a ``forkserver`` where there is
-one, so that no worker inherits the parent's threads) or ``"ray"``: the tasks go to the Ray cluster that
-``ray.init()`` finds (``RAY_ADDRESS``, or one started with ``ray start``), else a local one. On a cluster every
-node must see the same paths (shared storage).
+``workers`` is an int (1: in this process; N > 1: N processes, started the platform's way) or ``"ray"``: the
+tasks go to the Ray cluster that ``ray.init()`` finds (``RAY_ADDRESS``, or one started with ``ray start``), else
+a local one. On a cluster every node must see the same paths (shared storage).
 """
 
 from __future__ import annotations
@@ -54,12 +53,11 @@ def _call(fn: Callable[[Any, T], R], task: T) -> R:
 
 
 def _context(module: str) -> mp.context.BaseContext:
-    """forkserver where there is one: the server imports the task's module once and each worker is forked from
-    it, with no thread of the parent's (spawn elsewhere)."""
-    if "forkserver" not in mp.get_all_start_methods():
-        return mp.get_context("spawn")
-    ctx = mp.get_context("forkserver")
-    if module != "__main__":
+    """The platform's way to start processes: fork on Linux (a worker starts with the modules and compiled
+    kernels already loaded; numpy and pyarrow reset their thread pools in a forked child), forkserver or spawn
+    elsewhere, where the server imports the task's module once for all workers."""
+    ctx = mp.get_context()
+    if ctx.get_start_method() == "forkserver" and module != "__main__":
         ctx.set_forkserver_preload([module])
     return ctx
 
