@@ -180,44 +180,58 @@ class Sample:
 
 
 class Reservoir:
-    """The ``cap`` rows of smallest key of every :class:`Sample` added, in arrays of ``cap`` rows allocated once:
-    adding a day copies only its rows that enter, so memory stays at the arrays whatever the number of days.
-    The rows' order in the arrays is not kept (the bins do not depend on it)."""
+    """The ``cap`` rows of smallest key of every :class:`Sample` added, in arrays allocated once: memory stays
+    at the arrays whatever the number of days. Rows that may enter wait in a slack of ``cap / 8`` rows past the
+    sample and are sorted out when it fills, so adding a day costs about its own rows, not the sample's. The
+    rows' order in the arrays is not kept (the bins do not depend on it)."""
 
     def __init__(self, cap: int, columns: int) -> None:
         self.cap, self.n = cap, 0
-        self.keys = np.empty(cap, dtype=np.uint64)
-        self.values = np.empty((cap, columns), dtype=np.float64)
+        size = cap + max(cap // 8, 1)
+        self.keys = np.empty(size, dtype=np.uint64)
+        self.values = np.empty((size, columns), dtype=np.float64)
+        self._limit = NO_LIMIT  # the largest key of the first cap rows once they are full
 
     def __len__(self) -> int:
-        return self.n
+        return min(self.n, self.cap)
 
     @property
     def full(self) -> bool:
         return self.n >= self.cap
 
     def limit(self) -> int:
-        """The key a row must be under to enter (its largest key once full)."""
-        return int(self.keys.max()) if self.full else NO_LIMIT
+        """A key no row can enter at or above (the sample's largest once full)."""
+        return self._limit
 
     def add(self, s: Sample) -> None:
-        s = s.bottom(self.cap)  # no more than cap of its rows can stay
-        free = min(self.cap - self.n, len(s))
-        self.keys[self.n:self.n + free], self.values[self.n:self.n + free] = s.keys[:free], s.values[:free]
-        self.n += free
-        rest = s.keys[free:] < self.keys.max() if len(s) > free else np.zeros(0, dtype=bool)
-        keys, values = s.keys[free:][rest], s.values[free:][rest]
-        if not len(keys):
+        enter = s.keys < np.uint64(self._limit)
+        keys, values = s.keys[enter], s.values[enter]
+        while len(keys):
+            room = min(len(self.keys) - self.n, len(keys))
+            self.keys[self.n:self.n + room], self.values[self.n:self.n + room] = keys[:room], values[:room]
+            was_full, self.n = self.full, self.n + room
+            keys, values = keys[room:], values[room:]
+            if self.n == len(self.keys):
+                self._compact()
+                keep = keys < np.uint64(self._limit)
+                keys, values = keys[keep], values[keep]
+            elif self.full and not was_full:
+                self._limit = int(self.keys[:self.cap].max())
+
+    def _compact(self) -> None:
+        """Keep the cap rows of smallest key in the first cap places."""
+        if self.n <= self.cap:
             return
-        # the k rows that leave are among the reservoir's k largest and the k newcomers: keep the k smallest
-        k = len(keys)
-        slots = np.argpartition(self.keys, self.cap - k)[self.cap - k:]
-        pool_keys = np.concatenate([self.keys[slots], keys])
-        pool_values = np.concatenate([self.values[slots], values])
-        stay = np.argpartition(pool_keys, k - 1)[:k]
-        self.keys[slots], self.values[slots] = pool_keys[stay], pool_values[stay]
+        stay = np.zeros(self.n, dtype=bool)
+        stay[np.argpartition(self.keys[:self.n], self.cap - 1)[:self.cap]] = True
+        leave = np.flatnonzero(~stay[:self.cap])  # places in front that free up ...
+        moved = self.cap + np.flatnonzero(stay[self.cap:])  # ... for the rows behind that stay
+        self.keys[leave], self.values[leave] = self.keys[moved], self.values[moved]
+        self.n = self.cap
+        self._limit = int(self.keys[:self.cap].max())
 
     def sample(self) -> Sample:
+        self._compact()
         return Sample(self.keys[:self.n], self.values[:self.n])
 
 
