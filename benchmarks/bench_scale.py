@@ -84,7 +84,7 @@ stage, args = sys.argv[1], json.load(open(sys.argv[2]))
 from pathlib import Path
 w = args.get("workers", 1)
 if stage == "ingest":  # each stage imports only what it needs: the memory is the stage's own
-    from tradefm.cli import ingest
+    from tradefm.ingest import ingest
 elif stage in ("fit", "tokenize"):
     from tradefm.shards import fit_tokenizer, tokenize
     from tradefm.tokenizer import Tokenizer

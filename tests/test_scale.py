@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tradefm.cli import ingest, main
+from tradefm.cli import main
 from tradefm.codec import CLEAR, DT_FLOOR, TAKE, FeatureConfig
 from tradefm.events import copy_day, list_days, read_day, write_day
+from tradefm.ingest import ingest
 from tradefm.shards import SplitConfig, fit_tokenizer, iter_flows, tokenize
 from tradefm.tokenizer import Calibration, Reservoir, Sample, TokenizerConfig, _strictly_increasing, _tail_edges
 from tradefm.training import Windows

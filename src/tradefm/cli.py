@@ -6,90 +6,15 @@ import argparse
 import json
 import os
 import sys
-from collections import Counter
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from . import readers
-from .events import BadInputError, EventDay, Kind, day_path, write_day_file
-from .parallel import Workers, map_tasks, parse_workers
-
-
-def _span(day: EventDay) -> str:
-    """First and last market event (snapshot records may carry old entry times)."""
-    ts = day.table.column("ts").to_numpy()[~day.table.column("snapshot").to_numpy()]
-    if not len(ts):
-        return "-"
-    fmt = "%H:%M:%S"
-    a, b = (datetime.fromtimestamp(t / 1e9, UTC).strftime(fmt) for t in (ts.min(), ts.max()))
-    return f"{a}-{b} UTC"
-
-
-def summarize(day: EventDay) -> dict[str, object]:
-    t = day.table
-    snap = t.column("snapshot").to_numpy()
-    kinds = Counter(Kind(k).name.lower() for k in t.column("kind").to_numpy()[~snap])
-    reveals = day.notes.get("reveals")
-    reveals = reveals if isinstance(reveals, int) else 0
-    return {"symbol": day.instrument.symbol, "venue": day.instrument.venue, "date": day.date,
-            "events": int((~snap).sum()), "snapshot": int(snap.sum()) - reveals, "reveals": reveals,
-            "span": _span(day),
-            "kinds": dict(sorted(kinds.items())), "bad_rows": int(day.notes.get("bad_rows", 0))}
-
-
-def _ingest_source(shared: tuple[Path, str | None, bool], task: tuple[int, str]) -> list[dict]:
-    """Read one source and write each of its symbol-days beside its place in the store, under a name of this
-    task's own (``ingest`` then keeps one per symbol-day): sources run in parallel without racing for a file."""
-    out, fmt, skip_bad = shared
-    number, src = task
-    tag = f"{os.getpid()}-{number}"
-    rows = []
-    for day in readers.read(src, fmt, skip_bad=skip_bad):
-        final = day_path(out, day.instrument.venue, day.instrument.symbol, day.date)
-        staged = write_day_file(day, final.with_name(f".{final.stem}.{tag}.staged"))
-        rows.append({"source": src, **summarize(day), "staged": str(staged), "final": str(final)})
-    return rows
-
-
-def ingest(sources: list[str], out: Path, fmt: str | None, skip_bad: bool, quiet: bool = False,
-           workers: Workers = 1) -> list[dict]:
-    """Read every source and write its symbol-days (one source a task, ``workers`` at a time). One symbol-day is
-    one unit: when two sources hold the same one (LOBSTER's level-1 and level-10 files of a day), the one with
-    more events is kept, and that is said; the choice is made in source order, so any number of workers
-    writes the same store."""
-    rows: dict[str, dict] = {}
-    staged: list[Path] = []
-    try:
-        for found in map_tasks(_ingest_source, list(enumerate(sources)), (Path(out), fmt, skip_bad), workers,
-                               "ingest", not quiet, "file"):
-            staged += [Path(s["staged"]) for s in found]
-            for s in found:
-                src, path = s.pop("source"), Path(s.pop("staged"))
-                s = {"source": src, **s}
-                key = f"{s['venue']}/{s['symbol']}/{s['date']}"
-                kept = rows.get(key)
-                final = Path(s.pop("final"))
-                if kept is not None and kept["events"] >= s["events"]:
-                    note = f"  (not kept: {Path(kept['source']).name} has more events for this symbol-day)"
-                    path.unlink()
-                else:
-                    os.replace(path, final)
-                    s["path"] = str(final)
-                    note = f"  (replaces {Path(kept['source']).name})" if kept else ""
-                    rows[key] = s
-                if not quiet:
-                    kinds = " ".join(f"{k}={v}" for k, v in s["kinds"].items())
-                    tqdm.write(f"{Path(src).name}: {s['symbol']} {s['date']} {s['events']:,} events "
-                               f"(+{s['snapshot']} snapshot" + (f", {s['reveals']:,} reveals" if s["reveals"] else "")
-                               + f") {s['span']}  {kinds}"
-                               + (f"  skipped {s['bad_rows']} bad rows" if s["bad_rows"] else "") + note)
-    finally:
-        for path in staged:  # a failed run leaves no staged file behind
-            path.unlink(missing_ok=True)
-    return list(rows.values())
+from .events import BadInputError, EventDay
+from .ingest import ingest, summarize  # noqa: F401  (the library's names, kept importable from here)
+from .parallel import Workers, parse_workers
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:

@@ -45,7 +45,6 @@ def parse_workers(text: str) -> Workers:
 def _init(shared: Any) -> None:
     global _SHARED
     _SHARED = shared
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # one task per core: no nested thread pools
 
 
 def _call(fn: Callable[[Any, T], R], task: T) -> R:
