@@ -21,12 +21,13 @@ import pyarrow as pa
 from . import readers
 from .events import EventDay, InputError
 from .ingest import ingest, summarize  # noqa: F401  (the library's names, kept importable from here)
+from .parallel import Workers, parse_workers
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     mapping = {"mapping": args.mapping} if args.mapping else {}
     ingest(args.sources, Path(args.out), args.format or ("generic" if args.mapping else None), args.skip_bad,
-           **mapping)
+           workers=args.workers, **mapping)
     return 0
 
 
@@ -48,6 +49,27 @@ def _splits(args: argparse.Namespace):
 
     return SplitConfig(val_from=args.val_from, test_from=args.test_from, holdout_symbols=tuple(args.holdout_symbol),
                        holdout_venues=tuple(args.holdout_venue))
+
+
+def _split_bound(text: str) -> float | str:
+    """--val-from / --test-from: a fraction of each day (0.7) or a date (2024-05-01)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        datetime.strptime(text, "%Y-%m-%d")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want a fraction of the day (0.7) or a date (YYYY-MM-DD), not {text!r}") \
+            from None
+    return text
+
+
+def _workers(text: str) -> Workers:
+    try:
+        return parse_workers(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _features(name: str, pairs: list[str]):
@@ -81,7 +103,8 @@ def cmd_fit_tokenizer(args: argparse.Namespace) -> int:
     from .shards import fit_tokenizer
 
     features = _features(args.features, args.feature)
-    tok = fit_tokenizer(args.events, _splits(args), features=features)
+    tok = fit_tokenizer(args.events, _splits(args), features=features, days=args.calibration_days,
+                        workers=args.workers)
     tok.save(args.out)
     tiers = ", ".join(f"{k}: tier {v['tier']}" for k, v in tok.instruments.items())
     print(f"tokenizer {tok.hash} ({tok.vocab_size:,} ids) fitted on {len(tok.instruments)} instruments "
@@ -93,7 +116,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     from .shards import tokenize
     from .tokenizer import Tokenizer
 
-    manifest = tokenize(args.events, Tokenizer.load(args.tokenizer), args.out, _splits(args))
+    manifest = tokenize(args.events, Tokenizer.load(args.tokenizer), args.out, _splits(args), workers=args.workers)
     counts = ", ".join(f"{k} {v:,}" for k, v in manifest["counts"].items() if v)
     print(f"{len(manifest['files'])} shards, tokens per split: {counts} -> {args.out}/manifest.json")
     return 0
@@ -418,12 +441,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="on an error, show the traceback instead of one line")
     sub = p.add_subparsers(dest="command", required=True)
 
+    def workers_option(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--workers", type=_workers, default=1, metavar="N|ray",
+                       help="processes, one symbol-day (or source file) a task; 'ray': the Ray cluster (docs/DATA.md)")
+
     s = sub.add_parser("ingest", help="read raw venue files into canonical Parquet symbol-days")
     s.add_argument("sources", nargs="+", help="files, zips or folders")
     s.add_argument("--out", required=True, help="event store folder")
     s.add_argument("--format", choices=readers.FORMATS, help="source format (detected when omitted)")
     s.add_argument("--skip-bad", action="store_true", help="count and report bad rows instead of stopping")
     s.add_argument("--mapping", help="a feed mapping (TOML) for --format generic; recipes in docs/DATA.md")
+    workers_option(s)
     s.set_defaults(func=cmd_ingest)
 
     s = sub.add_parser("replay", help="replay LOBSTER messages and check the book against the orderbook file")
@@ -431,10 +459,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_replay)
 
     def split_options(s: argparse.ArgumentParser) -> None:
-        s.add_argument("--val-from", type=float, default=0.70, help="fraction of each day where validation starts")
-        s.add_argument("--test-from", type=float, default=0.85, help="fraction of each day where test starts")
+        s.add_argument("--val-from", type=_split_bound, default=0.70,
+                       help="fraction of each day where validation starts, or the first validation date (YYYY-MM-DD)")
+        s.add_argument("--test-from", type=_split_bound, default=0.85,
+                       help="fraction of each day where test starts, or the first test date (YYYY-MM-DD)")
         s.add_argument("--holdout-symbol", action="append", default=[], help="a symbol kept out (repeatable)")
         s.add_argument("--holdout-venue", action="append", default=[], help="a venue kept out (repeatable)")
+        workers_option(s)
 
     s = sub.add_parser("fit-tokenizer", help="fit the universal bins on the calibration window of an event store")
     s.add_argument("events", help="event store folder (from ingest)")
@@ -443,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="feature preset: the paper's, or with book context (docs/TOKENS.md)")
     s.add_argument("--feature", action="append", default=[], metavar="KEY=VALUE",
                    help="override one preset field, e.g. volume=notional, half_life_s=5, cancel_from=reference")
+    s.add_argument("--calibration-days", type=int, metavar="N",
+                   help="calibrate on the first N training dates only (the paper: 30); default: every training day")
     split_options(s)
     s.set_defaults(func=cmd_fit_tokenizer)
 

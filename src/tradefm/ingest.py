@@ -5,6 +5,7 @@ of a day) only one is kept: the one with more events, and the summary says which
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +13,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from . import readers
-from .events import EventDay, Kind, write_day
+from .events import EventDay, Kind, day_path, write_day_file
+from .parallel import Workers, map_tasks
 
 
 def _span(day: EventDay) -> str:
@@ -46,23 +48,48 @@ def describe(s: dict[str, object], note: str = "") -> str:
             + f") {s['span']}  {kinds}" + (f"  skipped {s['bad_rows']} bad rows" if s["bad_rows"] else "") + note)
 
 
+def _ingest_source(shared: tuple[Path, str | None, bool, dict], task: tuple[int, str]) -> list[dict]:
+    """Read one source and write each of its symbol-days beside its place in the store, under a name of this
+    task's own (``ingest`` then keeps one per symbol-day): sources run in parallel without racing for a file."""
+    out, fmt, skip_bad, options = shared
+    number, src = task
+    tag = f"{os.getpid()}-{number}"
+    rows = []
+    for day in readers.read(src, fmt, skip_bad=skip_bad, **options):
+        final = day_path(out, day.instrument.venue, day.instrument.symbol, day.date)
+        staged = write_day_file(day, final.with_name(f".{final.stem}.{tag}.staged"))
+        rows.append({"source": src, **summarize(day), "staged": str(staged), "final": str(final)})
+    return rows
+
+
 def ingest(sources: list[str], out: Path, fmt: str | None, skip_bad: bool, quiet: bool = False,
-           **options: object) -> list[dict]:
+           workers: Workers = 1, **options: object) -> list[dict]:
     """Read every source and write its symbol-days (each written whole or not at all); returns their summaries,
     with ``source`` and ``path``. Unless ``quiet``, one line per symbol-day read. ``options`` go to the reader
-    (``mapping=`` a feed mapping for the generic one)."""
+    (``mapping=`` a feed mapping for the generic one). One source is one task, ``workers`` at a time
+    (:func:`tradefm.parallel.map_tasks`); which source's copy of a symbol-day is kept is decided in source
+    order, so any number of workers writes the same store."""
     rows: dict[str, dict] = {}
-    for src in tqdm(sources, desc="ingest", unit="file", disable=quiet):
-        for day in readers.read(src, fmt, skip_bad=skip_bad, **options):
-            s = {"source": src, **summarize(day)}
-            key = f"{s['venue']}/{s['symbol']}/{s['date']}"
-            kept = rows.get(key)
-            if kept is not None and kept["events"] >= s["events"]:
-                note = f"  (not kept: {Path(kept['source']).name} has more events for this symbol-day)"
-            else:
-                s["path"] = str(write_day(day, out))
-                note = f"  (replaces {Path(kept['source']).name})" if kept else ""
-                rows[key] = s
-            if not quiet:
-                tqdm.write(describe(s, note))
+    staged: list[Path] = []
+    try:
+        for found in map_tasks(_ingest_source, list(enumerate(sources)), (Path(out), fmt, skip_bad, options),
+                               workers, "ingest", not quiet, "file"):
+            staged += [Path(s["staged"]) for s in found]
+            for s in found:
+                path, final = Path(s.pop("staged")), Path(s.pop("final"))
+                key = f"{s['venue']}/{s['symbol']}/{s['date']}"
+                kept = rows.get(key)
+                if kept is not None and kept["events"] >= s["events"]:
+                    note = f"  (not kept: {Path(kept['source']).name} has more events for this symbol-day)"
+                    path.unlink()
+                else:
+                    os.replace(path, final)
+                    s["path"] = str(final)
+                    note = f"  (replaces {Path(kept['source']).name})" if kept else ""
+                    rows[key] = s
+                if not quiet:
+                    tqdm.write(describe(s, note))
+    finally:
+        for path in staged:  # a failed run leaves no staged file behind
+            path.unlink(missing_ok=True)
     return list(rows.values())

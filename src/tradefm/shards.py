@@ -7,7 +7,8 @@ spirit of nanoGPT's ``train.bin``. Each file belongs to one split, so no trainin
 boundary. ``manifest.json`` names the tokenizer (hash), the sources and the counts per split.
 
 Splits: a held-out venue or symbol sends whole days to ``test_venue`` / ``test_symbol``; every other day is cut
-by time, the first ``val_from`` of its session to ``train``, then ``val``, and from ``test_from`` on ``test``.
+by time, the first ``val_from`` of its session to ``train``, then ``val``, and from ``test_from`` on ``test``, or,
+with dates for ``val_from`` and ``test_from``, goes whole to the split its date falls in (a temporal holdout).
 Features are computed on the whole day first (they are causal), so the cut changes no token.
 """
 
@@ -17,6 +18,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -24,32 +26,68 @@ from tqdm.auto import tqdm
 
 from .events import InputError, atomic_path, list_days, read_day, read_json
 from .features import COLUMNS, FeatureConfig, OrderFlow, order_flow
-from .tokenizer import Tokenizer, TokenizerConfig
+from .parallel import Workers, map_tasks
+from .tokenizer import Calibration, DaySample, Limits, Tokenizer, TokenizerConfig
 
 SPLITS = ("train", "val", "test", "test_symbol", "test_venue")
 
 
+def _is_date(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return len(value) == 10
+
+
 @dataclass(frozen=True)
 class SplitConfig:
-    val_from: float = 0.70  # fraction of each day's session where validation starts
-    test_from: float = 0.85  # ... and where the test part starts
+    """Where validation and test start: fractions of each day's session (``0.70``: the same cut in every day),
+    or dates (``"2024-05-01"``: every day from that date on goes whole to that split, the paper's temporal
+    holdout). Both bounds are of one kind."""
+
+    val_from: float | str = 0.70  # fraction of each day's session, or the first validation date
+    test_from: float | str = 0.85  # ... and where (or the date when) the test part starts
     holdout_symbols: tuple[str, ...] = ()
     holdout_venues: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if not 0 < self.val_from <= self.test_from <= 1:
-            raise InputError(f"splits need 0 < val_from <= test_from <= 1, got val_from {self.val_from:g}, "
-                             f"test_from {self.test_from:g}")
+        kinds = {_is_date(self.val_from), _is_date(self.test_from)}
+        if kinds == {True}:
+            if not self.val_from <= self.test_from:
+                raise InputError(f"the validation date {self.val_from} is after the test date {self.test_from}")
+        elif kinds == {False} and all(isinstance(v, int | float) for v in (self.val_from, self.test_from)):
+            if not 0 < self.val_from <= self.test_from <= 1:
+                raise InputError(f"splits need 0 < val_from <= test_from <= 1, got val_from {self.val_from:g}, "
+                                 f"test_from {self.test_from:g}")
+        else:
+            raise InputError(f"val_from and test_from must both be fractions of the day or both dates "
+                             f"(YYYY-MM-DD), got {self.val_from!r} and {self.test_from!r}")
 
-    def whole_day(self, venue: str, symbol: str) -> str | None:
+    @property
+    def by_date(self) -> bool:
+        return _is_date(self.val_from)
+
+    def whole_day(self, venue: str, symbol: str, day: str | None = None) -> str | None:
+        """The split a whole symbol-day goes to (a held-out venue or symbol, or by its date), else None."""
         if venue in self.holdout_venues:
             return "test_venue"
         if symbol in self.holdout_symbols:
             return "test_symbol"
+        if self.by_date and day is not None:
+            return "test" if day >= self.test_from else "val" if day >= self.val_from else "train"
         return None
 
+    def trains_on(self, day: str) -> bool:
+        """Whether a day of a kept instrument has a training part (by date: it is before the validation date)."""
+        return not self.by_date or day < self.val_from
+
     def cut(self, ts: np.ndarray) -> dict[str, slice]:
-        """Index ranges of train / val / test within one day's time-ordered events."""
+        """Index ranges of train / val / test within one day's time-ordered events (fractions of the day)."""
+        if self.by_date:
+            raise InputError("date splits send whole days to one split: there is nothing to cut")
         if not len(ts):
             return {"train": slice(0, 0)}
         a, b = ts[0], ts[-1]
@@ -57,18 +95,41 @@ class SplitConfig:
         j = int(np.searchsorted(ts, a + self.test_from * (b - a), side="left"))
         return {"train": slice(0, i), "val": slice(i, j), "test": slice(j, len(ts))}
 
+    def parts(self, venue: str, symbol: str, day: str, ts: np.ndarray) -> dict[str, slice]:
+        """Each split's index range of one symbol-day's events."""
+        whole = self.whole_day(venue, symbol, day)
+        return {whole: slice(0, len(ts))} if whole else self.cut(ts)
 
-def iter_flows(events_dir: str | Path, features: FeatureConfig, progress: bool = True, desc: str = "features"
-               ) -> Iterator[tuple[str, str, str, str, OrderFlow]]:
-    """(venue, symbol, date, key, order flow) per stored symbol-day, one day in memory at a time."""
+    @classmethod
+    def from_manifest(cls, raw: dict) -> SplitConfig:
+        """The splits a manifest recorded (``asdict`` of this class)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+
+def day_date(path: Path) -> str:
+    """A store file's date, from its partition folder (``date=YYYY-MM-DD``): known without opening it."""
+    return path.parent.name.removeprefix("date=")
+
+
+def _days(events_dir: str | Path) -> list[Path]:
     days = list_days(events_dir)
     if not days:
         why = "does not exist" if not Path(events_dir).exists() else "run `tradefm ingest` first"
         raise InputError(f"{events_dir}: no symbol-days ({why})")
-    for path in tqdm(days, desc=desc, unit="day", disable=not progress):
-        day = read_day(path, columns=COLUMNS)
-        inst = day.instrument
-        yield inst.venue, inst.symbol, day.date, f"{inst.venue}/{inst.symbol}", order_flow(day, features)
+    return days
+
+
+def iter_flows(events_dir: str | Path, features: FeatureConfig, progress: bool = True, desc: str = "features"
+               ) -> Iterator[tuple[str, str, str, str, OrderFlow]]:
+    """(venue, symbol, date, key, order flow) per stored symbol-day, one day in memory at a time."""
+    for path in tqdm(_days(events_dir), desc=desc, unit="day", disable=not progress):
+        yield _flow(path, features)
+
+
+def _flow(path: Path, features: FeatureConfig) -> tuple[str, str, str, str, OrderFlow]:
+    day = read_day(path, columns=COLUMNS)
+    inst = day.instrument
+    return inst.venue, inst.symbol, day.date, f"{inst.venue}/{inst.symbol}", order_flow(day, features)
 
 
 def _take(flow: OrderFlow, part: slice) -> OrderFlow:
@@ -76,17 +137,52 @@ def _take(flow: OrderFlow, part: slice) -> OrderFlow:
     return OrderFlow(**arrays, notional=flow.notional)
 
 
+def calibration_days(events_dir: str | Path, splits: SplitConfig, days: int | None = None) -> list[Path]:
+    """The store files of the calibration window: the days with a training part, of the first ``days``
+    training dates (all of them when None). Held-out instruments are dropped when their days are read."""
+    paths = [p for p in _days(events_dir) if splits.trains_on(day_date(p))]
+    if days is not None:
+        if days < 1:
+            raise InputError(f"the calibration window needs at least one date, not {days}")
+        window = set(sorted({day_date(p) for p in paths})[:days])
+        paths = [p for p in paths if day_date(p) in window]
+    if not paths:
+        raise InputError("no day before the validation date: nothing to calibrate the tokenizer on")
+    return paths
+
+
+def _calibration_sample(shared: tuple[FeatureConfig, SplitConfig, int], task: tuple[Path, Limits]
+                        ) -> DaySample | None:
+    """One symbol-day's share of the calibration: the sample of its training part (None: it is held out)."""
+    features, splits, cap = shared
+    path, limits = task
+    venue, symbol, day, key, flow = _flow(path, features)
+    part = splits.parts(venue, symbol, day, flow.ts).get("train")
+    if part is None:
+        return None
+    return DaySample.of(_take(flow, part), key, f"{key}/{day}", cap, limits)
+
+
 def fit_tokenizer(events_dir: str | Path, splits: SplitConfig | None = None, config: TokenizerConfig | None = None,
-                  features: FeatureConfig | None = None, progress: bool = True) -> Tokenizer:
-    """Fit on the calibration window: the training part of every day of every instrument that is not held out."""
-    splits, features = splits or SplitConfig(), features or FeatureConfig()
-    flows: dict[str, list[OrderFlow]] = defaultdict(list)
-    for venue, symbol, _, key, flow in iter_flows(events_dir, features, progress, "calibrate"):
-        if splits.whole_day(venue, symbol) is None:
-            flows[key].append(_take(flow, splits.cut(flow.ts)["train"]))
-    if not flows:
+                  features: FeatureConfig | None = None, progress: bool = True, days: int | None = None,
+                  workers: Workers = 1) -> Tokenizer:
+    """Fit on the calibration window: the training part of every day of the first ``days`` training dates
+    (all when None) of every instrument that is not held out. Memory is bounded whatever the number of days:
+    each day is reduced to a sample of at most ``config.max_fit_values`` order events as it is read, and the
+    samples merge into one of that size (exact while the window holds no more events than that)."""
+    splits, features, cfg = splits or SplitConfig(), features or FeatureConfig(), config or TokenizerConfig()
+    cal = Calibration(cfg.max_fit_values, cfg.regimes)
+    paths = calibration_days(events_dir, splits, days)
+    tasks = ((path, cal.limits()) for path in paths)  # made as each day is sent out: the limits then
+    kept = 0
+    for sample in map_tasks(_calibration_sample, tasks, (features, splits, cfg.max_fit_values), workers,
+                            "calibrate", progress, total=len(paths)):
+        if sample is not None:
+            cal.add(sample)
+            kept += 1
+    if not kept:
         raise InputError("every instrument is held out: nothing left to calibrate the tokenizer on")
-    return Tokenizer.fit(dict(flows), config, features)
+    return Tokenizer.from_calibration(cal, cfg, features)
 
 
 def _write(path: Path, array: np.ndarray) -> None:
@@ -94,26 +190,36 @@ def _write(path: Path, array: np.ndarray) -> None:
         array.tofile(tmp)
 
 
+def _tokenize_day(shared: tuple[Tokenizer, Path, SplitConfig], path: Path) -> list[dict]:
+    """Write one symbol-day's shard files; return their manifest entries."""
+    tokenizer, out, splits = shared
+    venue, symbol, date, key, flow = _flow(path, tokenizer.features)
+    tokens, ctx = tokenizer.encode(flow, key)
+    files = []
+    for split, part in splits.parts(venue, symbol, date, flow.ts).items():
+        n = part.stop - part.start
+        if n <= 0:
+            continue
+        stem = f"{venue}-{symbol.replace('/', '-')}-{date}"
+        _write(out / split / f"{stem}.tokens.bin", tokens[part])
+        _write(out / split / f"{stem}.context.bin", ctx[part])
+        files.append({"split": split, "instrument": key, "date": date, "tokens": n,
+                      "path": f"{split}/{stem}.tokens.bin", "context": f"{split}/{stem}.context.bin",
+                      "first_ts": int(flow.ts[part.start]), "last_ts": int(flow.ts[part.stop - 1])})
+    return files
+
+
 def tokenize(events_dir: str | Path, tokenizer: Tokenizer, out: str | Path, splits: SplitConfig | None = None,
-             progress: bool = True) -> dict:
-    """Write token and context shards for every symbol-day, and the manifest."""
+             progress: bool = True, workers: Workers = 1) -> dict:
+    """Write token and context shards for every symbol-day, and the manifest (one day a task: the files are
+    the same with any number of workers)."""
     splits, out = splits or SplitConfig(), Path(out)
     files, counts = [], dict.fromkeys(SPLITS, 0)
-    for venue, symbol, date, key, flow in iter_flows(events_dir, tokenizer.features, progress, "tokenize"):
-        tokens, ctx = tokenizer.encode(flow, key)
-        whole = splits.whole_day(venue, symbol)
-        parts = {whole: slice(0, len(tokens))} if whole else splits.cut(flow.ts)
-        for split, part in parts.items():
-            n = part.stop - part.start
-            if n <= 0:
-                continue
-            stem = f"{venue}-{symbol.replace('/', '-')}-{date}"
-            _write(out / split / f"{stem}.tokens.bin", tokens[part])
-            _write(out / split / f"{stem}.context.bin", ctx[part])
-            files.append({"split": split, "instrument": key, "date": date, "tokens": n,
-                          "path": f"{split}/{stem}.tokens.bin", "context": f"{split}/{stem}.context.bin",
-                          "first_ts": int(flow.ts[part.start]), "last_ts": int(flow.ts[part.stop - 1])})
-            counts[split] += n
+    for entries in map_tasks(_tokenize_day, _days(events_dir), (tokenizer, out, splits), workers, "tokenize",
+                             progress):
+        for entry in entries:
+            files.append(entry)
+            counts[entry["split"]] += entry["tokens"]
     tokenizer.save(out / "tokenizer.json")  # the shards carry the token space they are written in
     manifest = {"tokenizer_hash": tokenizer.hash, "vocab_size": tokenizer.vocab_size,
                 "radix": list(tokenizer.config.radix),

@@ -2,7 +2,8 @@
 
 A token is a mixed-radix number over (action, side, depth bin, volume bin, dt bin); with the paper's radixes
 (2, 2, 16, 16, 16) the vocabulary is 16,384 ids and ``id = a*8192 + s*4096 + depth*256 + volume*16 + dt``.
-Continuous fields are binned once, on a pooled calibration window of several instruments, so applying the
+Continuous fields are binned once, on a pooled calibration window of several instruments (every order event of
+it, or a uniform sample of ``max_fit_values`` of them when it holds more: :class:`Calibration`), so applying the
 tokenizer to a new asset or venue needs no refit:
 
 - depth (bps): equal-frequency bins;
@@ -45,7 +46,7 @@ class TokenizerConfig:
     regimes: int = 3  # bins of the volume and the activity regime
     spread_bins: int = 8  # equal-frequency bins of log spread in bps (with book context; otherwise one bin)
     tail: tuple[float, float] = (0.01, 0.99)  # quantiles beyond which values go to the out-of-range bins
-    max_fit_values: int = 2_000_000  # per field; a deterministic stride subsamples larger calibrations
+    max_fit_values: int = 2_000_000  # order events: a larger calibration window is sampled down to this many
 
     def __post_init__(self) -> None:
         if tuple(self.radix[:2]) != (2, 2) or min(self.radix[2:]) < 3:
@@ -152,8 +153,173 @@ def _log_spread(spread_bps: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(spread_bps, SPREAD_FLOOR_BPS))
 
 
-def _subsample(x: np.ndarray, cap: int) -> np.ndarray:
-    return x if len(x) <= cap else x[:: int(np.ceil(len(x) / cap))]
+SAMPLED = ("depth", "volume", "dt", "level", "recent_volume", "recent_events", "spread")
+"""The calibration sample's columns: each field in the space its bins are cut in."""
+_OWN = [SAMPLED.index("recent_volume"), SAMPLED.index("recent_events")]  # an instrument's own regime values
+
+
+@dataclass
+class Sample:
+    """A uniform sample without replacement of order events: each event carries a pseudo-random key, and the
+    sample is the ``cap`` events of smallest key. Two samples merge into the sample of their union (the ``cap``
+    smallest of both), so a calibration over any number of days needs ``cap`` rows, and holds every event, so it
+    is exact, while the window has no more than ``cap``."""
+
+    keys: np.ndarray  # uint64
+    values: np.ndarray  # [n, columns] float64
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def bottom(self, cap: int) -> Sample:
+        if len(self) <= cap:
+            return self
+        keep = np.argpartition(self.keys, cap - 1)[:cap]
+        keep.sort()  # the rows keep their order
+        return Sample(self.keys[keep], self.values[keep])
+
+
+
+class Reservoir:
+    """The ``cap`` rows of smallest key of every :class:`Sample` added, in arrays allocated once: memory stays
+    at the arrays whatever the number of days. Rows that may enter wait in a slack of ``cap / 8`` rows past the
+    sample and are sorted out when it fills, so adding a day costs about its own rows, not the sample's. The
+    rows' order in the arrays is not kept (the bins do not depend on it)."""
+
+    def __init__(self, cap: int, columns: int) -> None:
+        self.cap, self.n = cap, 0
+        size = cap + max(cap // 8, 1)
+        self.keys = np.empty(size, dtype=np.uint64)
+        self.values = np.empty((size, columns), dtype=np.float64)
+        self._limit = NO_LIMIT  # the largest key of the first cap rows once they are full
+
+    def __len__(self) -> int:
+        return min(self.n, self.cap)
+
+    @property
+    def full(self) -> bool:
+        return self.n >= self.cap
+
+    def limit(self) -> int:
+        """A key no row can enter at or above (the sample's largest once full)."""
+        return self._limit
+
+    def add(self, s: Sample) -> None:
+        enter = s.keys < np.uint64(self._limit)
+        keys, values = s.keys[enter], s.values[enter]
+        while len(keys):
+            room = min(len(self.keys) - self.n, len(keys))
+            self.keys[self.n:self.n + room], self.values[self.n:self.n + room] = keys[:room], values[:room]
+            was_full, self.n = self.full, self.n + room
+            keys, values = keys[room:], values[room:]
+            if self.n == len(self.keys):
+                self._compact()
+                keep = keys < np.uint64(self._limit)
+                keys, values = keys[keep], values[keep]
+            elif self.full and not was_full:
+                self._limit = int(self.keys[:self.cap].max())
+
+    def _compact(self) -> None:
+        """Keep the cap rows of smallest key in the first cap places."""
+        if self.n <= self.cap:
+            return
+        stay = np.zeros(self.n, dtype=bool)
+        stay[np.argpartition(self.keys[:self.n], self.cap - 1)[:self.cap]] = True
+        leave = np.flatnonzero(~stay[:self.cap])  # places in front that free up ...
+        moved = self.cap + np.flatnonzero(stay[self.cap:])  # ... for the rows behind that stay
+        self.keys[leave], self.values[leave] = self.keys[moved], self.values[moved]
+        self.n = self.cap
+        self._limit = int(self.keys[:self.cap].max())
+
+    def sample(self) -> Sample:
+        self._compact()
+        return Sample(self.keys[:self.n], self.values[:self.n])
+
+
+def _seed(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
+
+
+OWN_SAMPLE = 200_000
+"""Rows of an instrument's own sample (for its regime terciles: two quantiles, whose rank a sample this size
+gives to a standard deviation of at most 0.11%), or ``max_fit_values`` if that is smaller."""
+NO_LIMIT = int(np.iinfo(np.uint64).max)
+Limits = tuple[int, str | None, int]  # pooled key limit, the instrument whose own limit follows, that limit
+
+
+@dataclass
+class DaySample:
+    """What one symbol-day gives a calibration: its instrument, traded value, its sample for the pooled bins and
+    its sample for its instrument's own terciles (of the part of the day that calibrates: its training part)."""
+
+    instrument: str
+    notional: float
+    sample: Sample  # the SAMPLED columns
+    own: Sample  # the instrument's regime columns
+
+    @classmethod
+    def of(cls, flow: OrderFlow, instrument: str, name: str, cap: int, limits: Limits | None = None) -> DaySample:
+        """``name`` (venue/symbol/date) seeds the keys: the same day gets the same keys in any run or worker.
+        Rows at or above ``limits`` (:meth:`Calibration.limits` when the day was sent out) cannot enter the
+        calibration any more and are not kept."""
+        cols = np.column_stack([flow.depth_bps, flow.log_volume, np.log(flow.dt + DT_FLOOR), flow.level_change,
+                                np.log1p(flow.recent_volume), np.log1p(flow.recent_events),
+                                _log_spread(flow.spread_bps)]) if len(flow) else np.zeros((0, len(SAMPLED)))
+        keys = np.random.default_rng(_seed(name)).integers(0, np.iinfo(np.int64).max, len(flow), dtype=np.uint64)
+        pooled_limit, current, own_limit = limits or (NO_LIMIT, None, NO_LIMIT)
+        pooled = keys < np.uint64(pooled_limit)
+        own = keys < np.uint64(own_limit) if current == instrument else np.ones(len(keys), dtype=bool)
+        return cls(instrument, float(flow.notional), Sample(keys[pooled], cols[pooled]).bottom(cap),
+                   Sample(keys[own], cols[own][:, _OWN]).bottom(min(cap, OWN_SAMPLE)))
+
+
+class Calibration:
+    """The calibration window, one symbol-day at a time, in bounded memory: a pooled :class:`Sample` of
+    ``cap`` order events over all instruments, each instrument's mean daily traded value, and each instrument's
+    own regime terciles, from a sample of its own days (:data:`OWN_SAMPLE` events). Days arrive grouped by instrument (a
+    store's order), so one instrument's sample is held at a time; its terciles are taken when the next begins."""
+
+    def __init__(self, cap: int, regimes: int = 3) -> None:
+        self.cap = cap
+        self.quantiles = np.linspace(0, 1, regimes + 1)[1:-1]
+        self.pooled = Reservoir(cap, len(SAMPLED))
+        self.regime_edges: dict[str, dict[str, list[float]]] = {}
+        self._notional: dict[str, list[float]] = {}
+        self._own: tuple[str, Reservoir] | None = None
+
+    def add(self, day: DaySample) -> None:
+        self.pooled.add(day.sample)
+        if self._own is None or self._own[0] != day.instrument:
+            if day.instrument in self._notional:
+                raise InputError(f"calibration days of {day.instrument} must come one after another")
+            self._close()
+            self._own = (day.instrument, Reservoir(min(self.cap, OWN_SAMPLE), len(_OWN)))
+        self._own[1].add(day.own)
+        self._notional.setdefault(day.instrument, []).append(day.notional)
+
+    def limits(self) -> Limits:
+        """The keys under which a row can still enter the pooled sample, and the own sample of the instrument
+        whose days are being added (a full sample's largest key): a worker keeps only those rows, so what
+        travels back from a day shrinks as the window grows. The result is the same as with no limits."""
+        if self._own is None or not self._own[1].full:
+            return self.pooled.limit(), None, NO_LIMIT
+        return self.pooled.limit(), self._own[0], self._own[1].limit()
+
+    def _close(self) -> None:
+        if self._own is None:
+            return
+        key, own = self._own[0], self._own[1].sample()
+        if len(own):
+            self.regime_edges[key] = {
+                f"{name}_regime_edges": [float(e) for e in _strictly_increasing(np.quantile(own.values[:, j],
+                                                                                            self.quantiles))]
+                for j, name in enumerate(("volume", "activity"))}
+        self._own = None
+
+    def finish(self) -> dict[str, float]:
+        """Close the last instrument; return each instrument's mean daily traded value."""
+        self._close()
+        return {k: float(np.mean(v)) for k, v in self._notional.items()}
 
 
 @njit(cache=True)
@@ -186,30 +352,38 @@ class Tokenizer:
     def fit(cls, flows: dict[str, list[OrderFlow]], config: TokenizerConfig | None = None,
             features: FeatureConfig | None = None) -> Tokenizer:
         """Fit every bin on a pooled calibration window: ``flows`` maps an instrument key (venue/symbol) to its
-        symbol-days."""
+        symbol-days. The same calibration as :func:`tradefm.shards.fit_tokenizer`, from flows in memory."""
         cfg = config or TokenizerConfig()
-        all_flows = [f for days in flows.values() for f in days if len(f)]
-        if not all_flows:
+        cal = Calibration(cfg.max_fit_values, cfg.regimes)
+        for key in sorted(flows):
+            for i, flow in enumerate(flows[key]):
+                cal.add(DaySample.of(flow, key, f"{key}/{i}", cfg.max_fit_values))
+        return cls.from_calibration(cal, cfg, features)
+
+    @classmethod
+    def from_calibration(cls, cal: Calibration, config: TokenizerConfig | None = None,
+                         features: FeatureConfig | None = None) -> Tokenizer:
+        """Every bin from a calibration sample (see :class:`Calibration`)."""
+        cfg = config or TokenizerConfig()
+        if len(cal.quantiles) != cfg.regimes - 1:
+            raise InputError(f"the calibration cut {len(cal.quantiles) + 1} regimes, the config wants {cfg.regimes}")
+        adv = cal.finish()
+        sample = cal.pooled.sample()
+        if not len(sample):
             raise InputError("cannot fit a tokenizer on no order events")
 
-        def pooled(name: str, transform=None) -> np.ndarray:
-            x = np.concatenate([getattr(f, name) for f in all_flows])
-            x = transform(x) if transform else x
-            return _subsample(x[np.isfinite(x)], cfg.max_fit_values)
+        def pooled(name: str) -> np.ndarray:
+            x = sample.values[:, SAMPLED.index(name)]
+            return x[np.isfinite(x)]
 
         _, _, n_depth, n_vol, n_dt = cfg.radix
-        depth = pooled("depth_bps")
-        volume = pooled("log_volume")
-        dt = pooled("dt", lambda v: np.log(v + DT_FLOOR))
-        level = pooled("level_change")
-        recent_volume = pooled("recent_volume", np.log1p)
-        recent_events = pooled("recent_events", np.log1p)
+        depth, volume, dt, level = pooled("depth"), pooled("volume"), pooled("dt"), pooled("level")
+        recent_volume, recent_events = pooled("recent_volume"), pooled("recent_events")
         regime_q = np.linspace(0, 1, cfg.regimes + 1)[1:-1]
-        spread = pooled("spread_bps", _log_spread)
+        spread = pooled("spread")
         no_spread = Bins([], [0.0], [0.0], [0.0], [[0.0] * QUANTILES])  # one bin: no book context
         spread_bins = (Bins.fit(spread, _strictly_increasing(np.quantile(spread, np.linspace(
             0, 1, cfg.spread_bins + 1)[1:-1]))) if len(spread) else no_spread)
-        adv = {k: float(np.mean([f.notional for f in days])) for k, days in flows.items()}
         log_adv = np.log10(np.maximum(np.array(list(adv.values())), 1.0))
         tier_edges = np.quantile(log_adv, np.linspace(0, 1, cfg.tiers + 1)[1:-1]) if len(adv) > 1 else \
             np.full(cfg.tiers - 1, log_adv[0])
@@ -226,14 +400,8 @@ class Tokenizer:
             spread=spread_bins,
             features=features or FeatureConfig(),
         )
-        tok.instruments = {}
-        for key in sorted(adv):
-            days = [f for f in flows[key] if len(f)]
-            own = {name: np.log1p(np.concatenate([getattr(f, field) for f in days])) if days else np.zeros(0)
-                   for name, field in (("volume", "recent_volume"), ("activity", "recent_events"))}
-            tok.instruments[key] = {"adv": adv[key], "tier": tok.tier_of(adv[key]), **{
-                f"{name}_regime_edges": [float(e) for e in _strictly_increasing(np.quantile(x, regime_q))]
-                for name, x in own.items() if len(x)}}
+        tok.instruments = {key: {"adv": adv[key], "tier": tok.tier_of(adv[key]), **cal.regime_edges.get(key, {})}
+                           for key in sorted(adv)}
         return tok
 
     def tier_of(self, adv: float) -> int:

@@ -332,6 +332,9 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
     from ..generation.output import write_lob_bench
     from ..generation.rollout import decode_real, generate
 
+    if splits.by_date:
+        raise ValueError("the pooled benchmark takes its windows from each day's test part: it needs splits by "
+                         "fractions of the day, not by date")
     length = int(cfg.minutes * 60e9)
     real, inst, floor_real, floor_inst = [], [], [], []
     sources: dict[str, list[list[dict]]] = {MODEL: [], HAWKES: [], ZI: [], DECODED: []}

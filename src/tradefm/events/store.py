@@ -90,6 +90,26 @@ def read_day(path: str | Path, columns: list[str] | None = None) -> EventDay:
                          f"{type(e).__name__} {e})") from None
 
 
+def copy_day(path: str | Path, root: str | Path, symbol: str | None = None, date: str | None = None) -> Path:
+    """A stored symbol-day written into a store under another symbol and/or date, its times moved by the whole
+    days between the dates: many symbol-days made from a few real ones without reading raw files again (for
+    tests and benchmarks at scale). The copy's events are the original's, so it tokenizes the same."""
+    from dataclasses import replace
+    from datetime import date as Date
+
+    import pyarrow.compute as pc
+
+    day = read_day(path)
+    new_date = date or day.date
+    shift = (Date.fromisoformat(new_date) - Date.fromisoformat(day.date)).days * 86_400 * 10**9
+    table = day.table
+    for name in ("ts", "ts_recv"):
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, name, pc.add(table.column(name), pa.scalar(shift, pa.int64())))
+    inst = replace(day.instrument, symbol=symbol or day.instrument.symbol)
+    return write_day(EventDay(inst, new_date, table, day.sources, day.notes), root)
+
+
 def list_days(root: str | Path) -> list[Path]:
     """Every symbol-day file under a store, in a stable order."""
     return sorted(Path(root).glob(f"venue=*/symbol=*/date=*/{FILE_NAME}"))
