@@ -101,7 +101,7 @@ class Config:
     max_offset: int = 5  # discrete limit offsets 0 .. max_offset - 1 ticks behind the own touch
     continuous: bool = False
     part: str = "train"  # where starts come from: "train" or "eval"
-    margin_s: float = 120.0  # starts keep this far from their part's edges
+    margin_s: float = 300.0  # starts keep this far from their part's edges (the open's first minutes are no book)
     temperature: float = 1.0  # the model's sampling temperature
 
     def __post_init__(self) -> None:
@@ -286,6 +286,7 @@ class Trading:
         self.accounts: list[_Account] = []
         self.t = 0
         self.start_ts = 0
+        self.submitted: list[list[int]] = [[] for _ in range(n)]  # the ids of each book's orders of the last step
 
     # ---------------------------------------------------------------- spaces and actions
     def _action_space(self) -> spaces.Space:
@@ -473,8 +474,12 @@ class Trading:
         notes: list[list[str]] = [[] for _ in range(self.n)]
         orders = [[] if self.accounts[b].done else self._orders(b, self.to_actions(a), notes[b])
                   for b, a in enumerate(actions)]
+        self.submitted = [[] for _ in range(self.n)]
         for j in range(self.cfg.events):
             self.markets.step([o[j] if j < len(o) else None for o in orders])
+            for b, o in enumerate(orders):
+                if j < len(o):
+                    self.submitted[b].append(self.markets.last_id(b))
         self.t += 1
         rewards = np.zeros(self.n)
         ended = np.zeros(self.n, dtype=bool)
@@ -564,7 +569,8 @@ class Trading:
     def info(self, b: int) -> dict[str, Any]:
         acc = self.accounts[b]
         out = {"inventory": acc.inventory, "cash": acc.cash, "mid": acc.mid, "arrival_mid": acc.arrival,
-               "start_ts": self.start_ts, "ts": self.markets.now(b), "resting": len(acc.own)}
+               "start_ts": self.start_ts, "ts": self.markets.now(b), "resting": len(acc.own),
+               "order_ids": list(self.submitted[b])}
         if isinstance(self.cfg.task, Execution):
             out["shortfall_bps"] = self.shortfall_bps(b)
             out["executed"] = self.cfg.task.side * acc.inventory
@@ -685,7 +691,10 @@ class TradingVectorEnv(VectorEnv):
 
     def _infos(self) -> dict[str, np.ndarray]:
         rows = [self.core.info(b) for b in range(self.num_envs)]
-        return {k: np.array([r[k] for r in rows]) for k in rows[0]}
+        out = {k: np.array([r[k] for r in rows]) for k in rows[0] if k != "order_ids"}
+        out["order_ids"] = np.empty(self.num_envs, dtype=object)
+        out["order_ids"][:] = [r["order_ids"] for r in rows]
+        return out
 
 
 def make_vector(task: str, num_envs: int, **kwargs: Any) -> TradingVectorEnv:

@@ -52,6 +52,8 @@ class Markets(Protocol):
 
     def rows(self, b: int, since: int) -> np.ndarray: ...
 
+    def last_id(self, b: int) -> int: ...
+
 
 # ---------------------------------------------------------------- TradeFM, closed loop
 
@@ -115,6 +117,9 @@ class ModelMarkets:
     def rows(self, b: int, since: int) -> np.ndarray:
         return self.sim.log[b, since: self.sim.nlog[b]]
 
+    def last_id(self, b: int) -> int:
+        return int(self.sim.next_id[b])
+
 
 # ---------------------------------------------------------------- one engine per book (Hawkes, replay)
 
@@ -154,6 +159,9 @@ class _Single:
 
     def now(self, b: int) -> int:
         return int(self.markets[b].ts)
+
+    def last_id(self, b: int) -> int:
+        return self.markets[b].last_id
 
     def rows(self, b: int, since: int) -> np.ndarray:
         r = self.markets[b].rows

@@ -1,0 +1,174 @@
+"""Trading environments on a real LOBSTER book: Gymnasium's checker, determinism, the start split, bad actions,
+the agent's events in the record and the model's context, and the vector env's one model call per event."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+gym = pytest.importorskip("gymnasium", reason="the environments need gymnasium (the 'agents' extra)")
+
+from gymnasium.utils.env_checker import check_env  # noqa: E402
+
+from tradefm.book import engine as E  # noqa: E402
+from tradefm.env import Action, InvalidAction, MarketMaking, Source, TradingVectorEnv  # noqa: E402
+from tradefm.features import order_flow  # noqa: E402
+from tradefm.model import TradeFM, preset  # noqa: E402
+from tradefm.readers import read  # noqa: E402
+from tradefm.tokenizer import Tokenizer  # noqa: E402
+
+from .conftest import data_file  # noqa: E402
+
+SHORT = {"steps": 4, "events": 6, "margin_s": 300.0}
+
+
+@pytest.fixture(scope="module")
+def source() -> Source:
+    day = next(read(data_file("lobster/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")))
+    tok = Tokenizer.fit({"nasdaq/GOOG": [order_flow(day)]})
+    torch.manual_seed(0)
+    model = TradeFM(preset("tiny", layers=2, context=64))
+    # a short training part keeps the Hawkes fit quick; the test part is the day's last fifth
+    return Source((model, tok), day, splits=(0.15, 0.8))
+
+
+def make(source: Source, env_id: str = "tradefm/Execution-v0", **kw):
+    return gym.make(env_id, source=source, **{**SHORT, **kw}).unwrapped
+
+
+def episode(env, seed: int, actions: list) -> tuple[list[np.ndarray], list[float]]:
+    obs, _ = env.reset(seed=seed)
+    seen, rewards = [obs], []
+    for a in actions:
+        obs, r, term, _, _ = env.step(a)
+        seen.append(obs)
+        rewards.append(r)
+        if term:
+            break
+    return seen, rewards
+
+
+@pytest.mark.parametrize("env_id, kw", [
+    ("tradefm/Execution-v0", {"background": "model"}),
+    ("tradefm/Execution-v0", {"background": "replay", "continuous": True}),
+    ("tradefm/MarketMaking-v0", {"background": "model", "continuous": True}),
+    ("tradefm/MarketMaking-v0", {"background": "hawkes"}),
+])
+def test_check_env_passes(source, env_id, kw) -> None:
+    check_env(make(source, env_id, **kw), skip_render_check=True)
+
+
+@pytest.mark.parametrize("background", ["model", "hawkes", "replay"])
+def test_same_seed_same_actions_same_episode(source, background) -> None:
+    env = make(source, background=background)
+    actions = [1, 2, 3, 1]
+    a_obs, a_rew = episode(env, 5, actions)
+    b_obs, b_rew = episode(env, 5, actions)
+    assert a_rew == b_rew
+    for x, y in zip(a_obs, b_obs, strict=True):
+        np.testing.assert_array_equal(x, y)
+    c_obs, _ = episode(env, 6, actions)  # another seed: another start, another market
+    assert not all(np.array_equal(x, y) for x, y in zip(a_obs, c_obs, strict=False))
+
+
+def test_training_and_evaluation_starts_never_overlap(source) -> None:
+    train, test = source.part("train", 300.0), source.part("eval", 300.0)
+    span = source.last - source.first
+    assert train[1] < source.first + 0.15 * span <= source.first + 0.8 * span < test[0]
+    env = make(source, background="replay")
+    starts = {p: [env.reset(seed=s, options={"part": p})[1]["start_ts"] for s in range(20)] for p in ("train", "eval")}
+    assert all(train[0] <= s <= train[1] for s in starts["train"])
+    assert all(test[0] <= s <= test[1] for s in starts["eval"])
+    assert max(starts["train"]) < min(starts["eval"])
+    assert len(set(starts["train"])) > 10  # sampled, not one start
+    # the replay of a training episode stops where the training part ends: it never reads test flow
+    end = source.part_end(starts["train"][0])
+    assert end == source.first + int(0.15 * span)
+    near = source.markets("replay", end - 2_000_000_000, 1, 0, 0)  # two seconds before the end
+    for _ in range(2_000):
+        near.step([None])
+    assert end - 2_000_000_000 < near.now(0) < end
+
+
+def test_execution_accounting_matches_the_record(source) -> None:
+    env = make(source, background="model", quantity=600)
+    _, rewards = episode(env, 3, [1, 1, 2, 1])  # market orders and a limit at the touch
+    core, acc = env.core, env.core.accounts[0]
+    rows = core.markets.rows(0, 0)
+    agent = rows[:, 6] == 1
+    aggressive = rows[agent & (rows[:, 1] == E.K_EXECUTE)]
+    assert len(aggressive) > 0  # the agent's market orders traded, flagged as participant events
+    assert acc.inventory < 0 and -acc.inventory <= 600  # a seller, never past its quantity
+    # the rewards sum to minus the shortfall (the penalty of what is left included)
+    assert sum(rewards) == pytest.approx(-core.shortfall_bps(0), rel=1e-9, abs=1e-9)
+    # the model saw the agent's orders as participant events: the flag field of their context rows
+    flags = core.markets.ctx[0, :, 2].numpy()
+    assert (flags == 1).sum() >= 3
+
+
+def test_bad_actions_are_clipped_or_refused_in_one_line(source) -> None:
+    env = make(source, background="replay", quantity=300, steps=10)
+    env.reset(seed=1)
+    _, _, _, _, info = env.step(Action("market", -1, 10_000))  # beyond what is left to trade
+    assert any("clipped to 300" in n for n in info["notes"])
+    assert info["executed"] <= 300
+    _, _, _, _, info = env.step(Action("market", -1, 50))
+    assert info["executed"] <= 300
+    env.reset(seed=2)
+    bid, ask = env.core.markets.book(0).best()
+    off = ask + 10 * env.core.tick + 37  # off the tick grid, far above the ask: it rests
+    _, _, _, _, info = env.step(Action("limit", -1, 100, price=off))
+    assert any("off the tick grid" in n for n in info["notes"])
+    (oid,) = info["order_ids"]
+    assert oid in env.core.accounts[0].own
+    assert env.core.markets.book(0).order(oid)[1] == off - 37 + env.core.tick  # a sell moves up to the grid
+    env.step(Action("cancel", order_id=oid))
+    _, _, _, _, info = env.step(Action("cancel", order_id=oid))  # already gone
+    assert any("not resting" in n for n in info["notes"])
+    # a filled order: a marketable limit fills at once; cancelling it afterwards does nothing
+    _, _, _, _, info = env.step(Action("limit", -1, 100, price=bid - 5 * env.core.tick))
+    (gone,) = info["order_ids"]
+    assert not env.core.markets.book(0).holds(gone)
+    _, _, _, _, info = env.step(Action("cancel", order_id=gone))
+    assert any("not resting" in n for n in info["notes"])
+    for bad, msg in ((Action("market", 1, 100), "other side"), (Action("limit", -1, 0), "size >= 1"),
+                     (Action("limit", -1, 100, price=-5), "positive"), (99, "not in Discrete"),
+                     (Action("teleport"), "unknown action kind")):
+        env.reset(seed=3)
+        with pytest.raises(InvalidAction, match=msg):
+            env.step(bad)
+
+
+def test_market_making_position_limit_and_reward(source) -> None:
+    env = make(source, "tradefm/MarketMaking-v0", background="model", lot=100, max_inventory=150)
+    env.reset(seed=4)
+    env.step(Action("market", 1, 100))
+    _, _, _, _, info = env.step(Action("market", 1, 100))  # 50 fit under the limit
+    assert any("position limit" in n for n in info["notes"]) and info["inventory"] <= 150
+    obs, r, _, _, info = env.step(Action("quote", 0, 100, offset=1))
+    assert np.isfinite(r) and np.isfinite(obs).all()
+    assert info["resting"] <= 2
+
+
+def test_vector_env_steps_every_book_with_one_model_call_per_event(source, monkeypatch) -> None:
+    model = source.model
+    calls = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda *a, **k: (calls.append(a[0].shape[0]), forward(*a, **k))[1])
+    vec = TradingVectorEnv(8, source=source, background="model", task=MarketMaking(), **SHORT)
+    obs, _ = vec.reset(seed=0)
+    assert obs.shape == (8, *vec.single_observation_space.shape)
+    calls.clear()
+    obs, rewards, term, _, infos = vec.step(np.array([0, 1, 2, 3, 4, 5, 6, 7]))
+    assert len(infos["inventory"]) == 8
+    assert calls == [8] * SHORT["events"]  # one call per event, batch 8: not 8 simulators
+    assert obs.shape == (8, obs.shape[1]) and rewards.shape == (8,)
+    for _ in range(SHORT["steps"] - 1):
+        obs, rewards, term, _, _ = vec.step(vec.action_space.sample())
+    assert term.all()
+    obs, rewards, term, _, _ = vec.step(vec.action_space.sample())  # next-step autoreset
+    assert not term.any() and (rewards == 0).all()
+    made = gym.make_vec("tradefm/Execution-v0", num_envs=3, source=source, background="replay", **SHORT)
+    obs, _ = made.reset(seed=1)
+    assert obs.shape[0] == 3
