@@ -3,6 +3,8 @@ the agent's events in the record and the model's context, and the vector env's o
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -172,3 +174,30 @@ def test_vector_env_steps_every_book_with_one_model_call_per_event(source, monke
     made = gym.make_vec("tradefm/Execution-v0", num_envs=3, source=source, background="replay", **SHORT)
     obs, _ = made.reset(seed=1)
     assert obs.shape[0] == 3
+
+
+def test_agents_evaluate_on_held_out_starts_and_write_a_table(source, tmp_path) -> None:
+    from tradefm.env import agents
+
+    cfg = agents.Evaluation(starts=2, seeds=1, steps=4, events=6, quantity=400)
+    res = agents.evaluate(source, cfg, progress=False)
+    lo, _ = source.part("eval", 300.0)
+    assert min(res.starts) >= lo  # held out: the test part only
+    s = res.summary()
+    assert set(s) == {"model", "hawkes", "replay"}
+    for bg in s:
+        assert s[bg]["immediate"]["executed"] == pytest.approx(1.0)  # all at once: nothing left
+        assert all(np.isfinite(v["shortfall_bps"]) for v in s[bg].values())
+    # immediate trades at the first decision, so its episodes differ from TWAP's on the same market
+    assert res.shortfall_bps["replay"]["immediate"] != res.shortfall_bps["replay"]["twap"]
+    md = agents.write(res, tmp_path)
+    assert "| twap |" in md.read_text() and (tmp_path / "agents.png").stat().st_size > 0
+    assert set(json.loads((tmp_path / "agents.json").read_text())["summary"]) == set(s)
+
+
+def test_agents_command_refuses_bad_input_in_one_line(capsys, tmp_path) -> None:
+    from tradefm.cli import main
+
+    assert main(["agents", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tradefm:") and "\n" not in err
