@@ -121,10 +121,13 @@ class Source:
     the day's session that starts are drawn from. Loaded once, shared by every environment made from it."""
 
     def __init__(self, model: Any = None, day: str | Path | EventDay | None = None,
-                 splits: tuple[float, float] | None = None) -> None:
+                 splits: tuple[float, float] | None = None, run: str | Path | None = None) -> None:
+        """``model``: a run folder, a model folder, a (TradeFM, Tokenizer) pair or None; ``run``: the run folder
+        to take the default day and the split from, when ``model`` is not one."""
         from ..evaluation.metrics import session
 
-        self.model, self.tokenizer, run = _load_model(model)
+        self.model, self.tokenizer, found = _load_model(model)
+        run = Path(run) if run is not None else found
         if day is None:
             day = _default_day(run)
         self.day = day if isinstance(day, EventDay) else _read(day)
@@ -191,9 +194,25 @@ def _read(path: str | Path) -> EventDay:
     return read_day(path)
 
 
+def model_folder(path: str | Path) -> tuple[Path, Path | None]:
+    """(model folder, run folder or None) of a run folder (``model/model`` inside) or a model folder (its
+    ``tokenizer.json`` beside the weights)."""
+    path, run = Path(path), None
+    if (path / "model" / "model" / "tokenizer.json").exists():
+        run, path = path, path / "model" / "model"
+    elif (path / "model" / "tokenizer.json").exists():
+        run, path = path.parent, path / "model"
+    if not (path / "tokenizer.json").exists():
+        raise ValueError(f"{path} is neither a run folder (model/model inside) nor a model folder "
+                         f"(tokenizer.json beside the weights)")
+    if run is None and (path.parent.parent / "shards" / "manifest.json").exists():
+        run = path.parent.parent  # RUN/model/model given directly
+    return path, run
+
+
 def _load_model(model: Any) -> tuple[Any, Any, Path | None]:
-    """(model, tokenizer, run folder) from a run folder (``model/model`` inside), a model folder (its
-    ``tokenizer.json`` beside the weights), a (TradeFM, Tokenizer) pair, or None."""
+    """(model, tokenizer, run folder) from a run or model folder (:func:`model_folder`), a (TradeFM,
+    Tokenizer) pair, or None."""
     if model is None:
         return None, None, None
     if isinstance(model, tuple):
@@ -201,15 +220,7 @@ def _load_model(model: Any) -> tuple[Any, Any, Path | None]:
     from ..model import TradeFM
     from ..tokenizer import Tokenizer
 
-    path = Path(model)
-    run = None
-    if (path / "model" / "model" / "tokenizer.json").exists():
-        run, path = path, path / "model" / "model"
-    elif (path / "model" / "tokenizer.json").exists():
-        run, path = path.parent, path / "model"
-    if not (path / "tokenizer.json").exists():
-        raise ValueError(f"{model} is neither a run folder (model/model inside) nor a model folder "
-                         f"(tokenizer.json beside the weights)")
+    path, run = model_folder(model)
     return TradeFM.from_pretrained(path).eval(), Tokenizer.load(path / "tokenizer.json"), run
 
 
