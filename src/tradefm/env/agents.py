@@ -85,6 +85,7 @@ class Result:
     shortfall_bps: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     executed: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     impact_ticks: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # final mid - arrival, signed
+    duration_s: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # market time the episode took
 
     def summary(self) -> dict[str, dict[str, dict[str, float]]]:
         out: dict[str, dict[str, dict[str, float]]] = {}
@@ -96,6 +97,7 @@ class Result:
                                   "se": float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else float("nan"),
                                   "executed": float(np.mean(self.executed[bg][agent])),
                                   "impact_ticks": float(np.mean(self.impact_ticks[bg][agent])),
+                                  "duration_s": float(np.mean(self.duration_s[bg][agent])),
                                   "episodes": len(a)}
         return out
 
@@ -119,7 +121,7 @@ def evaluate(source: Source, cfg: Evaluation | None = None, progress: bool = Tru
             raise ValueError("the model background needs a model (a run or model folder)")
         core = Trading(source, Config(**{**asdict(env_cfg), "task": task, "background": bg}),
                        len(cfg.agents) * cfg.seeds)
-        for name in ("shortfall_bps", "executed", "impact_ticks"):
+        for name in ("shortfall_bps", "executed", "impact_ticks", "duration_s"):
             getattr(res, name)[bg] = {a: [] for a in cfg.agents}
         for k, start in enumerate(starts):
             core.reset(start, cfg.seed + 1000 * k)  # each book of the batch draws its own market
@@ -131,6 +133,7 @@ def evaluate(source: Source, cfg: Evaluation | None = None, progress: bool = Tru
                 res.shortfall_bps[bg][agent].append(core.shortfall_bps(b))
                 res.executed[bg][agent].append(task.side * acc.inventory / task.quantity)
                 res.impact_ticks[bg][agent].append(task.side * (acc.mid - acc.arrival) / core.tick)
+                res.duration_s[bg][agent].append((core.markets.now(b) - start) / 1e9)
             bar.update()
     bar.close()
     return res
@@ -143,11 +146,13 @@ def markdown(res: Result) -> str:
              f"events each; {len(res.starts)} starts evenly spaced in the test part of the day, {c.seeds} market "
              f"seeds each. Shortfall: bps of the arrival value against the arrival mid (+ is a cost), what is left "
              f"at the end valued at the final mid plus {c.penalty_ticks:g} ticks a unit; mean ± standard error over "
-             "episodes. Impact: the final mid's move against the agent, ticks.", "",
+             "episodes. Impact: the final mid's move against the agent, ticks; time: the market time the "
+             "episode's events took, seconds (each background sets its own pace).", "",
              "| agent | " + " | ".join(s) + " |", "|---|" + "---|" * len(s)]
     for agent in c.agents:
         cells = [f"{s[bg][agent]['shortfall_bps']:.2f} ± {s[bg][agent]['se']:.2f} "
-                 f"(exec {s[bg][agent]['executed']:.0%}, impact {s[bg][agent]['impact_ticks']:+.1f})" for bg in s]
+                 f"(exec {s[bg][agent]['executed']:.0%}, impact {s[bg][agent]['impact_ticks']:+.1f}, "
+                 f"time {s[bg][agent]['duration_s']:.0f} s)" for bg in s]
         lines.append(f"| {agent} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -188,7 +193,7 @@ def write(res: Result, out: str | Path) -> Path:
         tmp.write_text(markdown(res))
     payload = {"config": asdict(res.config), "day": res.day, "starts": res.starts, "summary": res.summary(),
                "episodes": {"shortfall_bps": res.shortfall_bps, "executed": res.executed,
-                            "impact_ticks": res.impact_ticks}}
+                            "impact_ticks": res.impact_ticks, "duration_s": res.duration_s}}
     with atomic_path(out / "agents.json") as tmp:
         tmp.write_text(json.dumps(payload, indent=1))
     plot(res, out / "agents.png")
