@@ -201,3 +201,45 @@ def test_agents_command_refuses_bad_input_in_one_line(capsys, tmp_path) -> None:
     assert main(["agents", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("tradefm:") and "\n" not in err
+
+
+def test_load_gives_a_simulator_with_rollout_and_env(source, tmp_path) -> None:
+    import tradefm
+    from tradefm.events import write_day
+
+    run = tmp_path / "run"
+    source.model.save_pretrained(run / "model" / "model", source.tokenizer)
+    write_day(source.day, run / "events")
+    sim = tradefm.load(run, device="cpu")
+    days = sim.rollout(start=0.5, events=40, rollouts=2, seed=1)
+    assert len(days) == 2 and not days[0].table.equals(days[1].table)
+    env = sim.env("market_making", background="replay", steps=3, events=4)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    vec = sim.env("execution", num_envs=3, background="model", steps=2, events=3)
+    assert vec.reset(seed=0)[0].shape == (3, *vec.single_observation_space.shape)
+    with pytest.raises(ValueError, match="neither a run folder"):
+        tradefm.load(tmp_path / "nothing")
+
+
+def test_stress_presets_reach_the_rollouts(source) -> None:
+    from tradefm.generation import stress
+
+    model, tok, day = source.model, source.tokenizer, source.day
+    start = source.part("eval", 300.0)[0]
+    seller = stress.run(model, tok, day, start, "large_seller", events=60, rollouts=2, seed=0)
+    p = stress.PRESETS["large_seller"]
+    for d in seller:  # one participant sell every sell_every events, flagged as the participant's
+        src = d.table.column("src_type").to_numpy(zero_copy_only=False)
+        kinds = d.table.column("kind").to_numpy()
+        assert (src == "participant").any()
+        assert ((src == "participant") & (kinds == 1)).sum() == 0  # market orders: nothing of theirs rests
+        sold = d.table.column("size").to_numpy()[(src == "participant") & (kinds == 4)].sum()
+        assert sold == (60 // p.sell_every) * p.sell_size
+    free = stress.run(model, tok, day, start, "none", events=60, rollouts=2, seed=0)
+    low = stress.run(model, tok, day, start, "withdrawal", events=60, rollouts=2, seed=0)
+    assert not free[0].table.equals(low[0].table)  # the control changes what the model writes
+    m = stress.measure(free)
+    assert m["spread_ticks"] > 0 and m["touch_size"] > 0 and m["events_per_min"] > 0
+    with pytest.raises(ValueError, match="unknown stress preset"):
+        stress.preset("meteor")
