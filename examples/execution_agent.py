@@ -40,7 +40,9 @@ def play(vec, weights: np.ndarray, seed: int, part: str, aggressive: bool = Fals
         act = np.where((features(obs) * weights).sum(axis=1) > 0, MARKET, LIMIT_AT_TOUCH)
         markets.append(np.mean(act[~done] == MARKET))
         obs, _, done, _, info = vec.step(act)
-    return (info["shortfall_bps"], float(np.mean(markets))) if aggressive else info["shortfall_bps"]
+    share = info["executed"] / vec.core.cfg.task.quantity
+    return (info["shortfall_bps"], float(np.mean(markets)), float(np.mean(share))) if aggressive \
+        else info["shortfall_bps"]
 
 
 def main() -> None:
@@ -68,15 +70,17 @@ def main() -> None:
     learned = np.tile(mean, (args.population, 1))
     always = np.tile([1.0, 0.0, 0.0, 0.0, 0.0], (args.population, 1))  # a market order every decision (TWAP)
     print(f"\nheld-out starts (test part), trained against {args.background}; mean shortfall (bps) over "
-          f"{args.population} markets x 3 starts, and the share of decisions that were market orders:")
+          f"{args.population} markets x 3 starts, the share of decisions that were market orders and of the "
+          "order executed:")
     for bg in ("model", "hawkes", "replay"):
         test = vec if bg == args.background else sim.env("execution", num_envs=args.population, background=bg,
                                                          steps=20, events=10, quantity=2000)
         for name, w in (("learned", learned), ("TWAP", always)):
-            cost, share = zip(*(play(test, w, 10_000 + k, "eval", aggressive=True) for k in range(3)), strict=True)
+            cost, share, done = zip(*(play(test, w, 10_000 + k, "eval", aggressive=True) for k in range(3)),
+                                    strict=True)
             cost = np.concatenate(cost)
             print(f"  {bg:<7} {name:<8} {cost.mean():6.2f} ± {cost.std(ddof=1) / np.sqrt(len(cost)):.2f} bps  "
-                  f"market orders {np.mean(share):.0%}")
+                  f"market orders {np.mean(share):.0%}  executed {np.mean(done):.0%}")
 
 if __name__ == "__main__":
     main()

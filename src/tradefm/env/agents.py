@@ -70,7 +70,7 @@ class Evaluation:
     events: int = 10
     side: int = -1
     quantity: int = 2000
-    penalty_ticks: float = 5.0
+    penalty_bps: float = 20.0
     backgrounds: tuple[str, ...] = BACKGROUNDS
     agents: tuple[str, ...] = tuple(AGENTS)
     seed: int = 0
@@ -110,7 +110,7 @@ def evaluate(source: Source, cfg: Evaluation | None = None, progress: bool = Tru
     for a in cfg.agents:
         if a not in AGENTS:
             raise ValueError(f"unknown agent {a!r} (one of {', '.join(AGENTS)})")
-    task = Execution(cfg.side, cfg.quantity, cfg.penalty_ticks)
+    task = Execution(cfg.side, cfg.quantity, cfg.penalty_bps)
     env_cfg = Config(task=task, steps=cfg.steps, events=cfg.events, part="eval")
     lo, hi = source.part("eval", env_cfg.margin_s)
     starts = np.linspace(lo, hi, cfg.starts).astype(np.int64).tolist()
@@ -145,7 +145,7 @@ def markdown(res: Result) -> str:
              f"{'Sell' if c.side < 0 else 'Buy'} {c.quantity:,} units in {c.steps} decisions of {c.events} market "
              f"events each; {len(res.starts)} starts evenly spaced in the test part of the day, {c.seeds} market "
              f"seeds each. Shortfall: bps of the arrival value against the arrival mid (+ is a cost), what is left "
-             f"at the end valued at the final mid plus {c.penalty_ticks:g} ticks a unit; mean ± standard error over "
+             f"at the end valued at the final mid less {c.penalty_bps:g} bps; mean ± standard error over "
              "episodes. Impact: the final mid's move against the agent, ticks; time: the market time the "
              "episode's events took, seconds (each background sets its own pace).", "",
              "| agent | " + " | ".join(s) + " |", "|---|" + "---|" * len(s)]

@@ -70,12 +70,14 @@ class Action:
 class Execution:
     """Buy (``side`` +1) or sell (-1) ``quantity`` units within the episode. Reward: minus the implementation
     shortfall against the arrival mid, in basis points of the order's arrival value, step by step; at the end
-    what is left is valued at the final mid plus ``penalty_ticks`` a unit against the agent. The rewards of an
+    what is left is valued at the final mid less ``penalty_bps`` of the arrival mid a unit (in bps, so it means
+    the same on any instrument; the default is more than selling a few lots through the book costs, so leaving the
+    order undone is never the cheap way out). The rewards of an
     episode sum to minus its shortfall."""
 
     side: int = -1
     quantity: int = 2000
-    penalty_ticks: float = 5.0
+    penalty_bps: float = 20.0
     lot: int = 0  # the size of one discrete order (0: quantity / steps, rounded up)
 
 
@@ -540,7 +542,7 @@ class Trading:
             if left <= 0 or last:
                 acc.done = True
                 if left > 0:  # valued at the final mid, plus the penalty against the agent
-                    step_cost += left * (task.side * (acc.mid - acc.arrival) + task.penalty_ticks * self.tick)
+                    step_cost += left * (task.side * (acc.mid - acc.arrival) + task.penalty_bps * 1e-4 * acc.arrival)
             acc.cost += step_cost
             return -step_cost / (task.quantity * acc.arrival) * 1e4
         pnl = acc.cash + acc.inventory * acc.mid
