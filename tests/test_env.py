@@ -243,3 +243,20 @@ def test_stress_presets_reach_the_rollouts(source) -> None:
     assert m["spread_ticks"] > 0 and m["touch_size"] > 0 and m["events_per_min"] > 0
     with pytest.raises(ValueError, match="unknown stress preset"):
         stress.preset("meteor")
+
+
+def test_ppo_trains_on_the_batched_env(source) -> None:
+    pytest.importorskip("stable_baselines3", reason="PPO needs stable-baselines3 (the 'rl' extra)")
+    from stable_baselines3 import PPO
+
+    from tradefm.env import Config, Execution, Trading
+    from tradefm.env.sb3 import SB3VecEnv
+
+    core = Trading(source, Config(background="replay", task=Execution(quantity=300), steps=3, events=4), 4)
+    env = SB3VecEnv(core, seed=0)
+    agent = PPO("MlpPolicy", env, n_steps=6, batch_size=12, n_epochs=1, seed=0, device="cpu")
+    agent.learn(total_timesteps=48)  # two rollouts of 4 envs x 6 steps: episodes end and reset inside
+    assert agent.num_timesteps >= 48
+    obs = env.reset()
+    action, _ = agent.predict(obs, deterministic=True)
+    assert action.shape == (4,) and all(core.single_action_space.contains(np.int64(a)) for a in action)
