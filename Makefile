@@ -8,7 +8,7 @@ DEV := $(VENV)/.dev
 # CPU build (e.g. TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"); GPU users keep the default.
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test lint bench clean
+.PHONY: demo agents test lint bench clean
 
 # the package alone for the demo; the test and benchmark tools on top, only where they are used
 $(STAMP): pyproject.toml
@@ -27,6 +27,15 @@ $(VENV)/.bench: $(DEV)
 
 demo: $(STAMP)
 	$(BIN)/tradefm demo
+
+$(VENV)/.agents: $(STAMP)
+	$(BIN)/pip install -q -e '.[agents]'
+	touch $(VENV)/.agents
+
+# the execution agents' table on held-out starts (runs/demo/agents/), after the demo when there is none yet
+agents: $(VENV)/.agents
+	@test -d runs/demo/model/model || $(BIN)/tradefm demo
+	$(BIN)/tradefm agents runs/demo
 
 test: $(DEV)
 	$(BIN)/ruff check .

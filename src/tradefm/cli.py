@@ -566,6 +566,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="where benchmark.json/.md/.png go (default: RUN/benchmark)")
     s.set_defaults(func=cmd_benchmark)
 
+    s = sub.add_parser("agents", help="baseline execution agents on held-out starts against every background")
+    s.add_argument("run", help="a run folder (model/model, events/, shards/manifest.json), or a model folder")
+    s.add_argument("--day", help="the events.parquet to trade in (default: the run's deepest book)")
+    s.add_argument("--starts", type=int, default=6, help="starts evenly spaced in the day's test part")
+    s.add_argument("--seeds", type=int, default=2, help="market seeds per start and agent")
+    s.add_argument("--steps", type=int, default=20, help="decisions per episode")
+    s.add_argument("--events", type=int, default=10, help="market events per decision")
+    s.add_argument("--quantity", type=int, default=2000, help="units to execute")
+    s.add_argument("--side", choices=("buy", "sell"), default="sell")
+    s.add_argument("--backgrounds", default="model,hawkes,replay", help="comma-separated: model, hawkes, replay")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", help="where agents.md/.json/.png go (default: RUN/agents)")
+    s.set_defaults(func=cmd_agents)
+
     s = sub.add_parser("demo", help="the whole pipeline on the LOBSTER samples, ending in a report")
     s.add_argument("--data", help="folder with the LOBSTER sample zips")
     s.add_argument("--out", default="runs/demo")
@@ -580,6 +594,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_demo)
     _debug_anywhere(sub)
     return p
+
+
+def cmd_agents(args: argparse.Namespace) -> int:
+    try:
+        from .env import agents, core
+    except ImportError as e:
+        raise InputError(f"the agents need gymnasium: pip install 'tradefm[agents]' ({e})") from None
+    source = core.Source(args.run, args.day)
+    cfg = agents.Evaluation(starts=args.starts, seeds=args.seeds, steps=args.steps, events=args.events,
+                            side=1 if args.side == "buy" else -1, quantity=args.quantity,
+                            backgrounds=tuple(b.strip() for b in args.backgrounds.split(",") if b.strip()),
+                            seed=args.seed)
+    bad = [b for b in cfg.backgrounds if b not in core.BACKGROUNDS]
+    if bad:
+        raise InputError(f"unknown background(s) {', '.join(bad)}: choose from {', '.join(core.BACKGROUNDS)}")
+    res = agents.evaluate(source, cfg)
+    md = agents.write(res, args.out or Path(args.run) / "agents")
+    print(md.read_text())
+    print(f"wrote {md}, {md.with_suffix('.json')} and {md.with_suffix('.png')}")
+    return 0
 
 
 def _debug_anywhere(sub: argparse._SubParsersAction) -> None:

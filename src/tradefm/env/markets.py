@@ -1,0 +1,287 @@
+"""The background markets an agent trades in: N books from one real start, stepped one event at a time.
+
+Three backgrounds share one face (:class:`Markets`), so an environment never asks which one it has:
+
+- ``model``: TradeFM closed loop on the batched :class:`~tradefm.generation.simulator.Simulator`. One step is one
+  batched model call and one simulator step for all N books; an agent's order takes its book's place in that
+  step through the simulator's participant slot (``due``), so it matches in the same kernel and enters the
+  model's context flagged as a participant event, exactly as a scheduled TWAP does.
+- ``hawkes``: Compound Hawkes arrivals (:mod:`tradefm.baselines.hawkes`), fitted on the training part of the
+  day only, each an order on a :class:`~tradefm.generation.Market`. The arrival times do not see the agent;
+  their prices follow the book it moved.
+- ``replay``: the real flow of the day from the start, replayed into a Market by the rules of
+  :func:`tradefm.evaluation.fills.replay_flow`. It cannot react to the agent: the control case.
+
+Every book keeps a feed-like record (ts, kind, side, price, size, order id, flag); the agent's own events carry
+flag 1. The environment reads fills from it, so every background reports them the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from ..book import OrderBook
+from ..book import engine as E
+from ..events import EventDay, Kind
+from ..generation.market import Market
+from ..generation.rollout import Rollouts, Sampling, sample
+from ..generation.simulator import P_PRICE, P_SIDE, P_SIZE, P_TS, P_VALID, _grow
+from ..model import KVCache, TradeFM
+from ..tokenizer import Tokenizer
+
+COLUMNS = ("ts", "kind", "side", "price", "size", "order_id", "flag")
+AGENT = 1  # the record flag of the agent's events
+Order = tuple[int, int, int]  # side (+1 buy, -1 sell), size, limit price (0: a market order)
+
+
+class Markets(Protocol):
+    """N books advanced one event at a time; an order given for a book is that book's event."""
+
+    n: int
+
+    def step(self, orders: list[Order | None]) -> None: ...
+
+    def cancel(self, b: int, order_id: int) -> int: ...
+
+    def book(self, b: int) -> OrderBook: ...
+
+    def now(self, b: int) -> int: ...
+
+    def rows(self, b: int, since: int) -> np.ndarray: ...
+
+    def last_id(self, b: int) -> int: ...
+
+
+# ---------------------------------------------------------------- TradeFM, closed loop
+
+
+class ModelMarkets:
+    """N TradeFM rollouts from one start (their own seeds), one model call per step for all of them."""
+
+    def __init__(self, model: TradeFM, tokenizer: Tokenizer, day: EventDay, start_ts: int, n: int, seed: int,
+                 sampling: Sampling | None = None) -> None:
+        self.n = n
+        self.ro = Rollouts(model, tokenizer, day, start_ts, n, seed, sampling)
+        self.sim, self.model = self.ro.sim, model
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.tokens, self.ctx = self.ro.tokens, self.ro.ctx
+        self.due = np.zeros((n, 5), dtype=np.int64)
+        with torch.no_grad():
+            self.cache = KVCache.empty(model.cfg, n, self.device, self.dtype)
+            self.logits, _ = model(self.tokens.to(self.device), self.ctx.to(self.device), cache=self.cache)
+
+    @torch.no_grad()
+    def step(self, orders: list[Order | None]) -> None:
+        """One batched model call and one simulator step (the loop of :meth:`Rollouts.run`, without guidance)."""
+        c, sim = self.model.cfg.context, self.sim
+        self.due[:] = 0
+        for b, o in enumerate(orders):
+            if o is not None:
+                self.due[b, [P_VALID, P_TS, P_SIDE, P_SIZE, P_PRICE]] = (1, sim.ts[b], o[0], o[1], o[2])
+        nxt = sample(self.logits[:, -1], self.tokens[:, -c:].to(self.logits.device), self.ro.sampling, self.ro.gen)
+        tokens = nxt.cpu().numpy().astype(np.int64)  # the agent's tokens are written into it
+        rows = torch.from_numpy(sim.step(tokens, self.due if self.due[:, P_VALID].any() else None).copy())
+        self.tokens = torch.cat([self.tokens[:, -c:], torch.from_numpy(tokens)[:, None]], dim=1)
+        self.ctx = torch.cat([self.ctx[:, -c:], rows[:, None]], dim=1)
+        span = c // 2 if self.cache.length + 1 > c else 1  # a full window keeps its second half
+        if span > 1:
+            self.cache = KVCache.empty(self.model.cfg, self.n, self.device, self.dtype)
+        self.logits, _ = self.model(self.tokens[:, -span:].to(self.device), self.ctx[:, -span:].to(self.device),
+                                    cache=self.cache)
+
+    def cancel(self, b: int, order_id: int) -> int:
+        """Delete a resting order of book ``b`` between steps (recorded with the agent's flag). The model sees
+        it through the book it leaves, not as a token of its own."""
+        book = self.sim.book(b)
+        if not book.holds(order_id):
+            return 0
+        side, price, size = book.order(order_id)
+        E.apply_event(book.state, E.K_DELETE, side, price, size, order_id, False)
+        sim = self.sim
+        if sim.nlog[b] + 1 > sim.log.shape[1]:
+            sim.log = _grow(sim.log, 1, 2 * sim.log.shape[1])
+        sim.log[b, sim.nlog[b]] = (sim.ts[b], E.K_DELETE, side, price, size, order_id, AGENT)
+        sim.nlog[b] += 1
+        return size
+
+    def book(self, b: int) -> OrderBook:
+        return self.sim.book(b)
+
+    def now(self, b: int) -> int:
+        return int(self.sim.ts[b])
+
+    def rows(self, b: int, since: int) -> np.ndarray:
+        return self.sim.log[b, since: self.sim.nlog[b]]
+
+    def last_id(self, b: int) -> int:
+        return int(self.sim.next_id[b])
+
+
+# ---------------------------------------------------------------- one engine per book (Hawkes, replay)
+
+
+class _Single:
+    """What the Market-based backgrounds share: one :class:`Market` per book and the agent's orders on it."""
+
+    markets: list[Market]
+
+    def _agent(self, b: int, o: Order) -> None:
+        m = self.markets[b]
+        side, size, price = o
+        if price:
+            m.limit(m.ts, side, price, size, flag=AGENT)
+        else:
+            m.market(m.ts, side, size, flag=AGENT)
+
+    def _background(self, b: int) -> None:
+        raise NotImplementedError
+
+    def step(self, orders: list[Order | None]) -> None:
+        for b, o in enumerate(orders):
+            if o is not None:
+                self._agent(b, o)
+            else:
+                self._background(b)
+
+    def cancel(self, b: int, order_id: int) -> int:
+        m = self.markets[b]
+        if not m.holds(order_id):
+            return 0
+        side, price, size = m.book.order(order_id)
+        return m.cancel(m.ts, side, price, size, order_id, flag=AGENT)
+
+    def book(self, b: int) -> OrderBook:
+        return self.markets[b].book
+
+    def now(self, b: int) -> int:
+        return int(self.markets[b].ts)
+
+    def last_id(self, b: int) -> int:
+        return self.markets[b].last_id
+
+    def rows(self, b: int, since: int) -> np.ndarray:
+        r = self.markets[b].rows
+        if since >= len(r["ts"]):
+            return np.zeros((0, len(COLUMNS)), dtype=np.int64)
+        return np.array([r[c][since:] for c in COLUMNS], dtype=np.int64).T
+
+
+class HawkesMarkets(_Single):
+    """N Compound Hawkes markets from one start: arrivals drawn up front (``events`` of them per book, warm
+    started from the real arrivals before the start), each applied when its book steps."""
+
+    def __init__(self, params, day: EventDay, start_ts: int, n: int, seed: int, events: int,
+                 history=None) -> None:
+        from ..baselines import hawkes as H
+        from ..readers.lobster import session_start_ns
+
+        self.n = n
+        self.markets = [Market(day, start_ts, seed=seed + b) for b in range(n)]
+        self.orders = [H.Orders(m, day.instrument.tick_size) for m in self.markets]
+        history = history if history is not None else H.classify(day)
+        excite0 = H.excitation_at(params, history, start_ts)
+        sec0 = (start_ts - session_start_ns(day.date, day.instrument.timezone)) / H.NS
+        self.arrivals, self.cursor = [], np.zeros(n, dtype=np.int64)
+        for b in range(n):
+            rng = np.random.default_rng([seed, b])
+            t, c = H._thinning(params.mu, params.alpha, params.beta, params.tod_edges,
+                               np.ascontiguousarray(params.tod), sec0, 6 * 3600.0, events, excite0, rng)
+            sizes, ticks = np.zeros(len(c), dtype=np.int64), np.zeros(len(c), dtype=np.int64)
+            for i in range(H.K):
+                sel = np.flatnonzero(c == i)
+                sizes[sel] = params.sizes[i].sample(rng, len(sel), default=100)
+                ticks[sel] = params.ticks[i].sample(rng, len(sel), default=1)
+            stamps = start_ts + np.rint(t * H.NS).astype(np.int64)
+            self.arrivals.append(list(zip(stamps.tolist(), c.tolist(), sizes.tolist(), ticks.tolist(), strict=True)))
+        self._H = H
+
+    def _background(self, b: int) -> None:
+        k = int(self.cursor[b])
+        if k >= len(self.arrivals[b]):
+            return  # every drawn arrival is spent: the book waits
+        self.cursor[b] += 1
+        ts, e, q, k = self.arrivals[b][k]
+        ts = max(ts, self.markets[b].ts)  # an agent's order may have moved the clock past the arrival
+        side, cat, orders = self._H.type_side(e), e % 6, self.orders[b]
+        if cat == self._H.MO:
+            orders.market(ts, side, q)
+        elif cat in (self._H.CO_DEEP, self._H.CO_TOP):
+            orders.cancel(ts, side, cat, q, k)
+        else:
+            orders.limit(ts, side, cat, q, k)
+
+
+class ReplayMarkets(_Single):
+    """N books replaying the real flow of ``day`` from ``start_ts`` (to ``end_ts``), with the rules of
+    :func:`~tradefm.evaluation.fills.replay_flow`: adds by the real ids, cancels of real ids the market holds
+    (else of anonymous volume at their price), an aggressor's executions as one immediate-or-cancel order, the
+    feed's own reveals, the book kept to the feed's window (an agent order pushed beyond it is dropped, as the
+    window forgets it). Past the end the book waits."""
+
+    def __init__(self, day: EventDay, start_ts: int, n: int, end_ts: int | None = None) -> None:
+        self.n = n
+        t = day.table
+        ts_all = t.column("ts").to_numpy()
+        a = int(np.searchsorted(ts_all, start_ts, side="left"))
+        b = t.num_rows if end_ts is None else int(np.searchsorted(ts_all, end_ts, side="left"))
+        self.ts, self.kind, self.side, self.price, self.size, self.oid = (
+            t.column(c).to_numpy()[a:b] for c in ("ts", "kind", "side", "price", "size", "order_id"))
+        self.snap = t.column("snapshot").to_numpy()[a:b]
+        levels = int(day.notes.get("levels", 0) or 0)
+        self.markets = []
+        for _ in range(n):
+            m = Market(day, start_ts, depth=levels, refill=False)
+            m.book.depth = levels
+            self.markets.append(m)
+        self.is_exec = (self.kind == Kind.EXECUTE) & ~self.snap & (self.side != 0)
+        self.passable = (self.kind == Kind.EXECUTE_HIDDEN) & ~self.snap
+        self.cursor = np.zeros(n, dtype=np.int64)
+        self.ids: list[dict[int, int]] = [{} for _ in range(n)]
+
+    def _background(self, b: int) -> None:
+        """The next real market event (reveals before it are applied on the way, as book knowledge)."""
+        m, i, n = self.markets[b], int(self.cursor[b]), len(self.ts)
+        while i < n and self.snap[i]:
+            if self.kind[i] == Kind.ADD:
+                m.reveal(int(self.side[i]), int(self.price[i]), int(self.size[i]))
+            i += 1
+        if i >= n:
+            self.cursor[b] = i
+            return
+        k, s, p, q, o, now = (int(x[i]) for x in (self.kind, self.side, self.price, self.size, self.oid, self.ts))
+        now = max(now, m.ts)
+        ids = self.ids[b]
+        if self.is_exec[i]:
+            j, total, worst = i, 0, p
+            while j < n and self.ts[j] == self.ts[i] and ((self.is_exec[j] and self.side[j] == s)
+                                                         or self.passable[j]):
+                if self.is_exec[j]:
+                    total += int(self.size[j])
+                    worst = max(worst, int(self.price[j])) if s < 0 else min(worst, int(self.price[j]))
+                j += 1
+            m.limit(now, -s, worst, total, ioc=True)
+            i = j
+        elif k == Kind.ADD:
+            m.limit(now, s, p, q)
+            if m.holds(m.last_id):
+                ids[o] = m.last_id
+            i += 1
+        elif k in (Kind.CANCEL, Kind.DELETE):
+            mine = ids.get(o, 0)
+            if mine and m.holds(mine):
+                m.cancel(now, s, p, q if k == Kind.CANCEL else 1 << 62, mine)
+                if k == Kind.DELETE or not m.holds(mine):
+                    ids.pop(o, None)
+            else:
+                m.cancel(now, s, p, q, 0)
+            i += 1
+        else:
+            i += 1
+        self.cursor[b] = i
+
+
+BACKGROUNDS = ("model", "hawkes", "replay")

@@ -1,0 +1,128 @@
+"""Stress scenarios as named presets over the rollouts' own mechanisms, and their measured effect on the book.
+
+A preset is a regime control (the model's volume and activity fields fixed, with classifier-free guidance) or a
+participant that keeps trading against the market, or both; nothing outside :mod:`tradefm.generation.rollout`:
+
+- ``withdrawal``: liquidity withdraws: volume and activity fixed low;
+- ``burst``: activity and volume fixed high (the paper's stress test asks for ten times the normal frequency:
+  what the model gives is measured, as ``events_per_min`` against ``none``, not assumed);
+- ``large_seller``: a participant sells at market every few events, on top of the free model.
+
+:func:`effect` runs a preset's rollouts from one real start and measures the mean spread (ticks), the mean size
+at the touch, the volatility of 10-second mid returns (bps) and the events per minute of market time, next to
+the free rollouts (``none``) from the same start and seeds.
+
+    python -m tradefm.generation.stress RUN [--start 0.85] [--events 1500] [--rollouts 2]   # a markdown table
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..events import EventDay
+from .rollout import RolloutView, Sampling, ScheduledOrder, generate
+
+
+@dataclass(frozen=True)
+class Stress:
+    description: str
+    control: dict[str, int] | None = None
+    guidance: float = 1.0
+    sell_size: int = 0  # a participant's market sell of this size ...
+    sell_every: int = 0  # ... every this many events of each rollout
+
+
+PRESETS: dict[str, Stress] = {
+    "none": Stress("the free model"),
+    "withdrawal": Stress("liquidity withdrawal: volume and activity fixed low", {"volume": 0, "activity": 0}, 4.0),
+    "burst": Stress("a burst: volume and activity fixed high", {"volume": 2, "activity": 2}, 4.0),
+    "large_seller": Stress("a large seller: a market sell of 100 every 20 events", sell_size=100, sell_every=20),
+}
+
+
+def preset(name: str) -> Stress:
+    if name not in PRESETS:
+        raise ValueError(f"unknown stress preset {name!r}: one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def _seller(size: int, every: int, rollouts: int):
+    """A participant callback: a market sell of ``size`` at every ``every``-th step of each rollout (the
+    rollouts are asked in order at each step, so the call count says which step it is)."""
+    calls = [0]
+
+    def act(view: RolloutView, elapsed_s: float) -> list[ScheduledOrder]:
+        step = calls[0] // rollouts
+        calls[0] += 1
+        return [ScheduledOrder(elapsed_s, -1, size)] if step % every == every - 1 else []
+
+    return act
+
+
+def run(model, tokenizer, day: EventDay, start_ts: int, name: str, events: int = 1500, rollouts: int = 2,
+        seed: int = 0) -> list[EventDay]:
+    """``rollouts`` rollouts of ``events`` events from ``start_ts`` under the preset ``name``."""
+    p = preset(name)
+    participant = _seller(p.sell_size, p.sell_every, rollouts) if p.sell_size else None
+    return generate(model, tokenizer, day, start_ts, events, rollouts, seed, Sampling(guidance=p.guidance),
+                    participant=participant, control=p.control)
+
+
+def measure(days: list[EventDay]) -> dict[str, float]:
+    """Mean spread (ticks), mean touch size, 10-second mid-return volatility (bps), events per minute; pooled
+    over rollouts."""
+    from ..evaluation.metrics import book_series, mid_returns
+
+    spread, touch, returns, rate = [], [], [], []
+    for d in days:
+        s = book_series(d)
+        spread.append(np.nanmean(s["spread"]))
+        touch.append(np.nanmean(s["touch_volume"]) / 2)
+        returns.append(mid_returns(s, 10.0))
+        span = (s["ts"][-1] - s["ts"][0]) / 60e9 if len(s["ts"]) > 1 else float("nan")
+        rate.append(len(s["ts"]) / span if span > 0 else float("nan"))
+    r = np.concatenate(returns) if returns else np.zeros(0)
+    return {"spread_ticks": float(np.mean(spread)), "touch_size": float(np.mean(touch)),
+            "vol_10s_bps": float(np.std(r) * 1e4) if len(r) > 1 else float("nan"),
+            "events_per_min": float(np.mean(rate))}
+
+
+def effect(model, tokenizer, day: EventDay, start_ts: int, names: tuple[str, ...] = tuple(PRESETS),
+           events: int = 1500, rollouts: int = 2, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Each preset's measures (:func:`measure`) from one start, with the same seeds."""
+    return {n: measure(run(model, tokenizer, day, start_ts, n, events, rollouts, seed)) for n in names}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from .. import load
+
+    ap = argparse.ArgumentParser(description="each stress preset's effect on spread, depth and volatility")
+    ap.add_argument("run", help="a run or model folder")
+    ap.add_argument("--day", help="events.parquet (default: the run's deepest book)")
+    ap.add_argument("--start", type=float, default=0.85, help="fraction of the session (0.85: the test part)")
+    ap.add_argument("--events", type=int, default=1500)
+    ap.add_argument("--rollouts", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    try:
+        sim = load(args.run, device="cpu")
+        day = sim.day(args.day)
+        res = effect(sim.model, sim.tokenizer, day, sim.start(day, args.start), events=args.events,
+                     rollouts=args.rollouts, seed=args.seed)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"tradefm: {e}")
+        return 2
+    print("| preset | what | spread (ticks) | touch size | 10 s vol (bps) | events/min |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name, m in res.items():
+        print(f"| {name} | {PRESETS[name].description} | {m['spread_ticks']:.1f} | {m['touch_size']:.0f} | "
+              f"{m['vol_10s_bps']:.2f} | {m['events_per_min']:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
