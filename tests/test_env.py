@@ -200,7 +200,7 @@ def test_agents_command_refuses_bad_input_in_one_line(capsys, tmp_path) -> None:
 
     assert main(["agents", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("tradefm:") and "\n" not in err
+    assert err.startswith("tradefm agents: error:") and "\n" not in err
 
 
 def test_load_gives_a_simulator_with_rollout_and_env(source, tmp_path) -> None:

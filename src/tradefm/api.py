@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .events import EventDay, read_day
+from .events import EventDay, InputError, read_day
 
 
 class MarketSimulator:
@@ -41,7 +41,7 @@ class MarketSimulator:
         key = str(day)
         if key not in self._days:
             if not Path(day).exists():
-                raise ValueError(f"no events file at {day}")
+                raise InputError(f"no events file at {day}")
             self._days[key] = read_day(day)
         return self._days[key]
 
@@ -72,7 +72,7 @@ class MarketSimulator:
         from .env import Execution, ExecutionEnv, MarketMaking, MarketMakingEnv, Source, TradingVectorEnv
 
         if task not in ("execution", "market_making"):
-            raise ValueError(f"task must be 'execution' or 'market_making', not {task!r}")
+            raise InputError(f"task must be 'execution' or 'market_making', not {task!r}")
         d = self.day(day)
         key = f"{d.instrument.venue}/{d.instrument.symbol}/{d.date}"
         if key not in self._sources:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..events import InputError
 from .core import Action, Config, Execution, Source, Trading
 from .markets import BACKGROUNDS
 
@@ -109,7 +110,7 @@ def evaluate(source: Source, cfg: Evaluation | None = None, progress: bool = Tru
     cfg = cfg or Evaluation()
     for a in cfg.agents:
         if a not in AGENTS:
-            raise ValueError(f"unknown agent {a!r} (one of {', '.join(AGENTS)})")
+            raise InputError(f"unknown agent {a!r} (one of {', '.join(AGENTS)})")
     task = Execution(cfg.side, cfg.quantity, cfg.penalty_bps)
     env_cfg = Config(task=task, steps=cfg.steps, events=cfg.events, part="eval")
     lo, hi = source.part("eval", env_cfg.margin_s)
@@ -118,7 +119,7 @@ def evaluate(source: Source, cfg: Evaluation | None = None, progress: bool = Tru
     bar = tqdm(total=len(cfg.backgrounds) * len(starts), desc="agents", unit="start", disable=not progress)
     for bg in cfg.backgrounds:
         if bg == "model" and source.model is None:
-            raise ValueError("the model background needs a model (a run or model folder)")
+            raise InputError("the model background needs a model (a run or model folder)")
         core = Trading(source, Config(**{**asdict(env_cfg), "task": task, "background": bg}),
                        len(cfg.agents) * cfg.seeds)
         for name in ("shortfall_bps", "executed", "impact_ticks", "duration_s"):

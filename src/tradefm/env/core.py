@@ -38,11 +38,11 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from ..book import engine as E
-from ..events import EventDay, read_day
+from ..events import EventDay, InputError, read_day
 from .markets import AGENT, BACKGROUNDS, HawkesMarkets, Markets, ModelMarkets, Order, ReplayMarkets
 
 
-class InvalidAction(ValueError):
+class InvalidAction(InputError):
     """An action the environment cannot read as an order (the message says why, in one line)."""
 
 
@@ -108,11 +108,11 @@ class Config:
 
     def __post_init__(self) -> None:
         if self.background not in BACKGROUNDS:
-            raise ValueError(f"background must be one of {', '.join(BACKGROUNDS)}, not {self.background!r}")
+            raise InputError(f"background must be one of {', '.join(BACKGROUNDS)}, not {self.background!r}")
         if self.part not in ("train", "eval"):
-            raise ValueError(f"part must be 'train' or 'eval', not {self.part!r}")
+            raise InputError(f"part must be 'train' or 'eval', not {self.part!r}")
         if self.steps < 1 or self.events < 2 or self.levels < 1 or self.max_offset < 1:
-            raise ValueError("need steps >= 1, events >= 2 (a quote is two orders), levels >= 1, max_offset >= 1")
+            raise InputError("need steps >= 1, events >= 2 (a quote is two orders), levels >= 1, max_offset >= 1")
 
 
 # ---------------------------------------------------------------- the data an environment draws on
@@ -137,7 +137,7 @@ class Source:
             splits = _splits(run)
         self.val_from, self.test_from = splits
         if not 0 < self.val_from <= self.test_from < 1:
-            raise ValueError(f"need 0 < val_from <= test_from < 1, got {splits}")
+            raise InputError(f"need 0 < val_from <= test_from < 1, got {splits}")
         self.first, self.last = session(self.day)
         self._hawkes = self._history = None
 
@@ -149,7 +149,7 @@ class Source:
                 else (self.first + int(self.test_from * span), self.last))
         lo, hi = a + margin, b - margin
         if lo >= hi:
-            raise ValueError(f"the {name} part of {self.key} is shorter than twice the margin ({margin_s:g} s)")
+            raise InputError(f"the {name} part of {self.key} is shorter than twice the margin ({margin_s:g} s)")
         return lo, hi
 
     def part_end(self, ts: int) -> int:
@@ -178,7 +178,7 @@ class Source:
                 temperature: float = 1.0) -> Markets:
         if background == "model":
             if self.model is None:
-                raise ValueError("the model background needs a model: pass model=RUN_OR_MODEL_FOLDER")
+                raise InputError("the model background needs a model: pass model=RUN_OR_MODEL_FOLDER")
             from ..generation.rollout import Sampling
 
             return ModelMarkets(self.model, self.tokenizer, self.day, start_ts, n, seed,
@@ -192,7 +192,7 @@ class Source:
 def _read(path: str | Path) -> EventDay:
     path = Path(path)
     if not path.exists():
-        raise ValueError(f"no events file at {path}")
+        raise InputError(f"no events file at {path}")
     return read_day(path)
 
 
@@ -205,7 +205,7 @@ def model_folder(path: str | Path) -> tuple[Path, Path | None]:
     elif (path / "model" / "tokenizer.json").exists():
         run, path = path.parent, path / "model"
     if not (path / "tokenizer.json").exists():
-        raise ValueError(f"{path} is neither a run folder (model/model inside) nor a model folder "
+        raise InputError(f"{path} is neither a run folder (model/model inside) nor a model folder "
                          f"(tokenizer.json beside the weights)")
     if run is None and (path.parent.parent / "shards" / "manifest.json").exists():
         run = path.parent.parent  # RUN/model/model given directly
@@ -240,7 +240,7 @@ def _splits(run: Path | None) -> tuple[float, float]:
 def _default_day(run: Path | None) -> Path:
     """A run's deepest events file (a level-1 day is no book to trade in)."""
     if run is None or not (run / "events").exists():
-        raise ValueError("give day=EVENTS_PARQUET (or a run folder that holds events/)")
+        raise InputError("give day=EVENTS_PARQUET (or a run folder that holds events/)")
     import json
 
     import pyarrow.parquet as pq
@@ -254,7 +254,7 @@ def _default_day(run: Path | None) -> Path:
         if levels > depth:
             best, depth = p, levels
     if best is None:
-        raise ValueError(f"no events files under {run / 'events'}")
+        raise InputError(f"no events files under {run / 'events'}")
     return best
 
 
@@ -288,7 +288,7 @@ class Trading:
         task = cfg.task
         if isinstance(task, Execution):
             if task.side not in (1, -1) or task.quantity < 1:
-                raise ValueError("an execution task needs side +1/-1 and quantity >= 1")
+                raise InputError("an execution task needs side +1/-1 and quantity >= 1")
             self.lot = task.lot or -(-task.quantity // cfg.steps)
         else:
             self.lot = task.lot
@@ -469,7 +469,7 @@ class Trading:
             acc = _Account(cursor=len(self.markets.rows(b, 0)))
             acc.arrival = acc.mid = self._mid(b, float("nan"))
             if not math.isfinite(acc.arrival):
-                raise ValueError(f"the book at {start_ts} is not two-sided: no arrival mid to measure against")
+                raise InputError(f"the book at {start_ts} is not two-sided: no arrival mid to measure against")
             self.accounts.append(acc)
         self.t = 0
         return np.stack([self._observe(b) for b in range(self.n)])

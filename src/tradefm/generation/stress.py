@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..events import EventDay
+from ..events import EventDay, InputError
 from .rollout import RolloutView, Sampling, ScheduledOrder, generate
 
 
@@ -44,7 +44,7 @@ PRESETS: dict[str, Stress] = {
 
 def preset(name: str) -> Stress:
     if name not in PRESETS:
-        raise ValueError(f"unknown stress preset {name!r}: one of {', '.join(PRESETS)}")
+        raise InputError(f"unknown stress preset {name!r}: one of {', '.join(PRESETS)}")
     return PRESETS[name]
 
 
