@@ -27,9 +27,9 @@ from ..book import OrderBook
 from ..book import engine as E
 from ..events import EventDay, Kind
 from ..generation.market import Market
-from ..generation.rollout import Rollouts, Sampling, sample
+from ..generation.rollout import Rollouts, Sampling
 from ..generation.simulator import P_PRICE, P_SIDE, P_SIZE, P_TS, P_VALID, _grow
-from ..model import KVCache, TradeFM
+from ..model import TradeFM
 from ..tokenizer import Tokenizer
 
 COLUMNS = ("ts", "kind", "side", "price", "size", "order_id", "flag")
@@ -65,33 +65,22 @@ class ModelMarkets:
                  sampling: Sampling | None = None) -> None:
         self.n = n
         self.ro = Rollouts(model, tokenizer, day, start_ts, n, seed, sampling)
-        self.sim, self.model = self.ro.sim, model
-        self.device = next(model.parameters()).device
-        self.dtype = next(model.parameters()).dtype
-        self.tokens, self.ctx = self.ro.tokens, self.ro.ctx
+        self.sim = self.ro.sim
         self.due = np.zeros((n, 5), dtype=np.int64)
-        with torch.no_grad():
-            self.cache = KVCache.empty(model.cfg, n, self.device, self.dtype)
-            self.logits, _ = model(self.tokens.to(self.device), self.ctx.to(self.device), cache=self.cache)
+        self.ro.begin()
 
-    @torch.no_grad()
+    @property
+    def ctx(self) -> torch.Tensor:
+        """The rollouts' context rows as the model saw them (the last window)."""
+        return self.ro.ctx
+
     def step(self, orders: list[Order | None]) -> None:
-        """One batched model call and one simulator step (the loop of :meth:`Rollouts.run`, without guidance)."""
-        c, sim = self.model.cfg.context, self.sim
+        """One step of :class:`Rollouts` for every book: the agents' orders enter as participants' orders."""
         self.due[:] = 0
         for b, o in enumerate(orders):
             if o is not None:
-                self.due[b, [P_VALID, P_TS, P_SIDE, P_SIZE, P_PRICE]] = (1, sim.ts[b], o[0], o[1], o[2])
-        nxt = sample(self.logits[:, -1], self.tokens[:, -c:].to(self.logits.device), self.ro.sampling, self.ro.gen)
-        tokens = nxt.cpu().numpy().astype(np.int64)  # the agent's tokens are written into it
-        rows = torch.from_numpy(sim.step(tokens, self.due if self.due[:, P_VALID].any() else None).copy())
-        self.tokens = torch.cat([self.tokens[:, -c:], torch.from_numpy(tokens)[:, None]], dim=1)
-        self.ctx = torch.cat([self.ctx[:, -c:], rows[:, None]], dim=1)
-        span = c // 2 if self.cache.length + 1 > c else 1  # a full window keeps its second half
-        if span > 1:
-            self.cache = KVCache.empty(self.model.cfg, self.n, self.device, self.dtype)
-        self.logits, _ = self.model(self.tokens[:, -span:].to(self.device), self.ctx[:, -span:].to(self.device),
-                                    cache=self.cache)
+                self.due[b, [P_VALID, P_TS, P_SIDE, P_SIZE, P_PRICE]] = (1, self.sim.ts[b], o[0], o[1], o[2])
+        self.ro.step(self.due if self.due[:, P_VALID].any() else None)
 
     def cancel(self, b: int, order_id: int) -> int:
         """Delete a resting order of book ``b`` between steps (recorded with the agent's flag). The model sees

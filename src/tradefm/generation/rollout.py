@@ -231,51 +231,59 @@ class Rollouts:
         return base + self.sampling.guidance * (logits - base)
 
     # ------------------------------------------------------------------ the loop
+    def _caches(self) -> tuple[KVCache, KVCache | None]:
+        cfg, n = self.model.cfg, self.tokens.shape[0]
+        p = next(self.model.parameters())
+        return (KVCache.empty(cfg, n, p.device, p.dtype),
+                KVCache.empty(cfg, n, p.device, p.dtype) if self._free is not None else None)
+
     @torch.no_grad()
+    def begin(self) -> None:
+        """Read the prompt: the loop's caches and the first next-token logits. :meth:`step` then advances."""
+        p = next(self.model.parameters())
+        guided = self.control and self.sampling.guidance != 1.0
+        # the context as the model sees it (steered, ``self.ctx``), and as measured for guidance; the prompt's
+        # rows are never steered. Only the last window is kept: it is all the model and the repetition penalty see
+        self._free = self.ctx.clone() if guided else None
+        _check_memory(self.model.cfg, self.tokens.shape[0], guided, p.dtype, p.device)
+        self._cache, self._free_cache = self._caches()
+        self._next = self._logits(self.tokens, self.ctx, self._free, self._cache, self._free_cache)
+
+    @torch.no_grad()
+    def step(self, due: np.ndarray | None = None) -> None:
+        """One event per rollout: one sampling call, one simulator step (``due``: participants' orders, P_*
+        columns, their tokens written back), one model call for all of them."""
+        c, sim = self.model.cfg.context, self.sim
+        nxt = sample(self._next[:, -1], self.tokens[:, -c:].to(self._next.device), self.sampling, self.gen).cpu()
+        tokens = nxt.numpy().astype(np.int64)  # participants' tokens are written into it
+        rows = torch.from_numpy(sim.step(tokens, due).copy())
+        self.tokens = torch.cat([self.tokens[:, -c:], torch.from_numpy(tokens)[:, None]], dim=1)
+        self.ctx = torch.cat([self.ctx[:, -c:], self._steer(rows)[:, None]], dim=1)
+        if self._free is not None:
+            self._free = torch.cat([self._free[:, -c:], rows[:, None]], dim=1)
+        span = c // 2 if self._cache.length + 1 > c else 1  # a full window keeps its second half
+        if span > 1:
+            self._cache, self._free_cache = self._caches()
+        self._next = self._logits(self.tokens[:, -span:], self.ctx[:, -span:],
+                                  None if self._free is None else self._free[:, -span:], self._cache,
+                                  self._free_cache)
+
     def run(self, events: int, progress: bool = False, duration_s: float | None = None) -> list[EventDay]:
         """Generate ``events`` order events per rollout (participant orders included), or, with ``duration_s``,
         until every rollout's clock has passed that many seconds (``events`` then caps the steps; each day is
         cut at the end time). One EventDay per rollout."""
         from tqdm.auto import tqdm
 
-        n, cfg, sim = self.tokens.shape[0], self.model.cfg, self.sim
-        device = next(self.model.parameters()).device
-        dtype = next(self.model.parameters()).dtype
         end = self.start_ts + int(duration_s * 1e9) if duration_s else None
-        guided = self.control and self.sampling.guidance != 1.0
-        # the context as the model sees it (steered), and as measured for guidance; the prompt's rows are never
-        # steered. Only the last window is kept: it is all the model and the repetition penalty look at
-        ctx = self.ctx
-        free = self.ctx.clone() if guided else None
-
-        def caches() -> tuple[KVCache, KVCache | None]:
-            return (KVCache.empty(cfg, n, device, dtype), KVCache.empty(cfg, n, device, dtype) if guided else None)
-
-        _check_memory(cfg, n, guided, dtype, device)
-        cache, free_cache = caches()
-        logits = self._logits(self.tokens, ctx, free, cache, free_cache)
+        self.begin()
         bar = tqdm(total=events, desc="generate", unit="step", disable=not progress)
         for _ in range(events):
-            if end is not None and int(sim.ts.min()) >= end:
+            if end is not None and int(self.sim.ts.min()) >= end:
                 break
-            nxt = sample(logits[:, -1], self.tokens[:, -cfg.context:].to(logits.device), self.sampling,
-                         self.gen).cpu()
-            tokens = nxt.numpy().astype(np.int64)  # participants' tokens are written into it
-            rows = torch.from_numpy(sim.step(tokens, self._due()).copy())
-            nxt = torch.from_numpy(tokens)
-            self.tokens = torch.cat([self.tokens[:, -cfg.context:], nxt[:, None]], dim=1)
-            ctx = torch.cat([ctx[:, -cfg.context:], self._steer(rows)[:, None]], dim=1)
-            if free is not None:
-                free = torch.cat([free[:, -cfg.context:], rows[:, None]], dim=1)
-            span = cfg.context // 2 if cache.length + 1 > cfg.context else 1  # a full window keeps its second half
-            if span > 1:
-                cache, free_cache = caches()
-            logits = self._logits(self.tokens[:, -span:], ctx[:, -span:],
-                                  None if free is None else free[:, -span:], cache, free_cache)
+            self.step(self._due())
             bar.update()
         bar.close()
-        self.ctx = ctx
-        days = sim.days("tradefm")
+        days = self.sim.days("tradefm")
         if end is not None:
             days = [_until(d, end) for d in days]
         return days
