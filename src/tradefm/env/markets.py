@@ -25,7 +25,7 @@ import torch
 
 from ..book import OrderBook
 from ..book import engine as E
-from ..events import EventDay, Kind
+from ..events import EventDay
 from ..generation.market import Market
 from ..generation.rollout import Rollouts, Sampling
 from ..generation.simulator import P_PRICE, P_SIDE, P_SIZE, P_TS, P_VALID, _grow
@@ -205,72 +205,22 @@ class HawkesMarkets(_Single):
 
 
 class ReplayMarkets(_Single):
-    """N books replaying the real flow of ``day`` from ``start_ts`` (to ``end_ts``), with the rules of
-    :func:`~tradefm.evaluation.fills.replay_flow`: adds by the real ids, cancels of real ids the market holds
+    """N books replaying the real flow of ``day`` from ``start_ts`` (to ``end_ts``) by the rules of
+    :class:`~tradefm.evaluation.fills.FlowReplay`: adds by the real ids, cancels of real ids the market holds
     (else of anonymous volume at their price), an aggressor's executions as one immediate-or-cancel order, the
     feed's own reveals, the book kept to the feed's window (an agent order pushed beyond it is dropped, as the
     window forgets it). Past the end the book waits."""
 
     def __init__(self, day: EventDay, start_ts: int, n: int, end_ts: int | None = None) -> None:
+        from ..evaluation.fills import FlowReplay
+
         self.n = n
-        t = day.table
-        ts_all = t.column("ts").to_numpy()
-        a = int(np.searchsorted(ts_all, start_ts, side="left"))
-        b = t.num_rows if end_ts is None else int(np.searchsorted(ts_all, end_ts, side="left"))
-        self.ts, self.kind, self.side, self.price, self.size, self.oid = (
-            t.column(c).to_numpy()[a:b] for c in ("ts", "kind", "side", "price", "size", "order_id"))
-        self.snap = t.column("snapshot").to_numpy()[a:b]
-        levels = int(day.notes.get("levels", 0) or 0)
-        self.markets = []
-        for _ in range(n):
-            m = Market(day, start_ts, depth=levels, refill=False)
-            m.book.depth = levels
-            self.markets.append(m)
-        self.is_exec = (self.kind == Kind.EXECUTE) & ~self.snap & (self.side != 0)
-        self.passable = (self.kind == Kind.EXECUTE_HIDDEN) & ~self.snap
-        self.cursor = np.zeros(n, dtype=np.int64)
-        self.ids: list[dict[int, int]] = [{} for _ in range(n)]
+        self.flows = [FlowReplay(day, start_ts, end_ts) for _ in range(n)]
+        self.markets = [f.market for f in self.flows]
 
     def _background(self, b: int) -> None:
         """The next real market event (reveals before it are applied on the way, as book knowledge)."""
-        m, i, n = self.markets[b], int(self.cursor[b]), len(self.ts)
-        while i < n and self.snap[i]:
-            if self.kind[i] == Kind.ADD:
-                m.reveal(int(self.side[i]), int(self.price[i]), int(self.size[i]))
-            i += 1
-        if i >= n:
-            self.cursor[b] = i
-            return
-        k, s, p, q, o, now = (int(x[i]) for x in (self.kind, self.side, self.price, self.size, self.oid, self.ts))
-        now = max(now, m.ts)
-        ids = self.ids[b]
-        if self.is_exec[i]:
-            j, total, worst = i, 0, p
-            while j < n and self.ts[j] == self.ts[i] and ((self.is_exec[j] and self.side[j] == s)
-                                                         or self.passable[j]):
-                if self.is_exec[j]:
-                    total += int(self.size[j])
-                    worst = max(worst, int(self.price[j])) if s < 0 else min(worst, int(self.price[j]))
-                j += 1
-            m.limit(now, -s, worst, total, ioc=True)
-            i = j
-        elif k == Kind.ADD:
-            m.limit(now, s, p, q)
-            if m.holds(m.last_id):
-                ids[o] = m.last_id
-            i += 1
-        elif k in (Kind.CANCEL, Kind.DELETE):
-            mine = ids.get(o, 0)
-            if mine and m.holds(mine):
-                m.cancel(now, s, p, q if k == Kind.CANCEL else 1 << 62, mine)
-                if k == Kind.DELETE or not m.holds(mine):
-                    ids.pop(o, None)
-            else:
-                m.cancel(now, s, p, q, 0)
-            i += 1
-        else:
-            i += 1
-        self.cursor[b] = i
+        self.flows[b].step()
 
 
 BACKGROUNDS = ("model", "hawkes", "replay")

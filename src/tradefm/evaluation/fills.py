@@ -71,73 +71,101 @@ class Replayed:
     end_ts: int
 
 
-def replay_flow(day: EventDay, start_ts: int | None = None, end_ts: int | None = None, hidden: bool = False
-                ) -> Replayed:
-    """Submit the real flow of [start_ts, end_ts) into a Market seeded with the real book at ``start_ts``."""
-    t = day.table
-    ts_all = t.column("ts").to_numpy()
-    snap_all = t.column("snapshot").to_numpy()
-    market_ts = ts_all[~snap_all]
-    start = int(market_ts[0]) if start_ts is None else int(start_ts)
-    end = int(market_ts[-1]) + 1 if end_ts is None else int(end_ts)
-    a, b = np.searchsorted(ts_all, [start, end], side="left")
-    ts, kind, side, price, size, oid = (t.column(c).to_numpy()[a:b] for c in
-                                        ("ts", "kind", "side", "price", "size", "order_id"))
-    snap = snap_all[a:b]
-    levels = int(day.notes.get("levels", 0) or 0)
-    market = Market(day, start, depth=levels, refill=False)  # the feed's own reveals follow
-    market.book.depth = levels  # keep to the feed's window, as the replay does
-    exec_kinds = (Kind.EXECUTE, Kind.EXECUTE_HIDDEN) if hidden else (Kind.EXECUTE,)
-    is_exec = np.isin(kind, exec_kinds) & ~snap & (side != 0)
-    # hidden executions left out are passed over inside an aggressor's run of executions
-    passable = (kind == Kind.EXECUTE_HIDDEN) & ~snap & (not hidden)
-    ids: dict[int, int] = {}
-    sim_ts: list[int] = []
-    sim_size: list[int] = []
-    orders = cancels = missed = 0
-    i, n = 0, len(ts)
-    while i < n:
-        k, s, p, q, o, now = int(kind[i]), int(side[i]), int(price[i]), int(size[i]), int(oid[i]), int(ts[i])
-        if snap[i]:  # a reveal: volume beyond the window becomes known
-            if k == Kind.ADD:
-                market.reveal(s, p, q)
+class FlowReplay:
+    """The real flow of [start_ts, end_ts) submitted into a :class:`Market` seeded with the real book at
+    ``start_ts``, one market event per :meth:`step` (the feed's reveals before it applied on the way), by the
+    rules above. A caller may put its own orders into ``market`` between steps (an agent's): the replay's clock
+    never runs behind the market's."""
+
+    def __init__(self, day: EventDay, start_ts: int | None = None, end_ts: int | None = None,
+                 hidden: bool = False) -> None:
+        t = day.table
+        ts_all = t.column("ts").to_numpy()
+        snap_all = t.column("snapshot").to_numpy()
+        market_ts = ts_all[~snap_all]
+        self.start = int(market_ts[0]) if start_ts is None else int(start_ts)
+        self.end = int(market_ts[-1]) + 1 if end_ts is None else int(end_ts)
+        a, b = np.searchsorted(ts_all, [self.start, self.end], side="left")
+        self.ts, self.kind, self.side, self.price, self.size, self.oid = (
+            t.column(c).to_numpy()[a:b] for c in ("ts", "kind", "side", "price", "size", "order_id"))
+        self.snap = snap_all[a:b]
+        levels = int(day.notes.get("levels", 0) or 0)
+        self.market = Market(day, self.start, depth=levels, refill=False)  # the feed's own reveals follow
+        self.market.book.depth = levels  # keep to the feed's window, as the replay does
+        exec_kinds = (Kind.EXECUTE, Kind.EXECUTE_HIDDEN) if hidden else (Kind.EXECUTE,)
+        self.is_exec = np.isin(self.kind, exec_kinds) & ~self.snap & (self.side != 0)
+        # hidden executions left out are passed over inside an aggressor's run of executions
+        self.passable = (self.kind == Kind.EXECUTE_HIDDEN) & ~self.snap & (not hidden)
+        self.ids: dict[int, int] = {}
+        self.sim_ts: list[int] = []
+        self.sim_size: list[int] = []
+        self.orders = self.cancels = self.missed = 0
+        self.i = 0
+
+    @property
+    def done(self) -> bool:
+        return self.i >= len(self.ts)
+
+    def step(self) -> None:
+        ts, kind, side, price, size, snap = self.ts, self.kind, self.side, self.price, self.size, self.snap
+        market, i, n = self.market, self.i, len(ts)
+        while i < n and snap[i]:  # a reveal: volume beyond the window becomes known
+            if kind[i] == Kind.ADD:
+                market.reveal(int(side[i]), int(price[i]), int(size[i]))
             i += 1
-        elif is_exec[i]:  # one aggressor: its executions in one run (hidden ones skipped unless wanted)
+        if i >= n:
+            self.i = i
+            return
+        k, s, p, q, o = int(kind[i]), int(side[i]), int(price[i]), int(size[i]), int(self.oid[i])
+        now = max(int(ts[i]), market.ts)
+        if self.is_exec[i]:  # one aggressor: its executions in one run (hidden ones skipped unless wanted)
             j, total, worst = i, 0, p
-            while j < n and ts[j] == now and ((is_exec[j] and side[j] == s) or passable[j]):
-                if is_exec[j]:
+            while j < n and ts[j] == ts[i] and ((self.is_exec[j] and side[j] == s) or self.passable[j]):
+                if self.is_exec[j]:
                     total += int(size[j])
                     worst = max(worst, int(price[j])) if s < 0 else min(worst, int(price[j]))
                 j += 1
-            fills = market.limit(now, -s, worst, total, ioc=True)
-            orders += 1
-            sim_ts += [now] * len(fills)
-            sim_size += [f.size for f in fills]
+            self._filled(now, market.limit(now, -s, worst, total, ioc=True))
             i = j
         elif k == Kind.ADD:
-            fills = market.limit(now, s, p, q)
-            orders += 1
+            self._filled(now, market.limit(now, s, p, q))
             if market.holds(market.last_id):
-                ids[o] = market.last_id
-            sim_ts += [now] * len(fills)
-            sim_size += [f.size for f in fills]
+                self.ids[o] = market.last_id
             i += 1
         elif k in (Kind.CANCEL, Kind.DELETE):
-            cancels += 1
-            mine = ids.get(o, 0)
+            self.cancels += 1
+            mine = self.ids.get(o, 0)
             if mine and market.holds(mine):
                 done = market.cancel(now, s, p, q if k == Kind.CANCEL else 1 << 62, mine)
                 if k == Kind.DELETE or not market.holds(mine):
-                    ids.pop(o, None)
+                    self.ids.pop(o, None)
             else:
                 done = market.cancel(now, s, p, q, 0)
-            missed += done == 0
+            self.missed += done == 0
             i += 1
         else:
             i += 1
-    real = is_exec
-    return Replayed(np.asarray(sim_ts, np.int64), np.asarray(sim_size, np.int64), ts[real].astype(np.int64),
-                    size[real].astype(np.int64), orders, cancels, missed, start, end)
+        self.i = i
+
+    def _filled(self, now: int, fills: list) -> None:
+        self.orders += 1
+        self.sim_ts += [now] * len(fills)
+        self.sim_size += [f.size for f in fills]
+
+    def result(self) -> Replayed:
+        real = self.is_exec
+        return Replayed(np.asarray(self.sim_ts, np.int64), np.asarray(self.sim_size, np.int64),
+                        self.ts[real].astype(np.int64), self.size[real].astype(np.int64), self.orders,
+                        self.cancels, self.missed, self.start, self.end)
+
+
+def replay_flow(day: EventDay, start_ts: int | None = None, end_ts: int | None = None, hidden: bool = False
+                ) -> Replayed:
+    """Submit the real flow of [start_ts, end_ts) into a Market seeded with the real book at ``start_ts``."""
+    replay = FlowReplay(day, start_ts, end_ts, hidden)
+    while not replay.done:
+        replay.step()
+    return replay.result()
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
