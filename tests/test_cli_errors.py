@@ -17,6 +17,8 @@ from tradefm.cli import main
 from tradefm.events import EventDay, Instrument, empty_table, write_day
 from tradefm.generation.market import Market
 
+from .conftest import random_orders
+
 SESSION = (34_200, 34_200 + 3_600)  # 09:30-10:30 New York time, seconds after midnight
 
 
@@ -29,20 +31,7 @@ def _flow_day(seed: int = 0, orders: int = 4_000) -> EventDay:
     start = midnight + SESSION[0] * 10**9
     market = Market(EventDay(inst, date, empty_table()), start)
     times = start + np.cumsum(rng.exponential((SESSION[1] - SESSION[0]) / orders, orders) * 1e9).astype(np.int64)
-    live: list[int] = []
-    for t in times:
-        mid = market.mid() or 1_000_000.0
-        if rng.random() < 0.6 or not live:
-            side = 1 if rng.random() < 0.5 else -1
-            price = round(mid / 100) * 100 - side * int(rng.integers(-2, 12)) * 100
-            market.limit(int(t), side, price, int(rng.integers(1, 5)) * 100)
-            if market.holds(market.last_id):
-                live.append(market.last_id)
-        else:
-            oid = live.pop(int(rng.integers(len(live))))
-            if market.holds(oid):
-                side, price, left = market.book.order(oid)
-                market.cancel(int(t), side, price, left, oid)
+    random_orders(market, times, rng, 1_000_000.0, 100, (-2, 12), (1, 5))
     return market.to_day("synthetic")
 
 

@@ -22,7 +22,7 @@ from tradefm.events import EventDay, Instrument, table_from_columns
 from tradefm.generation import Market
 from tradefm.readers import lobster, read
 
-from .conftest import data_file
+from .conftest import data_file, random_orders
 
 AAPL = "lobster/LOBSTER_SampleFile_AAPL_2012-06-21_1.zip"
 
@@ -50,20 +50,7 @@ def zero_intelligence(day: EventDay, start: int, orders: int, seed: int, seconds
     market = Market(day, start)
     tick = day.instrument.tick_size
     times = start + np.cumsum(rng.exponential(seconds / orders, orders) * 1e9).astype(np.int64)
-    live: list[int] = []
-    for t in times:
-        mid = market.mid() or 5_850_000.0
-        if rng.random() < 0.6 or not live:
-            side = 1 if rng.random() < 0.5 else -1
-            price = round(mid / tick) * tick - side * int(rng.integers(-3, 20)) * tick
-            market.limit(int(t), side, price, int(rng.integers(1, 4)) * 100)
-            if market.holds(market.last_id):
-                live.append(market.last_id)
-        else:
-            oid = live.pop(int(rng.integers(len(live))))
-            if market.holds(oid):
-                side, price, left = market.book.order(oid)
-                market.cancel(int(t), side, price, left, oid)
+    random_orders(market, times, rng, 5_850_000.0, tick, (-3, 20), (1, 4))
     return market.to_day(f"zi-{seed}")
 
 
