@@ -212,7 +212,8 @@ def lobster_files(day: EventDay, depth: int = 10, window: int = 0) -> tuple[str,
     stamps = t.column("ts").to_numpy()
     for i, j in zip(rows.tolist(), ends.tolist(), strict=True):
         k, s, p, q, o, ts = (int(c[i]) for c in (*cols, stamps))
-        book.apply_many(*(c[i:j] for c in cols))
+        for r in range(i, j):  # the message, then any level it revealed (one call each: most have none)
+            book.apply(*(int(c[r]) for c in cols))
         ns = ts - base
         msg.append(f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d},{int(k)},{int(o)},{int(q)},{int(p)},{int(s)}")
         E.top(book.state, depth, row)
