@@ -132,4 +132,10 @@ COVER = 5  # windows an aggressor may reach into beyond the visible ones
 ROOM = 2 + COVER  # windows of reveals one step may add: a top-up of both sides and a cover of one
 
 
-__all__ = ["COVER", "NONE", "REVEAL", "ROOM", "Beyond", "cover", "of", "seeds", "top_up"]
+@kernel
+def room(beyond: Beyond) -> int:
+    """Orders and record rows one event may add: its own, and every level its reveals may bring."""
+    return ROOM * beyond.levels + 2
+
+
+__all__ = ["COVER", "NONE", "REVEAL", "ROOM", "Beyond", "cover", "of", "room", "seeds", "top_up"]

@@ -49,7 +49,7 @@ class Market:
         window = int(day.notes.get("levels", 0) or 0) if refill else 0
         self.beyond = beyond.of(real.levels(1), real.levels(-1), window)
         self.rng = beyond.seeds(seed, 1)
-        self._scratch = np.zeros((beyond.ROOM * self.beyond.levels + 1, len(_COLUMNS)), dtype=np.int64)
+        self._scratch = np.zeros((beyond.room(self.beyond), len(_COLUMNS)), dtype=np.int64)
         self.ts = start_ts
         self._top_up()
         self.snapshot = len(self.rows["ts"])  # the opening book: the feed's levels and those revealed behind them
@@ -60,7 +60,7 @@ class Market:
         meets on ``side`` before it trades."""
         if not self.beyond.levels:
             return
-        self.book._reserve(beyond.ROOM * self.beyond.levels)
+        self.book._reserve(beyond.room(self.beyond))
         st = self.book.state
         if side:
             n = beyond.cover(st, self.beyond, self.rng, 0, self._scratch, 0, self.ts, side, size)

@@ -121,7 +121,7 @@ def _advance(b: int, orders, levels, free, fills, meta, keys, vals, t: Tables, t
     Returns 0, or what Python must do first: grow the record (``NEED_LOG``), the book (``NEED_ROOM``) or draw
     uniforms (``NEED_UNIFORMS``); the rollout is then left as it was."""
     st = E.BookState(orders[b], levels[b], free[b], fills[b], meta[b], keys[b], vals[b])
-    room = beyond.ROOM * deep.levels + 2  # the event's own order and what reveals may add
+    room = beyond.room(deep)
     if nlog[b] + st.meta[E.M_LIVE] + room > log.shape[1]:
         return NEED_LOG
     if (st.orders.shape[0] - st.meta[E.M_NEXT_SLOT] + st.meta[E.M_FREE] < room
@@ -255,7 +255,7 @@ class Simulator:
         self.snapshot = np.stack([np.asarray(seed_market.rows[c], dtype=np.int64)
                                   for c in ("ts", "kind", "side", "price", "size", "order_id", "flag")], axis=1)
         self.beyond, self.rng = seed_market.beyond, beyond.seeds(seed, rollouts)
-        self.room = beyond.ROOM * self.beyond.levels + 2
+        self.room = beyond.room(self.beyond)
         self.t, self.B = tables, rollouts
         one = seed_market.book.state
         self.state = {name: np.repeat(getattr(one, name)[None], rollouts, axis=0) for name in _STATE}
