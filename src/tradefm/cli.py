@@ -237,7 +237,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     from .events import read_day
     from .generation.output import write_rollouts
-    from .generation.rollout import Sampling, generate
+    from .generation.rollout import generate
     from .model import TradeFM
     from .tokenizer import Tokenizer
 
@@ -251,7 +251,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     model = TradeFM.from_pretrained(args.model, device=device)
     tok = Tokenizer.load(Path(args.model) / "tokenizer.json")
     day = read_day(args.source)
-    sampling = Sampling(args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.guidance)
+    sampling = _sampling(args, guidance=args.guidance)
     control = _control(args.control)
     days = generate(model, tok, day, _start_ts(day, args.start), args.events, args.rollouts, args.seed, sampling,
                     _participant(args.twap), control, progress=True)
@@ -387,9 +387,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from .tokenizer import Tokenizer
 
     run = benchmark.find_run(args.run, args.events)
-    cfg = benchmark.preset(args.preset, **{k: v for k, v in (("windows", args.windows), ("minutes", args.minutes),
-                                                             ("rollouts", args.rollouts), ("seed", args.seed))
-                                           if v is not None})
+    cfg = benchmark.preset(args.preset, sampling=_sampling(args), part=args.part,
+                           **{k: v for k, v in (("windows", args.windows), ("minutes", args.minutes),
+                                                ("rollouts", args.rollouts), ("seed", args.seed)) if v is not None})
     model = TradeFM.from_pretrained(run.model).eval()
     tok = Tokenizer.load(run.model / "tokenizer.json")
     days = [read_day(p) for p in list_days(run.events)]
@@ -434,6 +434,21 @@ def _rollout_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", help="fraction of the session (0.85, the default) or local time (14:30)")
     p.add_argument("--rollouts", type=POSITIVE_INT, default=4)
     p.add_argument("--seed", type=int, default=0)
+
+
+def _sampling_args(p: argparse.ArgumentParser) -> None:
+    """How the model's next token is drawn (defaults: :class:`~tradefm.generation.rollout.Sampling`'s)."""
+    p.add_argument("--temperature", type=POSITIVE)
+    p.add_argument("--top-k", type=COUNT)
+    p.add_argument("--top-p", type=POSITIVE)
+    p.add_argument("--repetition-penalty", type=POSITIVE, help="1 switches it off")
+
+
+def _sampling(args: argparse.Namespace, **more: object):
+    from .generation.rollout import Sampling
+
+    given = {k: getattr(args, k) for k in ("temperature", "top_k", "top_p", "repetition_penalty")}
+    return Sampling(**{k: v for k, v in given.items() if v is not None}, **more)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -507,10 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     _rollout_args(s)
     s.add_argument("--events", type=POSITIVE_INT, default=1000)
     s.add_argument("--device", help="where the model runs: cpu, cuda, cuda:1 (default: cuda when there is one)")
-    s.add_argument("--temperature", type=POSITIVE, default=1.0)
-    s.add_argument("--top-k", type=COUNT, default=0)
-    s.add_argument("--top-p", type=POSITIVE, default=1.0)
-    s.add_argument("--repetition-penalty", type=POSITIVE, default=1.2)
+    _sampling_args(s)
     s.add_argument("--guidance", type=_number(float, 0, True), default=1.0,
                    help="with --control: free + G * (controlled - free) logits (1: plain conditioning)")
     s.add_argument("--twap", metavar="SIDE:SIZE:MINUTES:SLICES", help="inject a TWAP participant, e.g. sell:5000:10:20")
@@ -557,10 +569,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="a run folder (model/model, events/, shards/manifest.json), or a model folder")
     s.add_argument("--events", help="the event store to take days from (default: the run's, or its manifest's)")
     s.add_argument("--preset", default="standard", help="demo, standard or full (windows, minutes, rollouts)")
-    s.add_argument("--windows", type=POSITIVE_INT, help="windows per day in its test part (overrides the preset)")
+    s.add_argument("--windows", type=POSITIVE_INT, help="windows per day in the part scored (overrides the preset)")
+    s.add_argument("--part", choices=("test", "val"), default="test",
+                   help="the part scored: test, or val to choose settings without looking at the test part")
     s.add_argument("--minutes", type=POSITIVE, help="window length")
     s.add_argument("--rollouts", type=POSITIVE_INT, help="rollouts of each source per window")
     s.add_argument("--seed", type=int)
+    _sampling_args(s)
     s.add_argument("--lob-bench", metavar="DIR", help="also write every window in LOB-Bench's layout "
                    "(DIR/SOURCE/SYMBOL/DATE/data_real, data_gen, data_cond), for its run_bench.py")
     s.add_argument("--out", help="where benchmark.json/.md/.png go (default: RUN/benchmark)")

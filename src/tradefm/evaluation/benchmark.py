@@ -13,6 +13,8 @@ One window of minutes holds a few dozen independent 10 s returns, so one window 
   (within each instrument), so a window's noise moves both sides of a comparison together;
 - **the floor** by the same protocol: as many windows of the validation part (also held out of training) against
   the test part's real windows;
+- ``part="val"`` scores the validation part instead (the floor then being the test part's windows), so that
+  settings such as the sampling are chosen without looking at the test part;
 - **the headline**: the model's mean KS over the distribution rows divided by Compound Hawkes', with its
   interval from the same resamples.
 
@@ -30,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..events import EventDay, InputError, read_json
+from ..generation.rollout import Sampling
 from ..shards import SplitConfig
 from .metrics import DISTRIBUTIONS, L1_SCORES, LABELS, book_series, l1_bins, samples, session, window
 from .stylized import StylizedFacts, order_sign_acf, stylized_facts
@@ -44,11 +47,20 @@ ALL = "all"
 class BenchmarkConfig:
     """How many windows, how long, how many rollouts of each source per window, and the bootstrap's size."""
 
-    windows: int = 12  # per day, in its test part
+    windows: int = 12  # per day, in the part scored
     minutes: float = 5.0
     rollouts: int = 4
     n_boot: int = 200
     seed: int = 0
+    part: str = "test"  # the part scored; "val" chooses settings (sampling, ...) without looking at the test part
+    sampling: Sampling = field(default_factory=Sampling)  # the model's rollouts
+
+    def __post_init__(self) -> None:
+        if self.part not in PARTS:
+            raise InputError(f"part must be one of {', '.join(PARTS)}, not {self.part!r}")
+
+
+PARTS = ("test", "val")  # the floor compares the part scored with the other one
 
 
 PRESETS = {
@@ -358,8 +370,10 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
             continue
         test = starts(day, (splits.test_from, 1.0), cfg.windows, cfg.minutes)
         val = starts(day, (splits.val_from, splits.test_from), cfg.windows, cfg.minutes)
+        if cfg.part == "val":
+            test, val = val, test
         if not test:
-            skipped[name] = f"its test part is shorter than one window of {cfg.minutes:g} minutes"
+            skipped[name] = f"its {cfg.part} part is shorter than one window of {cfg.minutes:g} minutes"
             continue
         plan.append((name, day, test, val))
     bar = tqdm(total=sum(len(t) for _, _, t, _ in plan), desc="windows", unit="window", disable=not progress)
@@ -377,7 +391,8 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
         for w, start in enumerate(test):
             seed = cfg.seed + 1_000 * w
             k = range(cfg.rollouts)
-            made = {MODEL: generate(model, tok, day, start, 200_000, cfg.rollouts, seed, duration_s=cfg.minutes * 60),
+            made = {MODEL: generate(model, tok, day, start, 200_000, cfg.rollouts, seed, cfg.sampling,
+                                    duration_s=cfg.minutes * 60),
                     HAWKES: [hawkes.generate(hp, day, start, cfg.minutes * 60, seed + r) for r in k],
                     ZI: [zero_intelligence.generate(zp, day, start, cfg.minutes * 60, seed + r) for r in k],
                     DECODED: decode_real(tok, day, start, cfg.minutes * 60, cfg.rollouts, seed)}
@@ -409,6 +424,10 @@ def _cell(v: tuple[float, float, float]) -> str:
     return f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" if np.isfinite(v[1]) else _num(v[0], ".3f")
 
 
+def _sampling(s: Sampling) -> str:
+    return ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in asdict(s).items() if k != "guidance")
+
+
 def _num(v: float, fmt: str) -> str:
     return format(v, fmt) if np.isfinite(v) else "–"
 
@@ -418,8 +437,10 @@ def markdown(b: Benchmark) -> str:
     group = ALL if ALL in b.rows else next(iter(b.rows))
     cfg = b.config
     n = sum(len(w) for w in b.windows.values())
-    lines = [f"# Pooled held-out benchmark: {n} windows of {cfg.minutes:g} minutes, {cfg.rollouts} rollouts per "
-             f"window and source, 95% intervals from {cfg.n_boot} bootstrap draws of windows", ""]
+    part = "" if cfg.part == "test" else f" of the {cfg.part} part"
+    lines = [f"# Pooled held-out benchmark: {n} windows{part} of {cfg.minutes:g} minutes, {cfg.rollouts} rollouts per "
+             f"window and source, 95% intervals from {cfg.n_boot} bootstrap draws of windows", "",
+             f"TradeFM's sampling: {_sampling(cfg.sampling)}", ""]
     for g, h in b.headline.items():
         lines.append(f"- **{g}**: TradeFM mean KS ÷ Compound Hawkes mean KS = **{_cell(h)}** "
                      f"(TradeFM {_cell(b.mean_ks[g][MODEL])}, Compound Hawkes {_cell(b.mean_ks[g][HAWKES])}"
