@@ -11,6 +11,7 @@ import torch
 from tradefm.cli import main
 from tradefm.evaluation import benchmark as bm
 from tradefm.evaluation.metrics import DISTRIBUTIONS
+from tradefm.events import InputError
 from tradefm.features import order_flow
 from tradefm.generation.output import slug
 from tradefm.model import TradeFM, preset
@@ -130,6 +131,27 @@ def test_the_benchmark_scores_every_source_on_real_windows_and_writes_its_files(
     assert main(args) == 0  # the same seed, the same numbers
     assert json.loads((tiny_run / "bench" / "benchmark.json").read_text()) == out
     _check_lob_bench_layout(tiny_run / "lob_bench", windows=2, rollouts=1)
+
+
+def test_the_validation_part_is_scored_against_the_test_part_when_asked(tiny_run) -> None:
+    """``--part val`` (choosing settings such as the sampling) scores the validation part's windows, the floor
+    being the test part's; the sampling it used is in the report. A part that is neither is a one-line error."""
+    args = ["benchmark", str(tiny_run), "--preset", "demo", "--windows", "1", "--minutes", "0.5", "--rollouts", "1",
+            "--part", "val", "--repetition-penalty", "1", "--out", str(tiny_run / "val")]
+    assert main(args) == 0
+    from tradefm.events import list_days, read_day
+
+    day = read_day(list_days(tiny_run / "events")[0])
+    ts = day.table.column("ts").to_numpy()[~day.table.column("snapshot").to_numpy()]
+    first, last, splits = int(ts[0]), int(ts[-1]), SplitConfig()
+    out = json.loads((tiny_run / "val" / "benchmark.json").read_text())
+    val_from, test_from = (first + f * (last - first) for f in (splits.val_from, splits.test_from))
+    assert all(val_from <= s < test_from for w in out["windows"].values() for s in w)
+    assert all(s >= test_from for w in out["floor_windows"].values() for s in w)
+    assert out["config"]["part"] == "val" and out["config"]["sampling"]["repetition_penalty"] == 1.0
+    assert "repetition penalty 1" in (tiny_run / "val" / "benchmark.md").read_text()
+    with pytest.raises(InputError, match="part must be"):
+        bm.preset("demo", part="train")
 
 
 def _check_lob_bench_layout(root, windows: int, rollouts: int) -> None:
