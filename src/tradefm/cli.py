@@ -570,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--events", help="the event store to take days from (default: the run's, or its manifest's)")
     s.add_argument("--preset", default="standard", help="demo, standard or full (windows, minutes, rollouts)")
     s.add_argument("--windows", type=POSITIVE_INT, help="windows per day in the part scored (overrides the preset)")
-    s.add_argument("--part", choices=("test", "val"), default="test",
+    s.add_argument("--part", default="test",
                    help="the part scored: test, or val to choose settings without looking at the test part")
     s.add_argument("--minutes", type=POSITIVE, help="window length")
     s.add_argument("--rollouts", type=POSITIVE_INT, help="rollouts of each source per window")

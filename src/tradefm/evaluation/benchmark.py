@@ -43,6 +43,9 @@ GENERATORS = (MODEL, HAWKES, ZI)
 ALL = "all"
 
 
+PARTS = ("test", "val")  # the part scored; the floor compares it with the other one
+
+
 @dataclass(frozen=True)
 class BenchmarkConfig:
     """How many windows, how long, how many rollouts of each source per window, and the bootstrap's size."""
@@ -58,9 +61,6 @@ class BenchmarkConfig:
     def __post_init__(self) -> None:
         if self.part not in PARTS:
             raise InputError(f"part must be one of {', '.join(PARTS)}, not {self.part!r}")
-
-
-PARTS = ("test", "val")  # the floor compares the part scored with the other one
 
 
 PRESETS = {
@@ -368,10 +368,9 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
         if int(day.notes.get("levels", 0) or 0) == 1:
             skipped[name] = "a level-1 file: its flow leaves out every event behind the touch"
             continue
-        test = starts(day, (splits.test_from, 1.0), cfg.windows, cfg.minutes)
-        val = starts(day, (splits.val_from, splits.test_from), cfg.windows, cfg.minutes)
-        if cfg.part == "val":
-            test, val = val, test
+        parts = {"test": (splits.test_from, 1.0), "val": (splits.val_from, splits.test_from)}
+        other = next(p for p in PARTS if p != cfg.part)
+        test, val = (starts(day, parts[p], cfg.windows, cfg.minutes) for p in (cfg.part, other))  # scored, floor
         if not test:
             skipped[name] = f"its {cfg.part} part is shorter than one window of {cfg.minutes:g} minutes"
             continue
