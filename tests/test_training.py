@@ -68,6 +68,23 @@ def test_training_learns_and_saves_a_complete_model(shards: Path, tmp_path: Path
     assert main(["perplexity", str(run / "model"), str(shards), "--split", "val"]) == 0
 
 
+def test_the_best_validation_model_is_kept_as_training_goes_on(shards: Path, tmp_path: Path) -> None:
+    import csv
+
+    cfg = _config(tmp_path, shards, max_steps=30, eval_every=5, lr=3e-2, min_lr=3e-2)  # a rate that wanders
+    assert main(["train", str(cfg)]) == 0
+    run = tmp_path / "run"
+    with open(run / "log.csv") as f:
+        evals = [(int(r["step"]), float(r["val_loss"])) for r in csv.DictReader(f) if r["val_loss"]]
+    assert len(evals) == 6
+    best = json.loads((run / "best_model" / "best.json").read_text())
+    step, loss = min(evals, key=lambda e: e[1])
+    assert best["step"] == step and best["val_loss"] == pytest.approx(loss)
+    kept = TradeFM.from_pretrained(run / "best_model").state_dict()
+    final = TradeFM.from_pretrained(run / "model").state_dict()
+    assert all(torch.equal(kept[k], final[k]) for k in kept) == (step == 30)
+
+
 def test_a_killed_run_resumes_exactly(shards: Path, tmp_path: Path) -> None:
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     whole.mkdir()
@@ -90,7 +107,9 @@ def test_a_killed_run_resumes_exactly(shards: Path, tmp_path: Path) -> None:
     a = TradeFM.from_pretrained(whole / "run" / "model").state_dict()
     b = TradeFM.from_pretrained(broken / "run" / "model").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-
+    a = TradeFM.from_pretrained(whole / "run" / "best_model").state_dict()  # the best model survives the kill
+    b = TradeFM.from_pretrained(broken / "run" / "best_model").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_a_checkpoint_resumes_only_on_its_own_token_space(shards: Path, tmp_path: Path, capsys) -> None:

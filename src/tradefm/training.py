@@ -182,6 +182,27 @@ def _full_state(model: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[dic
     return get_state_dict(model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
+def _model_state(model: torch.nn.Module) -> dict:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def _save_model(folder: Path, state: dict, mcfg: object, cfg: TrainConfig, d: Dist,
+                best: dict[str, float] | None = None) -> None:
+    """A complete model folder from full weights (every rank gathered them; rank 0 writes)."""
+    if not d.main:
+        return
+    from .tokenizer import Tokenizer
+
+    model = TradeFM(mcfg)
+    model.load_state_dict(state)
+    tok_file = Path(cfg.shards) / "tokenizer.json"
+    model.save_pretrained(folder, Tokenizer.load(tok_file) if tok_file.exists() else None)
+    if best is not None:
+        (folder / "best.json").write_text(json.dumps(best))
+
+
 def _load_state(model: torch.nn.Module, opt: torch.optim.Optimizer, model_sd: dict, opt_sd: dict) -> None:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
@@ -190,12 +211,12 @@ def _load_state(model: torch.nn.Module, opt: torch.optim.Optimizer, model_sd: di
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, windows: Windows,
-                    d: Dist, token_space: str) -> None:
+                    d: Dist, token_space: str, best: dict[str, float]) -> None:
     model_sd, opt_sd = _full_state(model, opt)  # every rank takes part; rank 0 writes
     if not d.main:
         return
     state = {"model": model_sd, "optimizer": opt_sd, "step": step, "sampler": windows.rng.bit_generator.state,
-             "torch_rng": torch.get_rng_state(), "token_space": token_space}
+             "torch_rng": torch.get_rng_state(), "token_space": token_space, "best": best}
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -251,6 +272,7 @@ def train(cfg: TrainConfig) -> dict:
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if bf16_autocast else nullcontext()
 
     ckpt, step = out / "checkpoint.pt", 0
+    best: dict[str, float] = {"step": 0, "val_loss": math.inf, "val_ppl": math.inf}
     if ckpt.exists():  # resume: everything that decides the next step comes back
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         if state.get("token_space") != manifest["tokenizer_hash"]:
@@ -258,7 +280,7 @@ def train(cfg: TrainConfig) -> dict:
                              f"{manifest['tokenizer_hash']}: resume only with the shards it was trained on, or "
                              "train into a new folder")
         _load_state(net, opt, state["model"], state["optimizer"])
-        step = int(state["step"])
+        step, best = int(state["step"]), state.get("best", best)
         train_w.rng.bit_generator.state = state["sampler"]
         torch.set_rng_state(state["torch_rng"])
     log = _Log(out, step, d.main)
@@ -297,11 +319,14 @@ def train(cfg: TrainConfig) -> dict:
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
             metrics["val_loss"] = evaluate(net, val_w, cfg, d, device, amp)
             metrics["val_ppl"] = math.exp(metrics["val_loss"])
+            if metrics["val_loss"] < best["val_loss"]:  # the early-stopping model, kept as training goes on
+                best = {"step": step, "val_loss": metrics["val_loss"], "val_ppl": metrics["val_ppl"]}
+                _save_model(out / "best_model", _model_state(net), mcfg, cfg, d, best)
         log.write(metrics, every=cfg.log_every)
         bar.set_postfix(loss=f"{metrics['loss']:.3f}", tok_s=f"{metrics['tokens_per_s']:,.0f}")
         bar.update(1)
         if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
-            save_checkpoint(ckpt, net, opt, step, train_w, d, manifest["tokenizer_hash"])
+            save_checkpoint(ckpt, net, opt, step, train_w, d, manifest["tokenizer_hash"], best)
     bar.close()
     log.close()
     if d.world > 1 and not cfg.fsdp:  # replicas must hold the very same weights: record each one's fingerprint
@@ -313,12 +338,7 @@ def train(cfg: TrainConfig) -> dict:
         if d.main:
             (out / "replicas.json").write_text(json.dumps(prints))
     if d.main:  # the last step always checkpoints: the final model is that checkpoint's weights
-        from .tokenizer import Tokenizer
-
-        final = TradeFM(mcfg)
-        final.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["model"])
-        tok_file = Path(cfg.shards) / "tokenizer.json"
-        final.save_pretrained(out / "model", Tokenizer.load(tok_file) if tok_file.exists() else None)
+        _save_model(out / "model", torch.load(ckpt, map_location="cpu", weights_only=True)["model"], mcfg, cfg, d)
     if d.world > 1:
         dist.barrier()
     return metrics
