@@ -794,6 +794,35 @@ class Orders:
         if not self.m.market(ts, side, size):
             self.skipped += 1
 
+    def arrive(self, ts: int, etype: int, size: int, ticks: int) -> None:
+        """One arrival of type ``etype`` (side and category) as its order."""
+        side, cat = type_side(etype), etype % 6
+        if cat == MO:
+            self.market(ts, side, size)
+        elif cat in (CO_DEEP, CO_TOP):
+            self.cancel(ts, side, cat, size, ticks)
+        else:
+            self.limit(ts, side, cat, size, ticks)
+
+
+def arrivals(params: HawkesParams, day: EventDay, start_ts: int, history: Classified | None,
+             rng: np.random.Generator, duration_s: float, max_events: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Arrivals from ``start_ts`` (timestamps, types, sizes, tick offsets), drawn up front: the arrival times do
+    not see the book. With ``history`` (the day's :func:`classify`) the excitation starts where the real arrivals
+    before ``start_ts`` left it, else from rest."""
+    excite0 = excitation_at(params, history, start_ts) if history is not None else np.zeros(K)
+    sec0 = (start_ts - session_start_ns(day.date, day.instrument.timezone)) / NS
+    t, c = _thinning(params.mu, params.alpha, params.beta, params.tod_edges, np.ascontiguousarray(params.tod),
+                     sec0, duration_s, max_events, excite0, rng)
+    sizes = np.zeros(len(c), dtype=np.int64)
+    ticks = np.zeros(len(c), dtype=np.int64)
+    for i in range(K):
+        sel = np.flatnonzero(c == i)
+        sizes[sel] = params.sizes[i].sample(rng, len(sel), default=100)
+        ticks[sel] = params.ticks[i].sample(rng, len(sel), default=1)
+    return start_ts + np.rint(t * NS).astype(np.int64), c, sizes, ticks
+
 
 def generate(params: HawkesParams, day: EventDay, start_ts: int, duration_s: float, seed: int,
              max_events: int | None = None, warm_start: bool = True, tight_inside: str = "drop") -> EventDay:
@@ -808,28 +837,12 @@ def generate(params: HawkesParams, day: EventDay, start_ts: int, duration_s: flo
     docs/BASELINES.md: 18-860 mid changes an hour against ~5,000 real)."""
     rng = np.random.default_rng(seed)
     market = Market(day, start_ts, seed=seed)
-    tick = day.instrument.tick_size
     history = classify(day) if warm_start else None
-    excite0 = excitation_at(params, history, start_ts) if history is not None else np.zeros(K)
-    sec0 = (start_ts - session_start_ns(day.date, day.instrument.timezone)) / NS
-    t, c = _thinning(params.mu, params.alpha, params.beta, params.tod_edges, np.ascontiguousarray(params.tod),
-                     sec0, float(duration_s), max_events if max_events is not None else 1 << 62, excite0, rng)
-    sizes = np.zeros(len(c), dtype=np.int64)
-    ticks = np.zeros(len(c), dtype=np.int64)
-    for i in range(K):
-        sel = np.flatnonzero(c == i)
-        sizes[sel] = params.sizes[i].sample(rng, len(sel), default=100)
-        ticks[sel] = params.ticks[i].sample(rng, len(sel), default=1)
-    orders = Orders(market, tick, tight_inside)
-    stamps = start_ts + np.rint(t * NS).astype(np.int64)
+    stamps, c, sizes, ticks = arrivals(params, day, start_ts, history, rng, float(duration_s),
+                                       max_events if max_events is not None else 1 << 62)
+    orders = Orders(market, day.instrument.tick_size, tight_inside)
     for ts, e, q, k in zip(stamps.tolist(), c.tolist(), sizes.tolist(), ticks.tolist(), strict=True):
-        side, cat = type_side(e), e % 6
-        if cat == MO:
-            orders.market(ts, side, q)
-        elif cat in (CO_DEEP, CO_TOP):
-            orders.cancel(ts, side, cat, q, k)
-        else:
-            orders.limit(ts, side, cat, q, k)
+        orders.arrive(ts, e, q, k)
     out = market.to_day("compound_hawkes")
     out.notes.update({"seed": seed, "start_ts": start_ts, "duration_s": duration_s, "arrivals": len(c),
                       "skipped": orders.skipped, "dropped_inside": orders.dropped_inside,

@@ -166,27 +166,16 @@ class HawkesMarkets(_Single):
     def __init__(self, params, day: EventDay, start_ts: int, n: int, seed: int, events: int,
                  history=None) -> None:
         from ..baselines import hawkes as H
-        from ..readers.lobster import session_start_ns
 
         self.n = n
         self.markets = [Market(day, start_ts, seed=seed + b) for b in range(n)]
         self.orders = [H.Orders(m, day.instrument.tick_size) for m in self.markets]
         history = history if history is not None else H.classify(day)
-        excite0 = H.excitation_at(params, history, start_ts)
-        sec0 = (start_ts - session_start_ns(day.date, day.instrument.timezone)) / H.NS
-        self.arrivals, self.cursor = [], np.zeros(n, dtype=np.int64)
-        for b in range(n):
-            rng = np.random.default_rng([seed, b])
-            t, c = H._thinning(params.mu, params.alpha, params.beta, params.tod_edges,
-                               np.ascontiguousarray(params.tod), sec0, 6 * 3600.0, events, excite0, rng)
-            sizes, ticks = np.zeros(len(c), dtype=np.int64), np.zeros(len(c), dtype=np.int64)
-            for i in range(H.K):
-                sel = np.flatnonzero(c == i)
-                sizes[sel] = params.sizes[i].sample(rng, len(sel), default=100)
-                ticks[sel] = params.ticks[i].sample(rng, len(sel), default=1)
-            stamps = start_ts + np.rint(t * H.NS).astype(np.int64)
-            self.arrivals.append(list(zip(stamps.tolist(), c.tolist(), sizes.tolist(), ticks.tolist(), strict=True)))
-        self._H = H
+        self.arrivals = [list(zip(*(a.tolist() for a in H.arrivals(params, day, start_ts, history,
+                                                                    np.random.default_rng([seed, b]), 6 * 3600.0,
+                                                                    events)), strict=True))
+                         for b in range(n)]
+        self.cursor = np.zeros(n, dtype=np.int64)
 
     def _background(self, b: int) -> None:
         k = int(self.cursor[b])
@@ -194,14 +183,7 @@ class HawkesMarkets(_Single):
             return  # every drawn arrival is spent: the book waits
         self.cursor[b] += 1
         ts, e, q, k = self.arrivals[b][k]
-        ts = max(ts, self.markets[b].ts)  # an agent's order may have moved the clock past the arrival
-        side, cat, orders = self._H.type_side(e), e % 6, self.orders[b]
-        if cat == self._H.MO:
-            orders.market(ts, side, q)
-        elif cat in (self._H.CO_DEEP, self._H.CO_TOP):
-            orders.cancel(ts, side, cat, q, k)
-        else:
-            orders.limit(ts, side, cat, q, k)
+        self.orders[b].arrive(max(ts, self.markets[b].ts), e, q, k)  # an agent's order may have moved the clock
 
 
 class ReplayMarkets(_Single):
