@@ -57,13 +57,14 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.Popen:
 
 
 def test_training_learns_and_saves_a_complete_model(shards: Path, tmp_path: Path) -> None:
-    cfg = _config(tmp_path, shards, max_steps=40, eval_every=20)
+    cfg = _config(tmp_path, shards, max_steps=40, eval_every=20, seq_len=32)
     assert main(["train", str(cfg)]) == 0
     run = tmp_path / "run"
     losses = _losses(run)
     assert len(losses) == 40 and np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5
     model = TradeFM.from_pretrained(run / "model")
     assert (run / "model" / "tokenizer.json").exists() and model.cfg.layers == 2
+    assert model.cfg.context == 32  # the trained length (seq_len, the preset's 64), which rollouts keep to
     assert (run / "tensorboard").is_dir()
     assert main(["perplexity", str(run / "model"), str(shards), "--split", "val"]) == 0
 
@@ -156,3 +157,10 @@ def test_two_cpu_processes_match_one_process(shards: Path, tmp_path: Path, mode:
     # Summation order differs across processes; Adam divides by sqrt(v), so on the few embedding rows whose
     # gradients are ~0 that rounding becomes a step of up to lr. Everywhere else the weights agree to 1e-5.
     assert (diff > 1e-5).float().mean() < 1e-4 and diff.max() < 6 * 3e-3 and diff.mean() < 1e-7
+
+
+def test_a_window_longer_than_the_model_is_one_line(shards: Path, tmp_path: Path, capsys) -> None:
+    assert main(["train", str(_config(tmp_path, shards, seq_len=128))]) == 2
+    err = capsys.readouterr()
+    assert "seq_len 128 is longer than the model's context 64" in err.out + err.err
+    assert "Traceback" not in err.out + err.err

@@ -34,7 +34,7 @@ class TrainConfig:
     out: str  # the run folder: checkpoint, logs, final model
     preset: str = "tiny"
     model: dict = field(default_factory=dict)  # overrides of the preset (e.g. context, dropout)
-    seq_len: int = 0  # 0: the model's context
+    seq_len: int = 0  # 0: the model's context; shorter: the saved model's context is this
     batch_size: int = 16  # global batch (all processes together), in sequences
     grad_accum: int = 1
     max_steps: int = 1000
@@ -263,6 +263,11 @@ def train(cfg: TrainConfig) -> dict:
                                  "token_fields": tuple(manifest.get("radix", ())), **cfg.model})
     mcfg = replace(mcfg, token_fields=tuple(mcfg.token_fields))
     seq_len = cfg.seq_len or mcfg.context
+    if seq_len > mcfg.context:
+        raise InputError(f"seq_len {seq_len} is longer than the model's context {mcfg.context}: raise "
+                         "model.context or shorten seq_len")
+    # the model is as long as what it learned: a rollout's window past seq_len would meet positions no step trained
+    mcfg = replace(mcfg, context=seq_len)
     model = TradeFM(mcfg).to(device)
     train_w = Windows(cfg.shards, "train", seq_len, cfg.seed)
     val_w = Windows(cfg.shards, "val", seq_len, cfg.seed)
