@@ -24,7 +24,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .events import InputError, read_json
-from .model import TradeFM, preset
+from .model import ModelConfig, TradeFM, preset
 from .shards import load_shard, read_manifest
 
 
@@ -188,7 +188,7 @@ def _model_state(model: torch.nn.Module) -> dict:
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
-def _save_model(folder: Path, state: dict, mcfg: object, cfg: TrainConfig, d: Dist,
+def _save_model(folder: Path, state: dict, mcfg: ModelConfig, cfg: TrainConfig, d: Dist,
                 best: dict[str, float] | None = None) -> None:
     """A complete model folder from full weights (every rank gathered them; rank 0 writes)."""
     if not d.main:

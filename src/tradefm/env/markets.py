@@ -171,10 +171,10 @@ class HawkesMarkets(_Single):
         self.markets = [Market(day, start_ts, seed=seed + b) for b in range(n)]
         self.orders = [H.Orders(m, day.instrument.tick_size) for m in self.markets]
         history = history if history is not None else H.classify(day)
-        self.arrivals = [list(zip(*(a.tolist() for a in H.arrivals(params, day, start_ts, history,
-                                                                    np.random.default_rng([seed, b]), 6 * 3600.0,
-                                                                    events)), strict=True))
-                         for b in range(n)]
+        self.arrivals = []  # per book: (ts, type, size, ticks) rows, drawn with the book's own generator
+        for b in range(n):
+            drawn = H.arrivals(params, day, start_ts, history, np.random.default_rng([seed, b]), 6 * 3600.0, events)
+            self.arrivals.append(list(zip(*(a.tolist() for a in drawn), strict=True)))
         self.cursor = np.zeros(n, dtype=np.int64)
 
     def _background(self, b: int) -> None:
