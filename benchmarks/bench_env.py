@@ -2,7 +2,8 @@
 
 Run from the repository root after ``make demo`` (or point ``--run`` at any run folder):
 
-    .venv/bin/python benchmarks/bench_env.py [--run runs/demo] [--envs 1,16,256] [--steps 20] [--events 10]
+    .venv/bin/python benchmarks/bench_env.py [--run runs/demo] [--envs 1,16,256] [--steps 20] [--events 10] \
+        [--dtype bfloat16]
 
 Per N: a :class:`tradefm.env.TradingVectorEnv` of N execution environments on the model background (the
 batched simulator, one model call per market event for all N) stepped ``--steps`` decisions of ``--events``
@@ -46,10 +47,12 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="the model's weights")
     ap.add_argument("--json", help="also write the rows here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     source = Source(args.run)
+    source.model.to(getattr(torch, args.dtype))
     start = source.part("eval", 300.0)[0]
     rows = []
     for n in (int(x) for x in args.envs.split(",")):
@@ -75,7 +78,8 @@ def main() -> int:
         print(f"N={n:>4}: {r['env_steps_per_s']:>9,.0f} env steps/s  {r['env_events_per_s']:>9,.0f} events/s in the "
               f"env  {r['rollout_events_per_s']:>9,.0f} rollout events/s  ratio {r['ratio']:.2f}", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"threads": args.threads, "steps": args.steps, "events": args.events,
+        Path(args.json).write_text(json.dumps({"threads": args.threads, "dtype": args.dtype, "steps": args.steps,
+                                               "events": args.events,
                                                "rows": rows}, indent=1))
     return 0
 

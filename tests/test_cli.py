@@ -132,6 +132,9 @@ def test_generate_baseline_evaluate_and_report_commands(tmp_path, capsys) -> Non
     assert main(["generate", str(tmp_path / "model"), "--from", day, "--start", "15:00", "--events", "200",
                  "--rollouts", "2", "--twap", "sell:500:0.5:5", "--out", str(tmp_path / "gen" / "tradefm")]) == 0
     assert len(list((tmp_path / "gen" / "tradefm").glob("rollout_*/events.parquet"))) == 2
+    assert main(["generate", str(tmp_path / "model"), "--from", day, "--start", "15:00", "--events", "50",
+                 "--rollouts", "2", "--dtype", "bfloat16", "--out", str(tmp_path / "gen" / "bf16")]) == 0
+    assert len(list((tmp_path / "gen" / "bf16").glob("rollout_*/events.parquet"))) == 2
     capsys.readouterr()
     assert main(["evaluate", day, str(tmp_path / "gen" / "hawkes"), "--name", "Hawkes"]) == 0
     assert "| KS · spread (ticks, per event) |" in capsys.readouterr().out

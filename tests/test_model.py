@@ -75,6 +75,26 @@ def test_kv_cache_gives_the_same_logits_as_a_full_pass() -> None:
         model(*too_long)
 
 
+def test_a_bf16_copy_generates_what_the_fp32_model_does(tmp_path) -> None:
+    """Generation in bf16 (weights and caches; softmax and rotary angles stay fp32) keeps the next-token
+    distribution of the fp32 model to within bf16 rounding."""
+    torch.manual_seed(0)
+    TradeFM(preset("tiny", token_fields=RADIX)).save_pretrained(tmp_path)
+    fp32 = TradeFM.from_pretrained(tmp_path).eval()
+    bf16 = TradeFM.from_pretrained(tmp_path, dtype=torch.bfloat16).eval()
+    assert bf16.head.weight.dtype == torch.bfloat16 and bf16.rope.dtype == torch.float32
+    torch.testing.assert_close(bf16.rope, fp32.rope)
+    tokens, ctx = _batch(fp32.cfg, b=3, t=40)
+    with torch.no_grad():
+        want = fp32(tokens, ctx)[0].log_softmax(-1)
+        cache = KVCache.empty(bf16.cfg, 3, "cpu", torch.bfloat16)
+        got = [bf16(tokens[:, :20], ctx[:, :20], cache=cache)[0]]
+        got += [bf16(tokens[:, t:t + 1], ctx[:, t:t + 1], cache=cache)[0] for t in range(20, 40)]
+    got = torch.cat(got, dim=1).float().log_softmax(-1)
+    torch.testing.assert_close(got, want[:, 19:], atol=0.05, rtol=0.0)  # log-probabilities, in nats
+    assert (got - want[:, 19:]).abs().max() > 0  # it did run in bf16
+
+
 @pytest.mark.parametrize("token_fields", [(), RADIX])
 def test_a_saved_folder_is_a_complete_model(tmp_path, token_fields: tuple[int, ...]) -> None:
     torch.manual_seed(0)

@@ -29,11 +29,11 @@ def _kernel_cache() -> None:
 _kernel_cache()
 
 
-def load(path, device: str | None = None):
+def load(path, device: str | None = None, dtype: str = "float32"):
     """A run folder or a model folder as a :class:`tradefm.api.MarketSimulator`."""
     from .api import load as _load
 
-    return _load(path, device)
+    return _load(path, device, dtype)
 
 
 __all__ = ["__version__", "load"]

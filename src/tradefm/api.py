@@ -16,7 +16,7 @@ from .events import EventDay, InputError, read_day
 class MarketSimulator:
     """A trained TradeFM model, its tokenizer and (for a run folder) the run's events and split."""
 
-    def __init__(self, path: str | Path, device: str | None = None) -> None:
+    def __init__(self, path: str | Path, device: str | None = None, dtype: str = "float32") -> None:
         import torch
 
         from .env.core import model_folder
@@ -25,7 +25,9 @@ class MarketSimulator:
 
         folder, self.run = model_folder(path)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = TradeFM.from_pretrained(folder, device=device).eval()
+        if dtype not in ("float32", "bfloat16"):
+            raise InputError(f"dtype {dtype!r}: choose float32 or bfloat16")
+        self.model = TradeFM.from_pretrained(folder, device=device, dtype=getattr(torch, dtype)).eval()
         self.tokenizer = Tokenizer.load(folder / "tokenizer.json")
         self._days: dict[str, EventDay] = {}
         self._sources: dict[str, Any] = {}
@@ -84,6 +86,7 @@ class MarketSimulator:
         return (ExecutionEnv if task == "execution" else MarketMakingEnv)(source=source, **options)
 
 
-def load(path: str | Path, device: str | None = None) -> MarketSimulator:
-    """A run folder (``runs/demo``) or a model folder as a :class:`MarketSimulator`."""
-    return MarketSimulator(path, device)
+def load(path: str | Path, device: str | None = None, dtype: str = "float32") -> MarketSimulator:
+    """A run folder (``runs/demo``) or a model folder as a :class:`MarketSimulator`; ``dtype`` "bfloat16" runs
+    the model in bf16 (about 1.5x the rollouts on CPUs with bf16 matrix units, half the memory)."""
+    return MarketSimulator(path, device, dtype)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -156,9 +157,25 @@ class Attention(nn.Module):
             causal = t > 1  # one new query may see every cached key; a prompt needs the causal mask
             if causal and start > 0:
                 raise ValueError("a multi-token step after the first needs an explicit mask")
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=cfg.kv_heads != cfg.heads,
-                                           dropout_p=cfg.dropout if self.training else 0.0)
+        if t == 1 and not self.training:
+            y = attend_one(q, k, v)
+        elif x.device.type == "cpu" and x.dtype != torch.float32:  # CPU kernels are slow below fp32
+            y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=causal,
+                                               enable_gqa=cfg.kv_heads != cfg.heads,
+                                               dropout_p=cfg.dropout if self.training else 0.0).to(x.dtype)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=cfg.kv_heads != cfg.heads,
+                                               dropout_p=cfg.dropout if self.training else 0.0)
         return self.o(y.transpose(1, 2).reshape(b, t, cfg.heads * cfg.head_dim))
+
+
+def attend_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Attention of one query per row ``q`` [B, H, 1, D] over keys and values [B, KV, T, D] (generation): two
+    batched products with each group of heads sharing its key/value head, and the softmax in fp32 whatever the
+    weights' dtype. On CPU this beats ``scaled_dot_product_attention``, three times over in bf16."""
+    b, h, _, d = q.shape
+    scores = (q.view(b, k.shape[1], h // k.shape[1], d) @ k.transpose(-1, -2)).float().mul_(d ** -0.5)
+    return (scores.softmax(dim=-1).to(v.dtype) @ v).view(b, h, 1, d)
 
 
 class FeedForward(nn.Module):
@@ -212,6 +229,12 @@ class TradeFM(nn.Module):
         for name, p in self.named_parameters():  # residual branches scaled down with depth (GPT-2)
             if name.endswith(("attn.o.weight", "ffn.down.weight")):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.layers))
+
+    def _apply(self, fn: Callable, recurse: bool = True) -> TradeFM:
+        """The rotary table stays fp32 whatever the weights are cast to: bf16 angles would blur positions."""
+        super()._apply(fn, recurse)
+        self.rope = rope_table(self.cfg, self.rope.device)
+        return self
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -290,8 +313,10 @@ class TradeFM(nn.Module):
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> TradeFM:
-        """Load a saved folder; safetensors never unpickles anything."""
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float32) -> TradeFM:
+        """Load a saved folder; safetensors never unpickles anything. ``dtype`` bfloat16 halves the weights and the
+        KV caches of generation, and is the fast one on CPUs with bf16 matrix units (see BENCHMARKS.md)."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -319,4 +344,4 @@ class TradeFM(nn.Module):
             why = str(e).strip().splitlines()[0]
             raise InputError(f"{directory / WEIGHTS}: not the weights of the model {CONFIG} describes ({why})"
                              ) from None
-        return model.to(device)
+        return model.to(device=device, dtype=dtype)

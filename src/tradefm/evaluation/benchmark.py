@@ -57,6 +57,7 @@ class BenchmarkConfig:
     seed: int = 0
     part: str = "test"  # the part scored; "val" chooses settings (sampling, ...) without looking at the test part
     sampling: Sampling = field(default_factory=Sampling)  # the model's rollouts
+    dtype: str = "float32"  # the model's weights, as it was run (recorded by run)
 
     def __post_init__(self) -> None:
         if self.part not in PARTS:
@@ -344,6 +345,8 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
     from ..generation.output import write_lob_bench
     from ..generation.rollout import decode_real, generate
 
+    cfg = replace(cfg, dtype=str(next(model.parameters()).dtype).removeprefix("torch."))
+
     if splits.by_date:
         raise ValueError("the pooled benchmark takes its windows from each day's test part: it needs splits by "
                          "fractions of the day, not by date")
@@ -439,7 +442,7 @@ def markdown(b: Benchmark) -> str:
     part = "" if cfg.part == "test" else f" of the {cfg.part} part"
     lines = [f"# Pooled held-out benchmark: {n} windows{part} of {cfg.minutes:g} minutes, {cfg.rollouts} rollouts per "
              f"window and source, 95% intervals from {cfg.n_boot} bootstrap draws of windows", "",
-             f"TradeFM's sampling: {_sampling(cfg.sampling)}", ""]
+             f"TradeFM's sampling: {_sampling(cfg.sampling)}; weights in {cfg.dtype}", ""]
     for g, h in b.headline.items():
         lines.append(f"- **{g}**: TradeFM mean KS ÷ Compound Hawkes mean KS = **{_cell(h)}** "
                      f"(TradeFM {_cell(b.mean_ks[g][MODEL])}, Compound Hawkes {_cell(b.mean_ks[g][HAWKES])}"
