@@ -262,7 +262,8 @@ def test_report_writes_html_pngs_and_a_deterministic_table(aapl: EventDay, real_
 def test_book_dynamics_of_a_real_window() -> None:
     """On ten minutes of GOOG: the placement shares add up, what adds narrow and what cancels and executions widen
     differ by exactly the spread's net change, and the real flow's known traits show (a sixth of passive adds
-    join the best quote; cancelled orders are seconds old)."""
+    join the best quote; cancelled orders are seconds old; the mid moves on about one event in ten, and the mid
+    moves counted from metrics' own replay agree; almost no move by an aggressor is undone by the next one)."""
     from tradefm.features import book_before
 
     day = next(read(data_file("lobster/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")))
@@ -280,6 +281,17 @@ def test_book_dynamics_of_a_real_window() -> None:
     assert net == pytest.approx(spread[market[-1]] - spread[market[0]], abs=1e-6)
     assert d.narrowing_by_adds > 30 and 0.1 < d.passive_at_touch < 0.3 and 1 < d.cancel_age_s < 10
     assert d.median_spread == np.median(spread[market][np.isfinite(spread[market])])
+    # the mid's moves, counted again from the touch after each event (metrics' replay, not the one above)
+    series = M.book_series(w)
+    step = np.diff(series["mid"])
+    j = np.flatnonzero(np.isfinite(step) & (step != 0))
+    t_move = series["ts"][1:][j]
+    undone = (np.sign(step[j[1:]]) == -np.sign(step[j[:-1]])) & (np.diff(t_move) < 0.1e9)
+    per_k = 1000 / len(step)
+    assert d.mid_moves == pytest.approx(len(j) * per_k, abs=2 * per_k)  # the two count one event apart
+    assert d.fast_reversals == pytest.approx(undone.sum() * per_k, abs=2 * per_k)
+    assert 0 < d.fast_reversals < d.mid_moves < 1000
+    assert d.fast_reversals_by_executions < 0.1 * d.fast_reversals  # real aggressors come in runs of one side
 
 
 def test_the_papers_depth_bins_lose_the_touch() -> None:

@@ -5,7 +5,9 @@ real window and a rollout are read alike): where passive adds land against their
 orders the cancels take (the best level? how young?), and how many ticks per minute the spread narrows through
 adds and widens through cancels and through executions. Over a window the narrowing and the widening differ only
 by the spread's net change, so a generator whose cancels and executions widen too little keeps a spread that is
-too narrow, however right its orders look one by one.
+too narrow, however right its orders look one by one. And how the mid moves: how often, how often a move is undone
+by the next one within ``FAST_S`` (the bounce that makes short-horizon returns anticorrelated), and how often both
+of those moves are executions (aggressors alternating sides, where real ones come in runs of one side).
 
 :func:`decoded_placement` asks the same of a tokenizer, with no model involved: re-encode every real passive add
 and decode it back against the book it met; do the decoded orders sit where the real ones did?
@@ -25,6 +27,8 @@ from ..features import book_before, order_flow
 from ..tokenizer import Tokenizer
 
 NEAR_TICKS = 10  # "near the touch": 1 to this many ticks behind the best quote
+FAST_S = 0.1  # a mid move undone by the next one within this many seconds is a fast reversal
+EXECUTIONS = (Kind.EXECUTE, Kind.EXECUTE_HIDDEN, Kind.TRADE)
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,9 @@ class Dynamics:
     widening_by_cancels: float  # ticks per minute
     widening_by_executions: float  # ticks per minute
     median_spread: float  # ticks, per market event
+    mid_moves: float  # market events that move the mid, per 1,000
+    fast_reversals: float  # mid moves undone by the next move within FAST_S, per 1,000 market events
+    fast_reversals_by_executions: float  # ... where both moves are executions, per 1,000 market events
 
     LABELS: ClassVar[dict[str, str]] = {
         "passive_inside": "passive adds inside the spread (share)",
@@ -53,6 +60,9 @@ class Dynamics:
         "widening_by_cancels": "spread widening by cancels (ticks/min)",
         "widening_by_executions": "spread widening by executions (ticks/min)",
         "median_spread": "median spread (ticks)",
+        "mid_moves": "mid moves per 1,000 events",
+        "fast_reversals": f"mid moves undone within {FAST_S * 1000:g} ms, per 1,000 events",
+        "fast_reversals_by_executions": "... of them two executions, per 1,000 events",
     }
 
     @classmethod
@@ -114,6 +124,7 @@ def dynamics(days: Sequence[EventDay]) -> Dynamics:
     """The book dynamics of one real window or of a generator's rollouts (pooled)."""
     behind, cancel_touch, ages, spreads = [], [], [], []
     narrowing = widening_c = widening_e = minutes = 0.0
+    events = moves = fast = fast_exec = 0
     for day in days:
         t = day.table
         kind, side, price, oid, ts = (t.column(c).to_numpy() for c in ("kind", "side", "price", "order_id", "ts"))
@@ -135,14 +146,22 @@ def dynamics(days: Sequence[EventDay]) -> Dynamics:
         k, live = kind[:-1], market[:-1] & np.isfinite(change)
         narrowing -= change[live & (k == Kind.ADD) & (change < 0)].sum()
         widening_c += change[live & np.isin(k, (Kind.CANCEL, Kind.DELETE)) & (change > 0)].sum()
-        widening_e += change[live & np.isin(k, (Kind.EXECUTE, Kind.EXECUTE_HIDDEN, Kind.TRADE)) & (change > 0)].sum()
+        widening_e += change[live & np.isin(k, EXECUTIONS) & (change > 0)].sum()
         spreads.append(spread[market & np.isfinite(spread)])
+        m = np.flatnonzero(market)
+        step = np.diff((bid + ask)[m] / 2)  # what market event m[j] (and the reveals after it) did to the mid
+        j = np.flatnonzero(np.isfinite(step) & (step != 0))
+        undone = (np.sign(step[j[1:]]) == -np.sign(step[j[:-1]])) & (ts[m[j[1:]]] - ts[m[j[:-1]]] < FAST_S * 1e9)
+        both = np.isin(kind[m[j[1:]]], EXECUTIONS) & np.isin(kind[m[j[:-1]]], EXECUTIONS)
+        events, moves = events + len(step), moves + len(j)
+        fast, fast_exec = fast + int(undone.sum()), fast_exec + int((undone & both).sum())
         if market.any():
             minutes += (ts[market][-1] - ts[market][0]) / 60e9
     b = np.concatenate(behind) if behind else np.zeros(0)
     age = np.concatenate(ages) if ages else np.zeros(0)
     ct = np.concatenate(cancel_touch) if cancel_touch else np.zeros(0, dtype=bool)
     per_min = (lambda x: x / minutes) if minutes > 0 else (lambda x: float("nan"))
+    per_k = (lambda x: 1000 * x / events) if events else (lambda x: float("nan"))
     sp = np.concatenate(spreads) if spreads else np.zeros(0)
     where = placement(b)
     return Dynamics(
@@ -154,4 +173,5 @@ def dynamics(days: Sequence[EventDay]) -> Dynamics:
         narrowing_by_adds=per_min(narrowing), widening_by_cancels=per_min(widening_c),
         widening_by_executions=per_min(widening_e),
         median_spread=float(np.median(sp)) if len(sp) else float("nan"),
+        mid_moves=per_k(moves), fast_reversals=per_k(fast), fast_reversals_by_executions=per_k(fast_exec),
     )
