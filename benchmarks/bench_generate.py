@@ -118,9 +118,10 @@ def main() -> int:
     start = int(ts[0] + 0.85 * (ts[-1] - ts[0]))  # the demo's held-out start
     steps, dtypes = args.steps, args.dtypes.split(",")
     peak = {d: machine_gflops(args.repeat, getattr(torch, d)) for d in dtypes}
+    models = {d: TradeFM.from_pretrained(run / "model" / "model", dtype=d).eval() for d in dtypes}
     rows, sims = [], {}
     for dtype, b in ((d, int(x)) for d in dtypes for x in args.batches.split(",")):
-        model = TradeFM.from_pretrained(run / "model" / "model", dtype=getattr(torch, dtype)).eval()
+        model = models[dtype]
         cfg = model.cfg
         repeat = args.repeat if b <= 256 else 1
         prompt = Rollouts(model, tok, day, start, b, 0)

@@ -25,9 +25,7 @@ class MarketSimulator:
 
         folder, self.run = model_folder(path)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if dtype not in ("float32", "bfloat16"):
-            raise InputError(f"dtype {dtype!r}: choose float32 or bfloat16")
-        self.model = TradeFM.from_pretrained(folder, device=device, dtype=getattr(torch, dtype)).eval()
+        self.model = TradeFM.from_pretrained(folder, device=device, dtype=dtype).eval()
         self.tokenizer = Tokenizer.load(folder / "tokenizer.json")
         self._days: dict[str, EventDay] = {}
         self._sources: dict[str, Any] = {}

@@ -248,7 +248,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise InputError(f"--device {device!r}: not a device ({e})") from None
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {device}: no CUDA device here")
-    model = TradeFM.from_pretrained(args.model, device=device, dtype=getattr(torch, args.dtype))
+    model = TradeFM.from_pretrained(args.model, device=device, dtype=args.dtype)
     tok = Tokenizer.load(Path(args.model) / "tokenizer.json")
     day = read_day(args.source)
     sampling = _sampling(args, guidance=args.guidance)
@@ -381,8 +381,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    import torch
-
     from .evaluation import benchmark
     from .events import list_days, read_day
     from .model import TradeFM
@@ -392,7 +390,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     cfg = benchmark.preset(args.preset, sampling=_sampling(args), part=args.part,
                            **{k: v for k, v in (("windows", args.windows), ("minutes", args.minutes),
                                                 ("rollouts", args.rollouts), ("seed", args.seed)) if v is not None})
-    model = TradeFM.from_pretrained(run.model, dtype=getattr(torch, args.dtype)).eval()
+    model = TradeFM.from_pretrained(run.model, dtype=args.dtype).eval()
     tok = Tokenizer.load(run.model / "tokenizer.json")
     days = [read_day(p) for p in list_days(run.events)]
     if not days:
@@ -444,6 +442,10 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=COUNT)
     p.add_argument("--top-p", type=POSITIVE)
     p.add_argument("--repetition-penalty", type=POSITIVE, help="1 switches it off")
+
+
+def _dtype_arg(p: argparse.ArgumentParser) -> None:
+    """What the model is loaded in (``tradefm.model.DTYPES``; kept literal so the parser needs no torch)."""
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="the model's weights and caches (bfloat16: about 1.5x the rollouts on CPUs with bf16 units)")
 
@@ -527,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--events", type=POSITIVE_INT, default=1000)
     s.add_argument("--device", help="where the model runs: cpu, cuda, cuda:1 (default: cuda when there is one)")
     _sampling_args(s)
+    _dtype_arg(s)
     s.add_argument("--guidance", type=_number(float, 0, True), default=1.0,
                    help="with --control: free + G * (controlled - free) logits (1: plain conditioning)")
     s.add_argument("--twap", metavar="SIDE:SIZE:MINUTES:SLICES", help="inject a TWAP participant, e.g. sell:5000:10:20")
@@ -580,6 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rollouts", type=POSITIVE_INT, help="rollouts of each source per window")
     s.add_argument("--seed", type=int)
     _sampling_args(s)
+    _dtype_arg(s)
     s.add_argument("--lob-bench", metavar="DIR", help="also write every window in LOB-Bench's layout "
                    "(DIR/SOURCE/SYMBOL/DATE/data_real, data_gen, data_cond), for its run_bench.py")
     s.add_argument("--out", help="where benchmark.json/.md/.png go (default: RUN/benchmark)")

@@ -21,6 +21,7 @@ from torch import nn
 from .events import InputError, read_json
 
 WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.json"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # what a model is loaded in, by name
 
 
 @dataclass(frozen=True)
@@ -159,13 +160,11 @@ class Attention(nn.Module):
                 raise ValueError("a multi-token step after the first needs an explicit mask")
         if t == 1 and not self.training:
             y = attend_one(q, k, v)
-        elif x.device.type == "cpu" and x.dtype != torch.float32:  # CPU kernels are slow below fp32
-            y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=causal,
+        else:
+            dt = torch.float32 if x.device.type == "cpu" else x.dtype  # CPU kernels are slow below fp32
+            y = F.scaled_dot_product_attention(q.to(dt), k.to(dt), v.to(dt), is_causal=causal,
                                                enable_gqa=cfg.kv_heads != cfg.heads,
                                                dropout_p=cfg.dropout if self.training else 0.0).to(x.dtype)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=cfg.kv_heads != cfg.heads,
-                                               dropout_p=cfg.dropout if self.training else 0.0)
         return self.o(y.transpose(1, 2).reshape(b, t, cfg.heads * cfg.head_dim))
 
 
@@ -314,11 +313,17 @@ class TradeFM(nn.Module):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu",
-                        dtype: torch.dtype = torch.float32) -> TradeFM:
-        """Load a saved folder; safetensors never unpickles anything. ``dtype`` bfloat16 halves the weights and the
-        KV caches of generation, and is the fast one on CPUs with bf16 matrix units (see BENCHMARKS.md)."""
+                        dtype: torch.dtype | str = torch.float32) -> TradeFM:
+        """Load a saved folder; safetensors never unpickles anything. ``dtype`` (or its name, one of
+        :data:`DTYPES`) bfloat16 halves the weights and the KV caches of generation, and is the fast one on CPUs
+        with bf16 matrix units (see BENCHMARKS.md)."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
+
+        if isinstance(dtype, str):
+            if dtype not in DTYPES:
+                raise InputError(f"dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
+            dtype = DTYPES[dtype]
 
         directory = Path(directory)
         if not ((directory / CONFIG).is_file() and (directory / WEIGHTS).is_file()):
