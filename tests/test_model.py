@@ -126,6 +126,65 @@ def test_the_fused_loss_is_cross_entropy(dtype: torch.dtype) -> None:
         torch.testing.assert_close(a, b, **tol)
 
 
+def test_the_weighted_fused_loss_is_the_weighted_mean_cross_entropy() -> None:
+    """With a weight per position the loss and its gradients are those of the weighted mean."""
+    from tradefm.model import LinearCrossEntropy
+
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(64, 16, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(300, 16, dtype=torch.float64, generator=g, requires_grad=True)
+    y = torch.randint(0, 300, (64,), generator=g)
+    weights = torch.rand(64, dtype=torch.float64, generator=g) * 4
+    ours = LinearCrossEntropy.apply(h, w, y, weights)
+    nll = torch.nn.functional.cross_entropy(h @ w.t(), y, reduction="none")
+    ref = (nll * weights).sum() / weights.sum()
+    torch.testing.assert_close(ours, ref)
+    for a, b in zip(torch.autograd.grad(ours, (h, w)), torch.autograd.grad(ref, (h, w)), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_target_weights_train_and_their_log_comes_off_outside_training() -> None:
+    """Training weighs each target by its id's weight; outside training the logits get ``logit_bias`` (minus
+    the weights' log, which undoes what the weighting adds to the learned frequencies), and losses are plain."""
+    model = TradeFM(preset("tiny", context=32, token_fields=RADIX))
+    tokens, ctx = _batch(model.cfg)
+    targets = torch.roll(tokens, -1, 1)
+    weights = torch.ones(model.cfg.vocab_size)
+    weights[targets[0, :4]] = 50.0
+    model.target_weights, model.logit_bias = weights, -weights.log()
+    model.eval()
+    logits, _ = model(tokens, ctx)
+    _, plain = model(tokens, ctx, targets)
+    ce = torch.nn.functional.cross_entropy
+    torch.testing.assert_close(plain, ce(logits.flatten(0, 1), targets.flatten()), rtol=1e-5, atol=1e-5)
+    model.train()
+    raw, _ = model(tokens, ctx)
+    torch.testing.assert_close(logits, raw - weights.log(), rtol=1e-5, atol=1e-5)
+    _, weighted = model(tokens, ctx, targets)
+    nll = ce(raw.flatten(0, 1), targets.flatten(), reduction="none")
+    per = weights[targets.flatten()]
+    torch.testing.assert_close(weighted, (nll * per).sum() / per.sum(), rtol=1e-5, atol=1e-5)
+    assert "target_weights" not in model.state_dict() and "logit_bias" in model.state_dict()
+
+
+def test_the_logit_bias_is_saved_and_a_model_without_it_loads(tmp_path) -> None:
+    import json
+
+    from safetensors.torch import load_file
+
+    model = TradeFM(preset("tiny", context=32, token_fields=RADIX, token_groups=((0, 1, 2),))).eval()
+    model.logit_bias = torch.linspace(-1, 0, model.cfg.vocab_size)
+    model.save_pretrained(tmp_path / "biased")
+    again = TradeFM.from_pretrained(tmp_path / "biased").eval()
+    tokens, ctx = _batch(model.cfg)
+    torch.testing.assert_close(again(tokens, ctx)[0], model(tokens, ctx)[0])
+    plain = TradeFM(preset("tiny", context=32, token_fields=RADIX))
+    plain.save_pretrained(tmp_path / "plain")  # nothing an earlier version would not know is written
+    assert "logit_bias" not in load_file(str(tmp_path / "plain" / "model.safetensors"))
+    assert "token_groups" not in json.loads((tmp_path / "plain" / "config.json").read_text())
+    assert not TradeFM.from_pretrained(tmp_path / "plain").logit_bias.any()
+
+
 @pytest.mark.parametrize("token_fields", [(), RADIX])
 def test_training_loss_is_the_mean_cross_entropy_of_the_logits(token_fields: tuple[int, ...]) -> None:
     model = TradeFM(preset("tiny", context=32, token_fields=token_fields))
@@ -165,10 +224,38 @@ def test_factorized_ids_share_their_fields_vectors() -> None:
         torch.testing.assert_close(model.head_weight()[ids], expected + 1.0)
 
 
+def test_token_groups_give_each_joint_value_its_own_vector(tmp_path) -> None:
+    """A group of fields adds one vector per joint value of its digits, in and out: ids that agree on
+    (action, side, depth) share it, ids that differ in any of the three do not."""
+    from tradefm.tokenizer import Tokenizer, TokenizerConfig
+
+    tok = Tokenizer.__new__(Tokenizer)
+    tok.config = TokenizerConfig(radix=RADIX)
+    digits = torch.from_numpy(np.stack(tok.decompose(np.arange(16_384)), axis=1))
+    joint = (digits[:, 0] * 2 + digits[:, 1]) * 16 + digits[:, 2]
+    torch.manual_seed(0)
+    model = TradeFM(preset("tiny", layers=1, context=32, token_fields=RADIX, token_groups=((0, 1, 2),)))
+    ids = torch.tensor([0, 1, 4097, 12345, 16_383])
+    fields = sum(e.weight[digits[ids, i]] for i, e in enumerate(model.head_fields))
+    torch.testing.assert_close(model.head_weight()[ids],
+                               model.head.weight[ids] + fields + model.head_groups[0].weight[joint[ids]])
+    inputs = sum(e.weight[digits[ids, i]] for i, e in enumerate(model.token_field_embeds))
+    want = model.token_embed.weight[ids] + inputs + model.token_group_embeds[0].weight[joint[ids]]
+    ctx = torch.zeros(1, len(ids), 6, dtype=torch.long)
+    parts = torch.cat([want[None], *(e(ctx[..., i]) for i, e in enumerate(model.field_embeds))], dim=-1)
+    torch.testing.assert_close(model.embed(ids[None], ctx), model.project(parts))
+    model.save_pretrained(tmp_path)
+    again = TradeFM.from_pretrained(tmp_path)
+    assert again.cfg.token_groups == ((0, 1, 2),)
+    torch.testing.assert_close(again.head_weight(), model.head_weight())
+
+
 def test_config_checks() -> None:
     with pytest.raises(ValueError):
         ModelConfig(width=100, heads=3)
     with pytest.raises(ValueError, match="token_fields"):
         ModelConfig(vocab_size=16_384, token_fields=(2, 2, 16, 16, 8))
+    with pytest.raises(ValueError, match="token_groups"):
+        ModelConfig(vocab_size=16_384, token_fields=RADIX, token_groups=((2, 1),))
     with pytest.raises(ValueError, match="unknown preset"):
         preset("1b")

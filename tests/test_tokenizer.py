@@ -189,3 +189,20 @@ def test_the_spread_context_is_relative_to_the_price() -> None:
         _, ctx = t.encode(flow, key)
         shares = np.bincount(ctx[:, 5], minlength=t.config.spread_bins) / len(ctx)
         assert np.all((shares > 0.05) & (shares < 0.25)), (key, shares)
+
+
+def test_aggressor_ids_are_the_orders_that_take_the_opposite_level() -> None:
+    """Under the book features an id is an aggressor's exactly when its order took the opposite best level
+    (depth CLEAR or TAKE), on a real day; the paper's features cannot say, and say so."""
+    from tradefm.codec import ADD, CLEAR, FEATURES, TAKE
+    from tradefm.events import InputError
+
+    day = next(read(data_file("lobster/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")))
+    flow = order_flow(day, FEATURES["book"])
+    tok = Tokenizer.fit({"nasdaq/GOOG": [flow]}, features=FEATURES["book"])
+    tokens, _ = tok.encode(flow, "nasdaq/GOOG")
+    took = (flow.action == ADD) & np.isin(flow.depth_bps, [CLEAR, TAKE])
+    assert 0.01 < took.mean() < 0.5
+    np.testing.assert_array_equal(tok.aggressors()[tokens], took)
+    with pytest.raises(InputError, match="clear_touch"):
+        Tokenizer.fit({"nasdaq/GOOG": [order_flow(day)]}).aggressors()

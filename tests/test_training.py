@@ -164,3 +164,11 @@ def test_a_window_longer_than_the_model_is_one_line(shards: Path, tmp_path: Path
     err = capsys.readouterr()
     assert "seq_len 128 is longer than the model's context 64" in err.out + err.err
     assert "Traceback" not in err.out + err.err
+
+
+def test_aggressor_weight_needs_features_that_mark_aggressors(shards: Path, tmp_path: Path, capsys) -> None:
+    assert main(["train", str(_config(tmp_path, shards, aggressor_weight=4.0))]) == 2
+    err = capsys.readouterr()
+    assert "clear_touch" in err.out + err.err and "Traceback" not in err.out + err.err
+    assert main(["train", str(_config(tmp_path, shards, aggressor_weight=-1.0))]) == 2
+    assert "aggressor_weight must be positive" in capsys.readouterr().err

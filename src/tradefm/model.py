@@ -39,6 +39,10 @@ class ModelConfig:
     # the ids' mixed radix (the tokenizer's: action, side, depth, volume, dt) to give every id, in and out, its own
     # vector plus one per field value; () gives each id its own vector only
     token_fields: tuple[int, ...] = ()
+    # groups of those fields (indices) that also get one vector per joint value, in and out: the side of an
+    # aggressor is a joint value of (action, side, depth), which per-field vectors cannot say and per-id ones,
+    # each seen a few times, learn slowly
+    token_groups: tuple[tuple[int, ...], ...] = ()
     rope_theta: float = 10_000.0
     norm_eps: float = 1e-5
     dropout: float = 0.0
@@ -50,6 +54,10 @@ class ModelConfig:
             raise InputError("the head width must be even for rotary positions")
         if self.token_fields and math.prod(self.token_fields) != self.vocab_size:
             raise InputError(f"token_fields {self.token_fields} do not make a vocabulary of {self.vocab_size}")
+        for g in self.token_groups:
+            if list(g) != sorted(set(g)) or len(g) < 2 or not all(0 <= i < len(self.token_fields) for i in g):
+                raise InputError(f"token_groups {g}: not two or more increasing indices of token_fields "
+                                 f"{self.token_fields}")
 
     @property
     def head_dim(self) -> int:
@@ -89,7 +97,8 @@ def apply_rope(x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
 
 
 class LinearCrossEntropy(torch.autograd.Function):
-    """Mean cross-entropy of the logits ``h @ weight.T`` against ``targets``, computed as one operation.
+    """Mean cross-entropy of the logits ``h @ weight.T`` against ``targets`` (weighted by ``target_weights``
+    when given), computed as one operation.
 
     The vocabulary is 16,384 ids, so at small widths the logits and their loss are most of a training step.
     ``F.cross_entropy`` keeps logits, log-probabilities and then two gradients of that size; here the logits are
@@ -98,25 +107,29 @@ class LinearCrossEntropy(torch.autograd.Function):
     backward through the same graph (``retain_graph``) is refused by autograd's in-place check."""
 
     @staticmethod
-    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        logits = F.linear(h, weight)
+    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                target_weights: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
+        logits = F.linear(h, weight, bias)
         ctx.compute_dtype = logits.dtype  # bf16 under autocast: the backward matmuls use it too
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
         peak = logits.amax(dim=1, keepdim=True)
         picked = logits.gather(1, targets[:, None])
         probs = logits.sub_(peak).exp_()  # unnormalised; the sum is kept instead of dividing every entry
         total = probs.sum(dim=1, keepdim=True)
-        ctx.save_for_backward(h, weight, targets, probs, total)
-        return (total.log() + peak - picked).mean()
+        # each position's share of the loss: 1 / N, or its weight over the weights' sum
+        share = (torch.full_like(total, 1 / len(targets)) if target_weights is None
+                 else (target_weights / target_weights.sum())[:, None].to(total.dtype))
+        ctx.save_for_backward(h, weight, targets, probs, total, share)
+        return ((total.log() + peak - picked) * share).sum()
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
-        h, weight, targets, probs, total = ctx.saved_tensors
-        scale = grad / len(targets)
-        g = probs.mul_(scale / total)  # d loss / d logits = (softmax - onehot) * grad / N
-        g.scatter_add_(1, targets[:, None], (-scale).expand(len(targets), 1).to(g.dtype))
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None, None]:
+        h, weight, targets, probs, total, share = ctx.saved_tensors
+        scale = grad * share
+        g = probs.mul_(scale / total)  # d loss / d logits = (softmax - onehot) * grad * share
+        g.scatter_add_(1, targets[:, None], (-scale).to(g.dtype))
         g = g.to(ctx.compute_dtype)
-        return (g @ weight.to(g.dtype)).to(h.dtype), (g.t() @ h.to(g.dtype)).to(weight.dtype), None
+        return (g @ weight.to(g.dtype)).to(h.dtype), (g.t() @ h.to(g.dtype)).to(weight.dtype), None, None, None
 
 
 @dataclass
@@ -218,11 +231,19 @@ class TradeFM(nn.Module):
         # factorized ids: a rare id (most of the 16,384 are) shares what its fields' values learn from common ones
         self.token_field_embeds = nn.ModuleList(nn.Embedding(r, cfg.width) for r in cfg.token_fields)
         self.head_fields = nn.ModuleList(nn.Embedding(r, cfg.width) for r in cfg.token_fields)
+        joint = [math.prod(cfg.token_fields[i] for i in g) for g in cfg.token_groups]
+        self.token_group_embeds = nn.ModuleList(nn.Embedding(n, cfg.width) for n in joint)
+        self.head_groups = nn.ModuleList(nn.Embedding(n, cfg.width) for n in joint)
         # an id's digit of field i is id // stride_i % radix_i (most significant first, as the tokenizer composes)
         self.strides = [math.prod(cfg.token_fields[i + 1:]) for i in range(len(cfg.token_fields))]
         self._head_key: tuple | None = None  # head_weight's cache (no-grad only)
         self._head_cache: torch.Tensor | None = None
         self.register_buffer("rope", rope_table(cfg), persistent=False)
+        # training's weight of each id as a target ([vocab]; None: every position counts the same), not saved;
+        # the weighted loss learns the data's frequencies times the weights, so outside training the logits get
+        # minus their log (``logit_bias``, saved): samples and perplexities are of the data's own frequencies
+        self.register_buffer("target_weights", None, persistent=False)
+        self.register_buffer("logit_bias", torch.zeros(cfg.vocab_size))
         self.checkpointing = False
         self.apply(self._init)
         for name, p in self.named_parameters():  # residual branches scaled down with depth (GPT-2)
@@ -248,6 +269,11 @@ class TradeFM(nn.Module):
         tok = self.token_embed(tokens)
         for e, r, stride in zip(self.token_field_embeds, self.cfg.token_fields, self.strides, strict=True):
             tok = tok + e(tokens // stride % r)
+        for e, g in zip(self.token_group_embeds, self.cfg.token_groups, strict=True):
+            joint = torch.zeros_like(tokens)
+            for i in g:  # the group's digits as one mixed-radix number
+                joint = joint * self.cfg.token_fields[i] + tokens // self.strides[i] % self.cfg.token_fields[i]
+            tok = tok + e(joint)
         parts = [tok] + [e(context[..., i]) for i, e in enumerate(self.field_embeds)]
         return self.project(torch.cat(parts, dim=-1))
 
@@ -256,7 +282,7 @@ class TradeFM(nn.Module):
         gradients (generation: one position per step) the sum is kept until a weight changes."""
         if not self.head_fields:
             return self.head.weight
-        weights = [self.head.weight, *(e.weight for e in self.head_fields)]
+        weights = [self.head.weight, *(e.weight for e in (*self.head_fields, *self.head_groups))]
         key = tuple((w._version, w.data_ptr()) for w in weights)
         if torch.is_grad_enabled() or self._head_key != key:
             # broadcast over the ids' grid (row-major is the mixed radix), not gathered: its backward is a plain
@@ -264,6 +290,8 @@ class TradeFM(nn.Module):
             radix, w = self.cfg.token_fields, self.head.weight.view(*self.cfg.token_fields, -1)
             for i, e in enumerate(self.head_fields):
                 w = w + e.weight.view(*(r if j == i else 1 for j, r in enumerate(radix)), -1)
+            for e, g in zip(self.head_groups, self.cfg.token_groups, strict=True):
+                w = w + e.weight.view(*(r if j in g else 1 for j, r in enumerate(radix)), -1)
             w = w.reshape(self.cfg.vocab_size, -1)
             if torch.is_grad_enabled():
                 return w
@@ -287,15 +315,19 @@ class TradeFM(nn.Module):
                 x = block(x, rope, cache, i)
         if cache is not None:
             cache.length += t
-            return F.linear(self.norm(x[:, -1:]), self.head_weight()), None
+            return F.linear(self.norm(x[:, -1:]), self.head_weight(), self.logit_bias), None
         if targets is not None:  # training: the loss without keeping the logits
-            return None, LinearCrossEntropy.apply(self.norm(x).flatten(0, 1), self.head_weight(),
-                                                  targets.flatten().long())
-        return F.linear(self.norm(x), self.head_weight()), None
+            targets = targets.flatten().long()
+            h, w = self.norm(x).flatten(0, 1), self.head_weight()
+            if self.training and self.target_weights is not None:
+                return None, LinearCrossEntropy.apply(h, w, targets, self.target_weights[targets])
+            return None, LinearCrossEntropy.apply(h, w, targets, None, None if self.training else self.logit_bias)
+        return F.linear(self.norm(x), self.head_weight(), None if self.training else self.logit_bias), None
 
     # ------------------------------------------------------------------ files
     def save_pretrained(self, directory: str | Path, tokenizer: object | None = None) -> Path:
-        """safetensors weights + JSON config (+ the tokenizer file): one folder is a complete model."""
+        """safetensors weights + JSON config (+ the tokenizer file): one folder is a complete model. A model with
+        no token groups and no logit bias is written without them, as earlier versions read it."""
         from safetensors.torch import save_file
 
         from .events import atomic_path
@@ -303,10 +335,15 @@ class TradeFM(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        if not state["logit_bias"].any():
+            del state["logit_bias"]
+        cfg = asdict(self.cfg)
+        if not cfg["token_groups"]:
+            del cfg["token_groups"]
         with atomic_path(directory / WEIGHTS) as tmp:
             save_file(state, str(tmp), metadata={"format": "pt"})
         with atomic_path(directory / CONFIG) as tmp:
-            tmp.write_text(json.dumps({"model_type": "tradefm", **asdict(self.cfg)}, indent=1))
+            tmp.write_text(json.dumps({"model_type": "tradefm", **cfg}, indent=1))
         if tokenizer is not None:
             tokenizer.save(directory / TOKENIZER)
         return directory
@@ -335,12 +372,14 @@ class TradeFM(nn.Module):
                 raise ValueError("model_type is not tradefm")
             raw["context_fields"] = tuple(raw["context_fields"])
             raw["token_fields"] = tuple(raw.get("token_fields", ()))
+            raw["token_groups"] = tuple(tuple(g) for g in raw.get("token_groups", ()))
             model = cls(ModelConfig(**raw))
         except (AttributeError, KeyError, TypeError, ValueError) as e:
             why = f"no {e} setting" if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"
             raise InputError(f"{directory / CONFIG}: not a tradefm model config ({why})") from None
         try:
             state = load_file(str(directory / WEIGHTS), device=str(torch.device(device)))
+            state.setdefault("logit_bias", torch.zeros(model.cfg.vocab_size))  # a model saved before it existed
         except SafetensorError as e:
             raise InputError(f"{directory / WEIGHTS}: not a safetensors file ({e})") from None
         try:

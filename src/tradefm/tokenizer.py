@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from .codec import CLEAR, DT_FLOOR, SPREAD_FLOOR_BPS, TAKE, FeatureConfig, bin_of, seconds_of, token_of
+from .codec import ADD, CLEAR, DT_FLOOR, SPREAD_FLOOR_BPS, TAKE, FeatureConfig, bin_of, seconds_of, token_of
 from .events import InputError, atomic_path, read_json
 from .features import OrderFlow
 
@@ -425,6 +425,15 @@ class Tokenizer:
             out.append(ids % r)
             ids = ids // r
         return tuple(reversed(out))
+
+    def aggressors(self) -> np.ndarray:
+        """[vocab] bool: the ids of orders that take the opposite best level (adds of depth CLEAR or TAKE). Only
+        features with ``clear_touch`` mark them; under the paper's an aggressor is known only against a book."""
+        if not self.features.clear_touch:
+            raise InputError("aggressor ids need features with clear_touch (the 'book' preset): the paper's "
+                             "features do not mark the orders that take the opposite level")
+        a, _, d, _, _ = self.decompose(np.arange(self.vocab_size))
+        return (a == ADD) & np.isin(d, self.depth.index(np.array([CLEAR, TAKE])))
 
     @property
     def vocab_size(self) -> int:

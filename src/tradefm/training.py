@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from .events import InputError, read_json
 from .model import ModelConfig, TradeFM, preset
 from .shards import load_shard, read_manifest
+from .tokenizer import Tokenizer
 
 
 @dataclass
@@ -34,6 +35,7 @@ class TrainConfig:
     out: str  # the run folder: checkpoint, logs, final model
     preset: str = "tiny"
     model: dict = field(default_factory=dict)  # overrides of the preset (e.g. context, dropout)
+    aggressor_weight: float = 1.0  # an aggressor target's weight in the loss against other events' 1
     seq_len: int = 0  # 0: the model's context; shorter: the saved model's context is this
     batch_size: int = 16  # global batch (all processes together), in sequences
     grad_accum: int = 1
@@ -107,10 +109,13 @@ class Windows:
         self.seq_len = seq_len
         sizes = np.array([len(t) - seq_len - 1 for t, _ in self.shards], dtype=np.float64)
         self.weights = sizes / sizes.sum()
+        # the draws of ``rng.choice(p=weights)`` (the same stream), with the cumulative sum made once, not per batch
+        self.cdf = self.weights.cumsum()
+        self.cdf /= self.cdf[-1]
         self.rng = np.random.default_rng(seed)
 
     def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        picks = self.rng.choice(len(self.shards), size=n, p=self.weights)
+        picks = self.cdf.searchsorted(self.rng.random(n), side="right")
         xs, cs, ys = [], [], []
         for i in picks:
             tokens, ctx = self.shards[i]
@@ -261,14 +266,22 @@ def train(cfg: TrainConfig) -> dict:
     mcfg = preset(cfg.preset, **{"vocab_size": manifest["vocab_size"],
                                  "context_fields": tuple(manifest["context_sizes"]),
                                  "token_fields": tuple(manifest.get("radix", ())), **cfg.model})
-    mcfg = replace(mcfg, token_fields=tuple(mcfg.token_fields))
+    mcfg = replace(mcfg, token_fields=tuple(mcfg.token_fields),
+                   token_groups=tuple(tuple(g) for g in mcfg.token_groups))
     seq_len = cfg.seq_len or mcfg.context
     if seq_len > mcfg.context:
         raise InputError(f"seq_len {seq_len} is longer than the model's context {mcfg.context}: raise "
                          "model.context or shorten seq_len")
     # the model is as long as what it learned: a rollout's window past seq_len would meet positions no step trained
     mcfg = replace(mcfg, context=seq_len)
-    model = TradeFM(mcfg).to(device)
+    model = TradeFM(mcfg)
+    if cfg.aggressor_weight != 1.0:
+        if not cfg.aggressor_weight > 0:
+            raise InputError(f"aggressor_weight must be positive, not {cfg.aggressor_weight}")
+        weights = 1 + (cfg.aggressor_weight - 1) * Tokenizer.load(Path(cfg.shards) / "tokenizer.json").aggressors()
+        model.target_weights = torch.tensor(weights, dtype=torch.float32)
+        model.logit_bias = -model.target_weights.log()
+    model = model.to(device)
     train_w = Windows(cfg.shards, "train", seq_len, cfg.seed)
     val_w = Windows(cfg.shards, "val", seq_len, cfg.seed)
     net = wrap(model, cfg, d, device)
