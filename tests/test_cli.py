@@ -63,6 +63,10 @@ def test_demo_runs_end_to_end_on_the_samples(tmp_path, capsys) -> None:
     assert summary["replay_exact"] == 1.0 and set(summary["control"]) == {"free", "volume=0", "volume=2", "activity=0",
                                                                           "activity=2"}
     assert set(summary["control_response"]) == set(summary["control"])
+    stress = summary["stress"]  # the presets' effect, next to the real flow of the same span
+    assert set(stress) == {"real", "none", "withdrawal", "burst", "large_seller"}
+    assert stress["burst"]["events_per_min"] > 3 * stress["real"]["events_per_min"]  # paced to 10x the real
+    assert "## Stress presets" in table
     (ratio, low, high), = summary["benchmark_headline"].values()  # the pooled held-out headline, with its interval
     assert 0 < ratio < 10 and low <= ratio <= high
     assert "TradeFM mean KS ÷ Compound Hawkes mean KS" in table

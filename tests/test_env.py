@@ -159,8 +159,11 @@ def test_vector_env_steps_every_book_with_one_model_call_per_event(source, monke
     forward = model.forward
     monkeypatch.setattr(model, "forward", lambda *a, **k: (calls.append(a[0].shape[0]), forward(*a, **k))[1])
     vec = TradingVectorEnv(8, source=source, background="model", task=MarketMaking(), **SHORT)
-    obs, _ = vec.reset(seed=0)
+    obs, infos = vec.reset(seed=0)
     assert obs.shape == (8, *vec.single_observation_space.shape)
+    lo, hi = source.part("train", vec.core.cfg.margin_s)
+    assert len(set(infos["start_ts"])) == 8 and all(lo <= s <= hi for s in infos["start_ts"])  # a start each
+    assert len(set(obs[:, 1].tolist())) > 1  # and so a book each
     calls.clear()
     obs, rewards, term, _, infos = vec.step(np.array([0, 1, 2, 3, 4, 5, 6, 7]))
     assert len(infos["inventory"]) == 8
@@ -174,6 +177,10 @@ def test_vector_env_steps_every_book_with_one_model_call_per_event(source, monke
     made = gym.make_vec("tradefm/Execution-v0", num_envs=3, source=source, background="replay", **SHORT)
     obs, _ = made.reset(seed=1)
     assert obs.shape[0] == 3
+    given = [int(lo), int(lo), int(hi)]
+    assert made.reset(options={"start_ts": given})[1]["start_ts"].tolist() == given
+    with pytest.raises(ValueError, match="2 starts for 3 environments"):
+        made.reset(options={"start_ts": given[:2]})
 
 
 def test_agents_evaluate_on_held_out_starts_and_write_a_table(source, tmp_path) -> None:
@@ -241,6 +248,11 @@ def test_stress_presets_reach_the_rollouts(source) -> None:
     assert not free[0].table.equals(low[0].table)  # the control changes what the model writes
     m = stress.measure(free)
     assert m["spread_ticks"] > 0 and m["touch_size"] > 0 and m["events_per_min"] > 0
+    from tradefm.evaluation.metrics import window
+
+    real = stress.measure([window(day, start, start + 60_000_000_000)])
+    burst = stress.measure(stress.run(model, tok, day, start, "burst", events=60, rollouts=2, seed=0))
+    assert burst["events_per_min"] > 3 * real["events_per_min"]  # paced to ten times the real rate
     with pytest.raises(ValueError, match="unknown stress preset"):
         stress.preset("meteor")
 

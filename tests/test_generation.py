@@ -10,7 +10,7 @@ import torch
 from tradefm.book.replay import replay_lobster
 from tradefm.features import order_flow
 from tradefm.generation.output import write_rollouts
-from tradefm.generation.rollout import Sampling, ScheduledOrder, decode_real, generate, sample, twap
+from tradefm.generation.rollout import Sampling, ScheduledOrder, decode_real, generate, paced, sample, twap
 from tradefm.model import KVCache, TradeFM, preset
 from tradefm.readers import read
 from tradefm.tokenizer import Tokenizer
@@ -102,6 +102,40 @@ def test_sampling_rules() -> None:
     assert (penalised == 0).float().mean() < (free == 0).float().mean()
     with pytest.raises(ValueError):
         Sampling(temperature=0)
+    with pytest.raises(ValueError, match="pace > 0"):
+        Sampling(pace=0)
+
+
+def test_pace_holds_the_expected_wait_and_keeps_the_rest() -> None:
+    logits = torch.randn(3, 64, generator=torch.Generator().manual_seed(0)) * 2  # 16 ids of 4 dt bins each
+    waits = torch.tensor([1e-4, 1e-2, 0.5, 50.0])
+
+    def wait(x: torch.Tensor) -> torch.Tensor:
+        return (x.softmax(dim=1).view(3, 16, 4).sum(dim=1) * waits).sum(dim=1)
+
+    for target in (wait(logits) / 10, torch.tensor([0.3, 2.0, 40.0])):
+        tilted = paced(logits, waits, target)
+        assert torch.allclose(wait(tilted), target, rtol=1e-3)
+        # inside a dt bin the other digits keep their odds: only the wait's marginal moves
+        odds = (tilted - logits).view(3, 16, 4)
+        assert torch.allclose(odds, odds[:, :1], atol=1e-4)
+    assert torch.allclose(paced(logits, waits, wait(logits)).softmax(1), logits.softmax(1), atol=1e-5)
+    beyond = paced(logits, waits, torch.full((3,), 1e-9))  # shorter than the bins can say: all on the shortest
+    assert (beyond.softmax(1).view(3, 16, 4).sum(dim=1)[:, 0] > 0.99).all()
+
+
+def test_pace_sets_the_rate_against_the_real_flow(setup) -> None:
+    model, tok, day, start = setup
+    rates = []
+    for pace in (1.0, 4.0):
+        (g,) = generate(model, tok, day, start, events=150, rollouts=1, seed=2, sampling=Sampling(pace=pace))
+        ts = g.table.column("ts").to_numpy()
+        rates.append(150 / ((ts[-1] - start) / 1e9))
+    flow = order_flow(day)
+    before = flow.ts[(flow.ts < start) & (flow.ts >= start - 60e9)]
+    real = len(before) / 60.0
+    assert 2.5 * real < rates[1] < 6 * real  # about four times the real rate before the start
+    assert rates[1] > 2 * rates[0]
 
 
 def test_control_fixes_the_regime_fields(setup) -> None:
@@ -188,6 +222,51 @@ def test_a_token_enters_the_model_with_the_book_it_met(setup, reference: str) ->
     assert bid < new_bid < ask and new_ask == ask
     assert int(tok.spread_bin(spread_bps(new_bid, new_ask))) != before  # the add moved the spread to another bin
     assert row[5] == before
+
+
+def test_rollouts_of_different_starts_are_each_what_their_start_alone_gives(setup) -> None:
+    """One batch of books from two starts (their engine arrays of different sizes stacked, the id index rebuilt
+    at one size, the depth beyond the window of each its own) decodes each start's real tokens exactly as a
+    batch of that start alone does."""
+    from tradefm.generation.rollout import Rollouts
+
+    _, tok, day, start = setup
+    later = start + 1_800_000_000_000  # half an hour on: another book
+    mixed = Rollouts(None, tok, day, [start, later], rollouts=2, seed=4)
+    alone = [Rollouts(None, tok, day, s, rollouts=2, seed=4) for s in (start, later)]
+    assert mixed.sim.snapshots[0].shape != mixed.sim.snapshots[1].shape or \
+        not np.array_equal(mixed.sim.snapshots[0], mixed.sim.snapshots[1])
+    for i in range(400):
+        mixed.sim.step(np.array([a.real_tokens[i] for a in alone], dtype=np.int64))
+        for a in alone:
+            a.sim.step(np.full(2, a.real_tokens[i], dtype=np.int64))
+    days = mixed.sim.days("x")
+    for b, a in enumerate(alone):
+        assert days[b].table.equals(a.sim.days("x")[b].table)
+        assert np.array_equal(mixed.tokens[b], a.tokens[b])
+    with pytest.raises(ValueError, match="3 starts for 2 rollouts"):
+        Rollouts(None, tok, day, [start] * 3, rollouts=2)
+
+
+def test_books_of_different_sizes_stack_into_one_batch() -> None:
+    from tradefm.book import OrderBook
+    from tradefm.book import engine as E
+    from tradefm.events import Kind
+    from tradefm.generation.simulator import _STATE, _stacked
+
+    small, big = OrderBook(replay=False), OrderBook(replay=False)
+    small.apply(Kind.ADD, 1, 100, 5, 7)
+    for i in range(3000):  # its arrays and its id index grow past the small book's
+        big.apply(Kind.ADD, -1, 200 + i % 50, 1, 10 + i)
+    assert len(big.state.keys) > len(small.state.keys)
+    stacked = _stacked([small.state, big.state], np.array([1, 0, 1]))
+    for b, want in enumerate((big, small, big)):
+        view = OrderBook(replay=False)
+        view.state = E.BookState(*(stacked[name][b] for name in _STATE))
+        assert view.levels(1) == want.levels(1) and view.levels(-1) == want.levels(-1)
+        assert view.holds(7) == (want is small) and view.holds(3009) == (want is big)
+        view.apply(Kind.DELETE, -1, 200, 1, 10) if want is big else view.apply(Kind.DELETE, 1, 100, 5, 7)
+        assert not view.holds(10 if want is big else 7)  # found by its id through the rebuilt index
 
 
 def test_real_tokens_decoded_closed_loop_keep_the_spread(setup) -> None:

@@ -251,7 +251,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     model = TradeFM.from_pretrained(args.model, device=device, dtype=args.dtype)
     tok = Tokenizer.load(Path(args.model) / "tokenizer.json")
     day = read_day(args.source)
-    sampling = _sampling(args, guidance=args.guidance)
+    sampling = _sampling(args, guidance=args.guidance, pace=args.pace)
     control = _control(args.control)
     days = generate(model, tok, day, _start_ts(day, args.start), args.events, args.rollouts, args.seed, sampling,
                     _participant(args.twap), control, progress=True)
@@ -532,6 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
     _dtype_arg(s)
     s.add_argument("--guidance", type=_number(float, 0, True), default=1.0,
                    help="with --control: free + G * (controlled - free) logits (1: plain conditioning)")
+    s.add_argument("--pace", type=POSITIVE, default=1.0,
+                   help="events K times as frequent as the model would have them (each step's waits tilted)")
     s.add_argument("--twap", metavar="SIDE:SIZE:MINUTES:SLICES", help="inject a TWAP participant, e.g. sell:5000:10:20")
     s.add_argument("--control", metavar="volume=N,activity=N", help="fix the regimes: 0 low, 1 normal, 2 high")
     s.add_argument("--out", required=True)

@@ -45,6 +45,7 @@ def _fresh(out: Path) -> Path:
 CONTROL_ROLLOUTS, CONTROL_MINUTES, IMPACT_MINUTES = 6, 2.0, 2.0
 RESPONSE_WINDOWS = 48  # context windows of the held-out flow the model's control response is averaged over
 CONTROL_GUIDANCE = 4.0  # the tiny model reads the regime fields weakly: guidance makes their push measurable
+STRESS_SECONDS = 60.0  # market time of each stress preset's rollouts
 
 
 def _mid_path(day: EventDay) -> tuple[np.ndarray, np.ndarray]:
@@ -131,7 +132,7 @@ def run(data: str | None, out: str | Path, steps: int = 300, minutes: float = 10
     write_rollouts(hk, out / "rollouts" / "hawkes")
     write_rollouts(zi, out / "rollouts" / "zero_intelligence")
 
-    _say("participant impact and control")
+    _say("participant impact, control and stress presets")
     model_tok = Tokenizer.load(out / "model" / "model" / "tokenizer.json")
     impact_minutes = min(IMPACT_MINUTES, minutes)
     plan = twap(side=-1, total=20_000, minutes=impact_minutes, slices=20)
@@ -142,6 +143,9 @@ def run(data: str | None, out: str | Path, steps: int = 300, minutes: float = 10
     control = control_effects(model, model_tok, day, start, seed, CONTROL_ROLLOUTS, control_minutes,
                               CONTROL_GUIDANCE)
     response = control_response(model, model_tok, day, start, last + 1, RESPONSE_WINDOWS)  # the held-out part
+    from .generation import stress
+
+    stressed = stress.effect(model, model_tok, day, start, seconds=STRESS_SECONDS, rollouts=2, seed=seed)
     impact = []
     for label, pair in (("with TWAP sell", with_twap), ("without", without)):
         paths = [m[np.isfinite(m)] for m in (_mid_path(d)[1] for d in pair)]
@@ -167,6 +171,11 @@ def run(data: str | None, out: str | Path, steps: int = 300, minutes: float = 10
               "expected values of the next event, no sampling):", "",
               "| control | E[log inter-arrival (s)] | E[log(1 + volume)] | P(add) |", "|---|---|---|---|"]
     extra += [f"| {k} | {v['log_dt']:.3f} | {v['log_volume']:.3f} | {v['p_add']:.3f} |" for k, v in response.items()]
+    extra += ["", f"## Stress presets ({STRESS_SECONDS:g} s of market time from the start, 2 rollouts each; "
+              "`python -m tradefm.generation.stress RUN`)", "",
+              "| preset | spread (ticks) | touch size | 10 s vol (bps) | events/min |", "|---|---:|---:|---:|---:|"]
+    extra += [f"| {k} | {v['spread_ticks']:.1f} | {v['touch_size']:.0f} | {v['vol_10s_bps']:.2f} | "
+              f"{v['events_per_min']:.0f} |" for k, v in stressed.items()]
     extra += ["", "## Fill fidelity (real order flow replayed through the engine, training part of the day)", "",
               "| per-minute fill count corr | per-minute volume corr | fill-size KS |", "|---|---|---|",
               f"| {fills.count_corr:.3f} | {fills.volume_corr:.3f} | {fills.size_ks:.3f} |"]
@@ -185,9 +194,9 @@ def run(data: str | None, out: str | Path, steps: int = 300, minutes: float = 10
     (out / "report" / "table.md").write_text(table)
     (out / "summary.json").write_text(json.dumps({
         "replay_exact": exact, "tokens": manifest["counts"], "train": metrics, "window": [start, end],
-        "impact_ticks": dict(impact), "control": control, "control_response": response, "fills": asdict(fills),
-        "benchmark_headline": {pooled_group: headline}, "minutes": round((time.time() - t0) / 60, 1)}, indent=1,
-        default=str))
+        "impact_ticks": dict(impact), "control": control, "control_response": response, "stress": stressed,
+        "fills": asdict(fills), "benchmark_headline": {pooled_group: headline},
+        "minutes": round((time.time() - t0) / 60, 1)}, indent=1, default=str))
     print("\n" + table)
     _say(f"done in {(time.time() - t0) / 60:.1f} minutes: {html}")
     return html

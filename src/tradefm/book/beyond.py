@@ -23,13 +23,17 @@ REVEAL = 2  # the record flag of a revealed level (0: the market's own event, 1:
 
 
 class Beyond(NamedTuple):
+    """The depth beyond the window of one or more markets (each its own start): market b's pairs are
+    ``gaps[first[b]:first[b + 1]]`` and ``sizes[...]``."""
+
     levels: int  # the feed's window (0: full depth, nothing to reveal)
     gaps: np.ndarray  # int64 [n] a level's price distance from the next better level
     sizes: np.ndarray  # int64 [n] the level's size, drawn with its gap
-    spread: int  # an emptied side's new touch lies this far from the other side's best: the start's spread
+    first: np.ndarray  # int64 [markets + 1] where each market's pairs begin
+    spread: np.ndarray  # int64 [markets] an emptied side's new touch lies this far from the other side's best
 
 
-NONE = Beyond(0, np.ones(1, dtype=np.int64), np.ones(1, dtype=np.int64), 1)
+NONE = Beyond(0, np.ones(1, dtype=np.int64), np.ones(1, dtype=np.int64), np.array([0, 1]), np.ones(1, np.int64))
 
 
 def of(bids: list[tuple[int, int, int]], asks: list[tuple[int, int, int]], window: int) -> Beyond:
@@ -44,7 +48,20 @@ def of(bids: list[tuple[int, int, int]], asks: list[tuple[int, int, int]], windo
         return NONE
     spread = asks[0][0] - bids[0][0] if bids and asks else min(gaps)
     return Beyond(int(window), np.asarray(gaps, dtype=np.int64), np.asarray(sizes, dtype=np.int64),
-                  max(int(spread), 1))
+                  np.array([0, len(gaps)], dtype=np.int64), np.array([max(int(spread), 1)], dtype=np.int64))
+
+
+def stack(each: list[Beyond]) -> Beyond:
+    """Markets of one feed from different starts, in order: each draws from its own start's levels only (a
+    market whose start showed none reveals nothing)."""
+    levels = max(b.levels for b in each)
+    if levels == 0:
+        return NONE
+    own = [b if b.levels else Beyond(levels, b.gaps[:0], b.sizes[:0], np.array([0, 0]), b.spread) for b in each]
+    counts = [len(b.gaps) for b in own]
+    return Beyond(levels, np.concatenate([b.gaps for b in own]), np.concatenate([b.sizes for b in own]),
+                  np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                  np.concatenate([b.spread for b in own]).astype(np.int64))
 
 
 def seeds(seed: int, n: int) -> np.ndarray:
@@ -79,9 +96,11 @@ def _reveal(st: E.BookState, beyond: Beyond, rng: np.ndarray, b: int, s: int, lo
         if opp == 0:
             return -1
         deepest = st.levels[1 - s, opp - 1, E.L_PRICE]
-    m = len(beyond.gaps)
-    k = min(int(_uniform(rng, b) * m), m - 1)
-    price = deepest - side * (beyond.gaps[k] if nlv > 0 else beyond.spread)
+    lo, m = beyond.first[b], beyond.first[b + 1] - beyond.first[b]
+    if m == 0:
+        return -1
+    k = lo + min(int(_uniform(rng, b) * m), m - 1)
+    price = deepest - side * (beyond.gaps[k] if nlv > 0 else beyond.spread[b])
     if price <= 0:
         return -1
     E._rest(st, 0, side, price, beyond.sizes[k], True)
@@ -138,4 +157,4 @@ def room(beyond: Beyond) -> int:
     return ROOM * beyond.levels + 2
 
 
-__all__ = ["COVER", "NONE", "REVEAL", "ROOM", "Beyond", "cover", "of", "room", "seeds", "top_up"]
+__all__ = ["COVER", "NONE", "REVEAL", "ROOM", "Beyond", "cover", "of", "room", "seeds", "stack", "top_up"]

@@ -1,6 +1,6 @@
 """Trading environments: an agent executes an order, or makes a market, against a market that reacts.
 
-One batched core (:class:`Trading`) runs N episodes from one real start on one background
+One batched core (:class:`Trading`) runs N episodes, each from its own real start, on one background
 (:mod:`tradefm.env.markets`); the Gymnasium faces are thin over it: :class:`TradingEnv` is N = 1,
 :class:`TradingVectorEnv` is N books stepped together (with the model, one batched model call per event for all
 of them, not N simulators).
@@ -27,6 +27,7 @@ the wrong side of an execution task, a non-positive size or price, or an action 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -174,19 +175,21 @@ class Source:
             self._history = H.classify(self.day)
         return self._hawkes, self._history
 
-    def markets(self, background: str, start_ts: int, n: int, seed: int, events: int,
+    def markets(self, background: str, starts: int | Sequence[int], n: int, seed: int, events: int,
                 temperature: float = 1.0) -> Markets:
+        """N books of ``background``, book b from the real book at ``starts[b]`` (or all at one start)."""
+        starts = np.broadcast_to(np.asarray(starts, dtype=np.int64), (n,))
         if background == "model":
             if self.model is None:
                 raise InputError("the model background needs a model: pass model=RUN_OR_MODEL_FOLDER")
             from ..generation.rollout import Sampling
 
-            return ModelMarkets(self.model, self.tokenizer, self.day, start_ts, n, seed,
+            return ModelMarkets(self.model, self.tokenizer, self.day, starts, n, seed,
                                 Sampling(temperature=temperature))
         if background == "hawkes":
             params, history = self.hawkes()
-            return HawkesMarkets(params, self.day, start_ts, n, seed, events, history)
-        return ReplayMarkets(self.day, start_ts, n, self.part_end(start_ts))
+            return HawkesMarkets(params, self.day, starts, n, seed, events, history)
+        return ReplayMarkets(self.day, starts, n, np.array([self.part_end(int(s)) for s in starts]))
 
 
 def _read(path: str | Path) -> EventDay:
@@ -279,7 +282,7 @@ class _Account:
 
 
 class Trading:
-    """N episodes from one start on one background, stepped together."""
+    """N episodes on one background, each from its own start (or all from one), stepped together."""
 
     def __init__(self, source: Source, cfg: Config, n: int = 1) -> None:
         self.source, self.cfg, self.n = source, cfg, n
@@ -298,7 +301,7 @@ class Trading:
         self.markets: Markets | None = None
         self.accounts: list[_Account] = []
         self.t = 0
-        self.start_ts = 0
+        self.start_ts = np.zeros(n, dtype=np.int64)  # each episode's start
         self.submitted: list[list[int]] = [[] for _ in range(n)]  # the ids of each book's orders of the last step
 
     # ---------------------------------------------------------------- spaces and actions
@@ -460,8 +463,12 @@ class Trading:
         return side, int(size), int(price)
 
     # ---------------------------------------------------------------- episodes
-    def reset(self, start_ts: int, seed: int) -> np.ndarray:
-        self.start_ts = int(start_ts)
+    def reset(self, start_ts: int | Sequence[int], seed: int) -> np.ndarray:
+        """New episodes from ``start_ts``: one start for all N books, or one per book."""
+        starts = np.asarray(start_ts, dtype=np.int64)
+        if starts.ndim > 1 or (starts.ndim == 1 and len(starts) != self.n):
+            raise InputError(f"{starts.size} starts for {self.n} environments: give one, or one per environment")
+        self.start_ts = np.broadcast_to(starts, (self.n,)).copy()
         self.markets = self.source.markets(self.cfg.background, self.start_ts, self.n, seed,
                                            self.cfg.steps * self.cfg.events + 16, self.cfg.temperature)
         self.accounts = []
@@ -469,7 +476,8 @@ class Trading:
             acc = _Account(cursor=len(self.markets.rows(b, 0)))
             acc.arrival = acc.mid = self._mid(b, float("nan"))
             if not math.isfinite(acc.arrival):
-                raise InputError(f"the book at {start_ts} is not two-sided: no arrival mid to measure against")
+                raise InputError(f"the book at {self.start_ts[b]} is not two-sided: no arrival mid to measure "
+                                 "against")
             self.accounts.append(acc)
         self.t = 0
         return np.stack([self._observe(b) for b in range(self.n)])
@@ -582,7 +590,7 @@ class Trading:
     def info(self, b: int) -> dict[str, Any]:
         acc = self.accounts[b]
         out = {"inventory": acc.inventory, "cash": acc.cash, "mid": acc.mid, "arrival_mid": acc.arrival,
-               "start_ts": self.start_ts, "ts": self.markets.now(b), "resting": len(acc.own),
+               "start_ts": int(self.start_ts[b]), "ts": self.markets.now(b), "resting": len(acc.own),
                "order_ids": list(self.submitted[b])}
         if isinstance(self.cfg.task, Execution):
             out["shortfall_bps"] = self.shortfall_bps(b)
@@ -592,13 +600,16 @@ class Trading:
         return out
 
 
-def _start(source: Source, cfg: Config, rng: np.random.Generator, options: dict | None) -> tuple[int, int]:
+def _start(source: Source, cfg: Config, rng: np.random.Generator, options: dict | None,
+           n: int = 1) -> tuple[np.ndarray, int]:
+    """The starts of ``n`` episodes (``options["start_ts"]``: one for all or one each; else each drawn from the
+    part) and the markets' seed."""
     options = options or {}
     seed = int(rng.integers(2**31 - 1))
     if "start_ts" in options:
-        return int(options["start_ts"]), int(options.get("market_seed", seed))
+        return np.asarray(options["start_ts"], dtype=np.int64), int(options.get("market_seed", seed))
     lo, hi = source.part(options.get("part", cfg.part), cfg.margin_s)
-    return int(rng.integers(lo, hi)), int(options.get("market_seed", seed))
+    return rng.integers(lo, hi, size=n), int(options.get("market_seed", seed))
 
 
 def _source(model: Any, day: Any, source: Source | None, splits: tuple[float, float] | None) -> Source:
@@ -661,9 +672,10 @@ class MarketMakingEnv(TradingEnv):
 
 
 class TradingVectorEnv(VectorEnv):
-    """N environments on one batched background: one model call per market event for all of them. They start
-    together from one start (each book with its own seed) and, episodes being of one length, end together; the
-    step after the end resets them all (Gymnasium's next-step autoreset)."""
+    """N environments on one batched background: one model call per market event for all of them. Each draws
+    its own start (``options={"start_ts": ...}``: one for all, or one each) and its own market seed; episodes
+    being of one length, they end together, and the step after the end resets them all (Gymnasium's next-step
+    autoreset)."""
 
     metadata: ClassVar[dict] = {"autoreset_mode": AutoresetMode.NEXT_STEP}
 
@@ -683,8 +695,8 @@ class TradingVectorEnv(VectorEnv):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
             self._rng = np.random.default_rng(seed)
-        start, market_seed = _start(self.core.source, self.core.cfg, self._rng, options)
-        obs = self.core.reset(start, market_seed)
+        starts, market_seed = _start(self.core.source, self.core.cfg, self._rng, options, self.num_envs)
+        obs = self.core.reset(starts, market_seed)
         self._ended = False
         return obs, self._infos()
 

@@ -1,4 +1,4 @@
-"""The background markets an agent trades in: N books from one real start, stepped one event at a time.
+"""The background markets an agent trades in: N books from real starts (each its own), stepped one event at a time.
 
 Three backgrounds share one face (:class:`Markets`), so an environment never asks which one it has:
 
@@ -26,7 +26,7 @@ import torch
 from ..book import OrderBook
 from ..book import engine as E
 from ..events import EventDay
-from ..generation.market import Market
+from ..generation.market import Market, books_at
 from ..generation.rollout import Rollouts, Sampling
 from ..generation.simulator import P_PRICE, P_SIDE, P_SIZE, P_TS, P_VALID, _grow
 from ..model import TradeFM
@@ -59,12 +59,12 @@ class Markets(Protocol):
 
 
 class ModelMarkets:
-    """N TradeFM rollouts from one start (their own seeds), one model call per step for all of them."""
+    """N TradeFM rollouts from their starts (their own seeds), one model call per step for all of them."""
 
-    def __init__(self, model: TradeFM, tokenizer: Tokenizer, day: EventDay, start_ts: int, n: int, seed: int,
+    def __init__(self, model: TradeFM, tokenizer: Tokenizer, day: EventDay, starts: np.ndarray, n: int, seed: int,
                  sampling: Sampling | None = None) -> None:
         self.n = n
-        self.ro = Rollouts(model, tokenizer, day, start_ts, n, seed, sampling)
+        self.ro = Rollouts(model, tokenizer, day, starts, n, seed, sampling)
         self.sim = self.ro.sim
         self.due = np.zeros((n, 5), dtype=np.int64)
         self.ro.begin()
@@ -160,20 +160,22 @@ class _Single:
 
 
 class HawkesMarkets(_Single):
-    """N Compound Hawkes markets from one start: arrivals drawn up front (``events`` of them per book, warm
-    started from the real arrivals before the start), each applied when its book steps."""
+    """N Compound Hawkes markets from their starts: arrivals drawn up front (``events`` of them per book, warm
+    started from the real arrivals before its start), each applied when its book steps."""
 
-    def __init__(self, params, day: EventDay, start_ts: int, n: int, seed: int, events: int,
+    def __init__(self, params, day: EventDay, starts: np.ndarray, n: int, seed: int, events: int,
                  history=None) -> None:
         from ..baselines import hawkes as H
 
         self.n = n
-        self.markets = [Market(day, start_ts, seed=seed + b) for b in range(n)]
+        real = books_at(day, starts)
+        self.markets = [Market(day, int(starts[b]), seed=seed + b, real=real[int(starts[b])]) for b in range(n)]
         self.orders = [H.Orders(m, day.instrument.tick_size) for m in self.markets]
         history = history if history is not None else H.classify(day)
         self.arrivals = []  # per book: (ts, type, size, ticks) rows, drawn with the book's own generator
         for b in range(n):
-            drawn = H.arrivals(params, day, start_ts, history, np.random.default_rng([seed, b]), 6 * 3600.0, events)
+            drawn = H.arrivals(params, day, int(starts[b]), history, np.random.default_rng([seed, b]), 6 * 3600.0,
+                               events)
             self.arrivals.append(list(zip(*(a.tolist() for a in drawn), strict=True)))
         self.cursor = np.zeros(n, dtype=np.int64)
 
@@ -187,17 +189,18 @@ class HawkesMarkets(_Single):
 
 
 class ReplayMarkets(_Single):
-    """N books replaying the real flow of ``day`` from ``start_ts`` (to ``end_ts``) by the rules of
+    """N books replaying the real flow of ``day``, each from its start (to its end) by the rules of
     :class:`~tradefm.evaluation.fills.FlowReplay`: adds by the real ids, cancels of real ids the market holds
     (else of anonymous volume at their price), an aggressor's executions as one immediate-or-cancel order, the
     feed's own reveals, the book kept to the feed's window (an agent order pushed beyond it is dropped, as the
     window forgets it). Past the end the book waits."""
 
-    def __init__(self, day: EventDay, start_ts: int, n: int, end_ts: int | None = None) -> None:
+    def __init__(self, day: EventDay, starts: np.ndarray, n: int, ends: np.ndarray) -> None:
         from ..evaluation.fills import FlowReplay
 
         self.n = n
-        self.flows = [FlowReplay(day, start_ts, end_ts) for _ in range(n)]
+        real = books_at(day, starts)
+        self.flows = [FlowReplay(day, int(starts[b]), int(ends[b]), real=real[int(starts[b])]) for b in range(n)]
         self.markets = [f.market for f in self.flows]
 
     def _background(self, b: int) -> None:

@@ -3,7 +3,7 @@
 SB3 steps its own ``VecEnv`` type, which resets a finished environment at once and hands its last observation
 over in ``infos[i]["terminal_observation"]``. :class:`SB3VecEnv` gives a :class:`~tradefm.env.core.Trading`
 batch that face, so PPO trains on N books with one model call per market event for all of them; the episodes of a
-batch end together, so a reset is one new start for the whole batch (drawn from the training part).
+batch end together, so a reset is a new start for each book (drawn from the training part).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ class SB3VecEnv(VecEnv):
         super().__init__(core.n, core.single_observation_space, core.single_action_space)
 
     def reset(self) -> np.ndarray:
-        start, market_seed = _start(self.core.source, self.core.cfg, self._rng, None)
-        return self.core.reset(start, market_seed)
+        starts, market_seed = _start(self.core.source, self.core.cfg, self._rng, None, self.core.n)
+        return self.core.reset(starts, market_seed)
 
     def seed(self, seed: int | None = None) -> list[int | None]:
         if seed is not None:

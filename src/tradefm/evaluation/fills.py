@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from ..book import OrderBook
 from ..events import EventDay, Kind
 from ..generation.market import Market
 
@@ -78,7 +79,8 @@ class FlowReplay:
     never runs behind the market's."""
 
     def __init__(self, day: EventDay, start_ts: int | None = None, end_ts: int | None = None,
-                 hidden: bool = False) -> None:
+                 hidden: bool = False, real: OrderBook | None = None) -> None:
+        """``real``: the real book at ``start_ts``, when the caller has it (``generation.market.books_at``)."""
         t = day.table
         ts_all = t.column("ts").to_numpy()
         snap_all = t.column("snapshot").to_numpy()
@@ -90,7 +92,7 @@ class FlowReplay:
             t.column(c).to_numpy()[a:b] for c in ("ts", "kind", "side", "price", "size", "order_id"))
         self.snap = snap_all[a:b]
         levels = int(day.notes.get("levels", 0) or 0)
-        self.market = Market(day, self.start, depth=levels, refill=False)  # the feed's own reveals follow
+        self.market = Market(day, self.start, depth=levels, refill=False, real=real)  # the feed's reveals follow
         self.market.book.depth = levels  # keep to the feed's window, as the replay does
         exec_kinds = (Kind.EXECUTE, Kind.EXECUTE_HIDDEN) if hidden else (Kind.EXECUTE,)
         self.is_exec = np.isin(self.kind, exec_kinds) & ~self.snap & (self.side != 0)

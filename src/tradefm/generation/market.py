@@ -8,6 +8,9 @@ is a canonical :class:`~tradefm.events.EventDay` like a real one, and every metr
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable
+
 import numpy as np
 
 from ..book import OrderBook, beyond
@@ -20,23 +23,36 @@ _COLUMNS = ("ts", "kind", "side", "price", "size", "order_id", "flag")
 def book_at(day: EventDay, ts: int) -> OrderBook:
     """The book of a real day just before ``ts`` (the engine in replay mode over the events before it, keeping
     only the levels the feed reports: deeper ones would be stale)."""
+    return books_at(day, [ts])[ts]
+
+
+def books_at(day: EventDay, starts: Iterable[int]) -> dict[int, OrderBook]:
+    """The real book just before each of ``starts``, from one replay of the day in time order (many starts cost
+    what the latest does alone)."""
     t = day.table
-    n = int(np.searchsorted(t.column("ts").to_numpy(), ts, side="left"))
-    cols = [t.column(c).to_numpy()[:n] for c in ("kind", "side", "price", "size", "order_id")]
+    ts = t.column("ts").to_numpy()
+    cols = [t.column(c).to_numpy() for c in ("kind", "side", "price", "size", "order_id")]
     book = OrderBook(replay=True, depth=int(day.notes.get("levels", 0) or 0))
-    book.apply_many(*cols)
-    return book
+    out, done = {}, 0
+    for start in sorted(set(int(s) for s in starts)):
+        n = int(np.searchsorted(ts, start, side="left"))
+        book.apply_many(*(c[done:n] for c in cols))
+        done = n
+        out[start] = copy.deepcopy(book)
+    return out
 
 
 class Market:
     """One simulated symbol-day: submit orders at times, read the book, get the record back as an EventDay."""
 
-    def __init__(self, day: EventDay, start_ts: int, depth: int = 0, seed: int = 0, refill: bool = True) -> None:
-        """Start from the real book of ``day`` just before ``start_ts``; its resting volume becomes the
-        snapshot (anonymous, as a feed's opening book is). ``depth`` > 0 keeps only that many levels. With
-        ``refill``, a window-limited feed's depth beyond its window is revealed as the book needs it
-        (:mod:`tradefm.book.beyond`, drawn with ``seed``); a caller replaying the feed's own reveals turns it off."""
-        real = book_at(day, start_ts)
+    def __init__(self, day: EventDay, start_ts: int, depth: int = 0, seed: int = 0, refill: bool = True,
+                 real: OrderBook | None = None) -> None:
+        """Start from the real book of ``day`` just before ``start_ts`` (``real``, when the caller has it); its
+        resting volume becomes the snapshot (anonymous, as a feed's opening book is). ``depth`` > 0 keeps only
+        that many levels. With ``refill``, a window-limited feed's depth beyond its window is revealed as the
+        book needs it (:mod:`tradefm.book.beyond`, drawn with ``seed``); a caller replaying the feed's own
+        reveals turns it off."""
+        real = real if real is not None else book_at(day, start_ts)
         self.instrument, self.date = day.instrument, day.date
         self.book = OrderBook(replay=False)
         self.rows: dict[str, list[int]] = {c: [] for c in _COLUMNS}

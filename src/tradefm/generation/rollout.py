@@ -9,7 +9,11 @@ callback that sees each rollout's book) enter the same step in place of the mode
 participant flag set. ``control`` fixes the volume and activity regime fields ({"volume": 0|1|2, "activity":
 0|1|2}: low, normal, high) instead of measuring them on the rollout's own trailing window. With
 ``Sampling(guidance=g)`` the model is asked twice per step, with the fields as requested and as measured, and
-samples from ``free + g * (controlled - free)`` logits (classifier-free guidance).
+samples from ``free + g * (controlled - free)`` logits (classifier-free guidance). ``Sampling(pace=k)`` makes
+events k times as frequent as the real flow before the start, through the model rather than around it: each step
+the dt digit's distribution is tilted (by a power of the wait) until its expected wait is 1/k of the real mean
+wait, and the faster flow then enters the context the model answers. (A target relative to the model's own
+expected wait compounds: the model answers fast flow with shorter waits, which the tilt shortens again.)
 
 The model may sit on a GPU: tokens and context rows go to its device each step, the sampled ids come back, and
 the books stay on the CPU, so one step moves B ids and B context rows each way.
@@ -18,7 +22,7 @@ the books stay on the CPU, so one step moves B ids and B context rows each way.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +30,7 @@ import numpy as np
 import torch
 
 from ..book import OrderBook
-from ..codec import FeatureConfig, tables
+from ..codec import DT_FLOOR, FeatureConfig, seconds_of, tables
 from ..events import EventDay, InputError
 from ..features import order_flow
 from ..model import KVCache, TradeFM
@@ -41,10 +45,33 @@ class Sampling:
     top_p: float = 1.0
     repetition_penalty: float = 1.2  # the paper's rollouts used 1.2; 1.0 switches it off
     guidance: float = 1.0  # with a control: free + guidance * (controlled - free) logits; 1.0 is plain conditioning
+    pace: float = 1.0  # events this many times as frequent as the real flow before the start (1.0: the model's own)
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.repetition_penalty <= 0 or self.guidance < 0:
-            raise InputError("need temperature > 0, 0 < top_p <= 1, repetition_penalty > 0 and guidance >= 0")
+        if (self.temperature <= 0 or not 0 < self.top_p <= 1 or self.repetition_penalty <= 0 or self.guidance < 0
+                or not self.pace > 0):
+            raise InputError("need temperature > 0, 0 < top_p <= 1, repetition_penalty > 0, guidance >= 0 and "
+                             "pace > 0")
+
+
+def paced(logits: torch.Tensor, waits: torch.Tensor, target: torch.Tensor, iterations: int = 40) -> torch.Tensor:
+    """``logits`` [B, V] with the last digit of the ids (dt, the least significant) tilted by ``waits ** -lam``
+    per row, ``lam`` found by bisection so that the expected wait is ``target`` [B] seconds. ``waits`` [n] is
+    each dt bin's mean wait in seconds. A wait beyond what the bins can express saturates at the extreme bin."""
+    b, n = logits.shape[0], len(waits)
+    x = logits.float().view(b, -1, n)
+    marginal = torch.logsumexp(x, dim=1)  # [B, n]: log P(dt bin)
+    waits = waits.to(x.device)
+    log_w = waits.log()
+    target = target.to(x.device, x.dtype)[:, None]
+    lo = torch.full((b, 1), -60.0, device=x.device)
+    hi = torch.full((b, 1), 60.0, device=x.device)
+    for _ in range(iterations):  # the tilted mean falls as lam grows
+        lam = (lo + hi) / 2
+        mean = ((marginal - lam * log_w).softmax(dim=1) * waits).sum(dim=1, keepdim=True)
+        fast = mean <= target
+        hi, lo = torch.where(fast, lam, hi), torch.where(fast, lo, lam)
+    return (x - ((lo + hi) / 2 * log_w)[:, None, :]).view(b, -1)
 
 
 def sample(logits: torch.Tensor, history: torch.Tensor, cfg: Sampling, gen: torch.Generator) -> torch.Tensor:
@@ -124,15 +151,17 @@ class RolloutView:
 
 
 class Rollouts:
-    """R rollouts of one model from one real start, advanced together: each step is one batched model call,
-    one sampling call and one :class:`~tradefm.generation.simulator.Simulator` step."""
+    """R rollouts of one model from real starts (one for all, or one each), advanced together: each step is one
+    batched model call, one sampling call and one :class:`~tradefm.generation.simulator.Simulator` step."""
 
-    def __init__(self, model: TradeFM | None, tokenizer: Tokenizer, day: EventDay, start_ts: int, rollouts: int = 4,
-                 seed: int = 0, sampling: Sampling | None = None, prompt: int | None = None,
+    def __init__(self, model: TradeFM | None, tokenizer: Tokenizer, day: EventDay, start_ts: int | Sequence[int],
+                 rollouts: int = 4, seed: int = 0, sampling: Sampling | None = None, prompt: int | None = None,
                  participant: Participant | None = None,
                  control: dict[str, int] | list[dict[str, int] | None] | None = None) -> None:
         """``model=None`` gives markets that only decode tokens handed to them (see :func:`decode_real`).
-        ``control`` is one setting for every rollout, or a list with one per rollout (None: free)."""
+        ``start_ts`` is one start for every rollout, or one per rollout: rollouts of different starts are
+        prompted with as many real events each (the fewest any start has). ``control`` is one setting for every
+        rollout, or a list with one per rollout (None: free)."""
         self.model, self.tok, self.day = model.eval() if model is not None else None, tokenizer, day
         self.sampling = sampling or Sampling()
         self.participant = participant
@@ -140,26 +169,33 @@ class Rollouts:
         self.key = f"{self.inst.venue}/{self.inst.symbol}"
         if rollouts < 1:
             raise InputError("need at least one rollout")
+        starts = np.asarray(start_ts, dtype=np.int64)
+        starts = np.full(rollouts, starts) if starts.ndim == 0 else starts.ravel()
+        if len(starts) != rollouts:
+            raise InputError(f"{len(starts)} starts for {rollouts} rollouts: give one, or one per rollout")
         session = day.table.column("ts").to_numpy()[~day.table.column("snapshot").to_numpy()]
-        if not len(session) or not session[0] < start_ts <= session[-1]:
-            raise InputError(f"the start {start_ts} is outside the day's session "
-                             f"({session[0] if len(session) else '-'} to {session[-1] if len(session) else '-'} ns)")
+        for s in np.unique(starts):
+            if not len(session) or not session[0] < s <= session[-1]:
+                raise InputError(f"the start {s} is outside the day's session ({session[0] if len(session) else '-'}"
+                                 f" to {session[-1] if len(session) else '-'} ns)")
         flow = order_flow(day, tokenizer.features)
         known = ~np.isnan(flow.reference)
         opening = float(flow.reference[np.argmax(known)]) if known.any() else float("nan")
-        before = flow.ts < start_ts
         tokens, ctx = tokenizer.encode(flow, self.key)
-        self.real_tokens = tokens[~before]  # the real day's tokens from the start on (what decode_real replays)
-        self.real_ts = flow.ts[~before]
+        lasts = np.searchsorted(flow.ts, starts, side="left")  # each rollout's real events before its start
+        first = int(lasts[0])
+        self.real_tokens = tokens[first:]  # the first start's real tokens from it on (what decode_real replays)
+        self.real_ts = flow.ts[first:]
         context = model.cfg.context if model is not None else 2
-        n_prompt = min(int(before.sum()), prompt or context // 2, context - 1)
+        n_prompt = min(int(lasts.min()), prompt or context // 2, context - 1)
         if n_prompt < 1:
             raise InputError("the start leaves no real order flow before it to prompt the model with")
-        last = int(before.sum())
-        _check_scales(tokenizer, tokens[max(0, last - 1000):last], self.key)
-        self.tokens = torch.from_numpy(tokens[last - n_prompt:last].astype(np.int64)).repeat(rollouts, 1)
-        self.ctx = torch.from_numpy(ctx[last - n_prompt:last].astype(np.int64)).repeat(rollouts, 1, 1)
-        self.start_ts = start_ts
+        for last in np.unique(lasts):
+            _check_scales(tokenizer, tokens[max(0, last - 1000):last], self.key)
+        rows = lasts[:, None] - n_prompt + np.arange(n_prompt)[None]  # [R, prompt] each rollout's real events
+        self.tokens = torch.from_numpy(tokens[rows].astype(np.int64))
+        self.ctx = torch.from_numpy(ctx[rows].astype(np.int64))
+        self.start_ts = starts.copy()
         controls = list(control) if isinstance(control, list | tuple) else [dict(control or {})] * rollouts
         if len(controls) != rollouts:
             raise InputError(f"{len(controls)} controls for {rollouts} rollouts: give one, or one per rollout")
@@ -173,12 +209,25 @@ class Rollouts:
                 self.fixed[r, 0 if name == "volume" else 1] = value
         self.control = bool((self.fixed >= 0).any())
         f = tokenizer.features
-        volume = np.expm1(flow.log_volume[:last])
-        inside = flow.ts[:last] >= start_ts - int(f.window_s * 1e9)  # the trailing window the regimes start from
-        start_ref = float(flow.reference[last - 1]) if known[last - 1] else float(flow.price[last - 1])
-        self.sim = Simulator(day, start_ts, tables(tokenizer, self.key, self.inst), rollouts, seed, start_ref, opening,
-                             f.half_life_s, f.window_s, (flow.ts[:last][inside], volume[inside]))
+        volume = np.expm1(flow.log_volume)
+        firsts = np.searchsorted(flow.ts, starts - int(f.window_s * 1e9), side="left")
+        refs, recent, window = np.zeros(rollouts), [], {}
+        for r, (a, last) in enumerate(zip(firsts, lasts, strict=True)):
+            if last not in window:  # the trailing window the regimes start from, and the reference price
+                ref = float(flow.reference[last - 1]) if known[last - 1] else float(flow.price[last - 1])
+                window[last] = (ref, (flow.ts[a:last], volume[a:last]))
+            refs[r], w = window[last]
+            recent.append(w)
+        self.sim = Simulator(day, starts, tables(tokenizer, self.key, self.inst), seed, refs, opening,
+                             f.half_life_s, f.window_s, recent)
         self.gen = torch.Generator().manual_seed(seed)
+        # for pace: each dt bin's mean wait (s; the mean over its calibration quantiles, floored at a microsecond),
+        # and each rollout's target, 1/pace of the real mean wait over the trailing window before its start (or
+        # over its last 100 events, if the window holds fewer)
+        self.waits = torch.tensor([max(float(np.mean(seconds_of(np.asarray(q)))), DT_FLOOR)
+                                   for q in tokenizer.dt.quantiles])
+        self.pace_target = torch.tensor([float(np.nanmean(flow.dt[min(a, max(last - 100, 0)):last]))
+                                         for a, last in zip(firsts, lasts, strict=True)]) / self.sampling.pace
         self.schedule = sorted(participant, key=lambda o: o.at_s) if isinstance(participant, list) else []
         self.schedule_at = np.array([o.at_s for o in self.schedule] + [math.inf])  # inf: none left
         self.next_order = np.zeros(rollouts, dtype=np.int64)  # each rollout's place in the schedule
@@ -209,7 +258,7 @@ class Rollouts:
     def _put(self, r: int, o: ScheduledOrder) -> None:
         if o.side not in (1, -1) or o.size < 1 or (o.price is not None and o.price < 1):
             raise InputError(f"a participant order needs side +1/-1, size >= 1 and a positive price or None: {o}")
-        self.due[r] = (1, self.start_ts + int(o.at_s * 1e9), o.side, o.size, o.price or 0)
+        self.due[r] = (1, self.start_ts[r] + int(o.at_s * 1e9), o.side, o.size, o.price or 0)
 
     # ------------------------------------------------------------------ the model
     def _steer(self, rows: torch.Tensor) -> torch.Tensor:
@@ -254,7 +303,10 @@ class Rollouts:
         """One event per rollout: one sampling call, one simulator step (``due``: participants' orders, P_*
         columns, their tokens written back), one model call for all of them."""
         c, sim = self.model.cfg.context, self.sim
-        nxt = sample(self._next[:, -1], self.tokens[:, -c:].to(self._next.device), self.sampling, self.gen).cpu()
+        logits = self._next[:, -1]
+        if self.sampling.pace != 1.0:
+            logits = paced(logits, self.waits, self.pace_target)
+        nxt = sample(logits, self.tokens[:, -c:].to(logits.device), self.sampling, self.gen).cpu()
         tokens = nxt.numpy().astype(np.int64)  # participants' tokens are written into it
         rows = torch.from_numpy(sim.step(tokens, due).copy())
         self.tokens = torch.cat([self.tokens[:, -c:], torch.from_numpy(tokens)[:, None]], dim=1)
@@ -278,14 +330,14 @@ class Rollouts:
         self.begin()
         bar = tqdm(total=events, desc="generate", unit="step", disable=not progress)
         for _ in range(events):
-            if end is not None and int(self.sim.ts.min()) >= end:
+            if end is not None and (self.sim.ts >= end).all():
                 break
             self.step(self._due())
             bar.update()
         bar.close()
         days = self.sim.days("tradefm")
         if end is not None:
-            days = [_until(d, end) for d in days]
+            days = [_until(d, int(e)) for d, e in zip(days, end, strict=True)]
         return days
 
 
@@ -341,14 +393,14 @@ def decode_real(tokenizer: Tokenizer, day: EventDay, start_ts: int, duration_s: 
     return [_until(d, end) for d in ro.sim.days("real tokens, decoded")]
 
 
-def generate(model: TradeFM, tokenizer: Tokenizer, day: EventDay, start_ts: int, events: int, rollouts: int = 4,
-             seed: int = 0, sampling: Sampling | None = None, participant: Participant | None = None,
+def generate(model: TradeFM, tokenizer: Tokenizer, day: EventDay, start_ts: int | Sequence[int], events: int,
+             rollouts: int = 4, seed: int = 0, sampling: Sampling | None = None, participant: Participant | None = None,
              control: dict[str, int] | list[dict[str, int] | None] | None = None, progress: bool = False,
              duration_s: float | None = None) -> list[EventDay]:
-    """Closed-loop rollouts from the real book of ``day`` at ``start_ts``."""
+    """Closed-loop rollouts from the real book of ``day`` at ``start_ts`` (one start, or one per rollout)."""
     return Rollouts(model, tokenizer, day, start_ts, rollouts, seed, sampling, participant=participant,
                     control=control).run(events, progress, duration_s)
 
 
 __all__ = ["FeatureConfig", "RolloutView", "Rollouts", "Sampling", "ScheduledOrder", "decode_real", "generate",
-           "sample", "twap"]
+           "paced", "sample", "twap"]

@@ -30,7 +30,7 @@ from ..codec import (
     token_of,
 )
 from ..events import EventDay
-from .market import Market, record_day
+from .market import Market, books_at, record_day
 
 kernel = E.kernel
 BLOCK = 256  # uniforms drawn per rollout at a time (three per decoded token)
@@ -245,33 +245,43 @@ _STATE = ("orders", "levels", "free", "fills", "meta", "keys", "vals")
 
 
 class Simulator:
-    """The markets of B rollouts from one real book: the stacked engine arrays, each rollout's clock, reference
-    price, trailing window and record, and the uniforms its decoding draws."""
+    """The markets of B rollouts, each from the real book at its own start (rollouts of one start share one
+    seeding): the stacked engine arrays, each rollout's clock, reference price, trailing window and record, and
+    the uniforms its decoding draws."""
 
-    def __init__(self, day: EventDay, start_ts: int, tables: Tables, rollouts: int, seed: int, start_ref: float,
-                 opening: float, half_life_s: float, window_s: float, recent: tuple[np.ndarray, np.ndarray]) -> None:
-        seed_market = Market(day, start_ts, seed=seed)  # the real book as anonymous volume, and its snapshot rows
-        self.instrument, self.date, self.start_ts = day.instrument, day.date, start_ts
-        self.snapshot = np.stack([np.asarray(seed_market.rows[c], dtype=np.int64)
-                                  for c in ("ts", "kind", "side", "price", "size", "order_id", "flag")], axis=1)
-        self.beyond, self.rng = seed_market.beyond, beyond.seeds(seed, rollouts)
+    def __init__(self, day: EventDay, starts: np.ndarray, tables: Tables, seed: int, refs: np.ndarray,
+                 opening: float, half_life_s: float, window_s: float,
+                 recent: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """``starts`` [B] ns, ``refs`` [B] each rollout's reference price at its start, ``recent`` per rollout
+        the (ts, volume) of the real events in the trailing window before its start."""
+        starts = np.asarray(starts, dtype=np.int64)
+        rollouts = len(starts)
+        firsts, group = np.unique(starts, return_inverse=True)
+        real = books_at(day, firsts)
+        seeded = [Market(day, int(s), seed=seed, real=real[int(s)]) for s in firsts]  # real books, anonymous
+        self.instrument, self.date, self.start_ts = day.instrument, day.date, starts
+        self.snapshots = [np.stack([np.asarray(m.rows[c], dtype=np.int64)
+                                    for c in ("ts", "kind", "side", "price", "size", "order_id", "flag")], axis=1)
+                          for m in seeded]
+        self.group = group.astype(np.int64)
+        self.beyond = beyond.stack([seeded[g].beyond for g in self.group])
+        self.rng = beyond.seeds(seed, rollouts)
         self.room = beyond.room(self.beyond)
         self.t, self.B = tables, rollouts
-        one = seed_market.book.state
-        self.state = {name: np.repeat(getattr(one, name)[None], rollouts, axis=0) for name in _STATE}
-        self.ts = np.full(rollouts, start_ts, dtype=np.int64)
-        self.next_id = np.full(rollouts, seed_market.next_id, dtype=np.int64)
-        self.vwap = np.tile([start_ref, 1.0], (rollouts, 1))
+        self.state = _stacked([m.book.state for m in seeded], self.group)
+        self.ts = starts.copy()
+        self.next_id = np.array([seeded[g].next_id for g in self.group], dtype=np.int64)
+        self.vwap = np.stack([np.asarray(refs, dtype=np.float64), np.ones(rollouts)], axis=1)
         self.last = np.zeros(rollouts, dtype=np.int64)
         self.opening, self.lam, self.window = float(opening), math.log(2) / (half_life_s * 1e9), int(window_s * 1e9)
-        rts, rv = recent
-        cap = max(1024, 2 * len(rts))
+        cap = max(1024, 2 * max(len(rts) for rts, _ in recent))
         self.rts = np.zeros((rollouts, cap), dtype=np.int64)
         self.rv = np.zeros((rollouts, cap))
-        self.rts[:, : len(rts)], self.rv[:, : len(rv)] = rts, rv
+        for b, (rts, rv) in enumerate(recent):
+            self.rts[b, : len(rts)], self.rv[b, : len(rv)] = rts, rv
         self.rhead = np.zeros(rollouts, dtype=np.int64)
-        self.rlen = np.full(rollouts, len(rts), dtype=np.int64)
-        self.rsum = np.full(rollouts, float(np.sum(rv)))
+        self.rlen = np.array([len(rts) for rts, _ in recent], dtype=np.int64)
+        self.rsum = np.array([float(np.sum(rv)) for _, rv in recent])
         self.log = np.zeros((rollouts, 4096, LOG), dtype=np.int64)
         self.nlog = np.zeros(rollouts, dtype=np.int64)
         self.rngs = [np.random.default_rng([seed, r]) for r in range(rollouts)]
@@ -347,14 +357,43 @@ class Simulator:
 
     def days(self, source: str) -> list[EventDay]:
         """Each rollout's record as a feed-like EventDay: the snapshot rows, then what happened."""
-        return [record_day(self.instrument, self.date, np.concatenate([self.snapshot, self.log[b, : self.nlog[b]]]),
-                           len(self.snapshot), source) for b in range(self.B)]
+        out = []
+        for b in range(self.B):
+            snapshot = self.snapshots[self.group[b]]
+            out.append(record_day(self.instrument, self.date, np.concatenate([snapshot, self.log[b, : self.nlog[b]]]),
+                                  len(snapshot), source))
+        return out
 
     @property
     def nbytes(self) -> int:
         """Memory held by the batch (books, windows, records, uniforms)."""
         arrays = [*self.state.values(), self.rts, self.rv, self.log, self.u]
         return int(sum(a.nbytes for a in arrays))
+
+
+def _stacked(states: list[E.BookState], group: np.ndarray) -> dict[str, np.ndarray]:
+    """Engine arrays of books (one per start) stacked as ``group`` picks them: each padded to the largest, the
+    id index rebuilt at the largest size (its slot of an id depends on the table's size)."""
+    out = {}
+    for name in _STATE:
+        arrays = [getattr(st, name) for st in states]
+        shape = np.max([a.shape for a in arrays], axis=0)
+        if name in ("keys", "vals"):
+            continue
+        padded = np.zeros((len(arrays), *shape), dtype=arrays[0].dtype)
+        for i, a in enumerate(arrays):
+            padded[(i, *(slice(0, n) for n in a.shape))] = a
+        out[name] = padded[group]
+    size = max(len(st.keys) for st in states)
+    keys, vals = np.zeros((len(states), size), dtype=np.int64), np.zeros((len(states), size), dtype=np.int64)
+    for i, st in enumerate(states):
+        if len(st.keys) == size:
+            keys[i], vals[i] = st.keys, st.vals
+        else:
+            used = E.rehash(st.keys, st.vals, keys[i], vals[i])
+            out["meta"][group == i, E.M_HUSED] = used
+    out["keys"], out["vals"] = keys[group], vals[group]
+    return out
 
 
 def _grow(a: np.ndarray, axis: int, size: int) -> np.ndarray:

@@ -4,15 +4,16 @@ A preset is a regime control (the model's volume and activity fields fixed, with
 participant that keeps trading against the market, or both; nothing outside :mod:`tradefm.generation.rollout`:
 
 - ``withdrawal``: liquidity withdraws: volume and activity fixed low;
-- ``burst``: activity and volume fixed high (the paper's stress test asks for ten times the normal frequency:
-  what the model gives is measured, as ``events_per_min`` against ``none``, not assumed);
+- ``burst``: the paper's stress test, ten times the normal frequency: each step's waits tilted to a tenth of the
+  model's (``Sampling.pace``) with activity and volume fixed high; what the rate becomes once the model answers
+  the faster flow is measured, as ``events_per_min`` against ``none``, not assumed;
 - ``large_seller``: a participant sells at market every few events, on top of the free model.
 
-:func:`effect` runs a preset's rollouts from one real start and measures the mean spread (ticks), the mean size
-at the touch, the volatility of 10-second mid returns (bps) and the events per minute of market time, next to
-the free rollouts (``none``) from the same start and seeds.
+:func:`effect` runs a preset's rollouts from one real start for the same span of market time and measures the
+mean spread (ticks), the mean size at the touch, the volatility of 10-second mid returns (bps) and the events per
+minute, next to the free rollouts (``none``) from the same start and seeds.
 
-    python -m tradefm.generation.stress RUN [--start 0.85] [--events 1500] [--rollouts 2]   # a markdown table
+    python -m tradefm.generation.stress RUN [--start 0.85] [--seconds 180] [--rollouts 2]   # a markdown table
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Stress:
     description: str
     control: dict[str, int] | None = None
     guidance: float = 1.0
+    pace: float = 1.0  # events this many times as frequent (Sampling.pace)
     sell_size: int = 0  # a participant's market sell of this size ...
     sell_every: int = 0  # ... every this many events of each rollout
 
@@ -37,7 +39,8 @@ class Stress:
 PRESETS: dict[str, Stress] = {
     "none": Stress("the free model"),
     "withdrawal": Stress("liquidity withdrawal: volume and activity fixed low", {"volume": 0, "activity": 0}, 4.0),
-    "burst": Stress("a burst: volume and activity fixed high", {"volume": 2, "activity": 2}, 4.0),
+    "burst": Stress("a burst: ten times the frequency, volume and activity fixed high", {"volume": 2, "activity": 2},
+                    4.0, pace=10.0),
     "large_seller": Stress("a large seller: a market sell of 100 every 20 events", sell_size=100, sell_every=20),
 }
 
@@ -62,12 +65,13 @@ def _seller(size: int, every: int, rollouts: int):
 
 
 def run(model, tokenizer, day: EventDay, start_ts: int, name: str, events: int = 1500, rollouts: int = 2,
-        seed: int = 0) -> list[EventDay]:
-    """``rollouts`` rollouts of ``events`` events from ``start_ts`` under the preset ``name``."""
+        seed: int = 0, seconds: float | None = None) -> list[EventDay]:
+    """``rollouts`` rollouts of ``events`` events from ``start_ts`` under the preset ``name``; with ``seconds``,
+    of that much market time (``events`` then caps the steps)."""
     p = preset(name)
     participant = _seller(p.sell_size, p.sell_every, rollouts) if p.sell_size else None
-    return generate(model, tokenizer, day, start_ts, events, rollouts, seed, Sampling(guidance=p.guidance),
-                    participant=participant, control=p.control)
+    return generate(model, tokenizer, day, start_ts, events, rollouts, seed, Sampling(guidance=p.guidance, pace=p.pace),
+                    participant=participant, control=p.control, duration_s=seconds)
 
 
 def measure(days: list[EventDay]) -> dict[str, float]:
@@ -90,9 +94,14 @@ def measure(days: list[EventDay]) -> dict[str, float]:
 
 
 def effect(model, tokenizer, day: EventDay, start_ts: int, names: tuple[str, ...] = tuple(PRESETS),
-           events: int = 1500, rollouts: int = 2, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Each preset's measures (:func:`measure`) from one start, with the same seeds."""
-    return {n: measure(run(model, tokenizer, day, start_ts, n, events, rollouts, seed)) for n in names}
+           seconds: float = 180.0, rollouts: int = 2, seed: int = 0,
+           events: int = 200_000) -> dict[str, dict[str, float]]:
+    """Each preset's measures (:func:`measure`) over ``seconds`` of market time from one start, with the same
+    seeds (``events`` caps each rollout's steps), after the real flow's (``real``) over the same span."""
+    from ..evaluation.metrics import window
+
+    out = {"real": measure([window(day, start_ts, start_ts + int(seconds * 1e9))])}
+    return out | {n: measure(run(model, tokenizer, day, start_ts, n, events, rollouts, seed, seconds)) for n in names}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,14 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run", help="a run or model folder")
     ap.add_argument("--day", help="events.parquet (default: the run's deepest book)")
     ap.add_argument("--start", type=float, default=0.85, help="fraction of the session (0.85: the test part)")
-    ap.add_argument("--events", type=int, default=1500)
+    ap.add_argument("--seconds", type=float, default=180.0, help="market time each rollout runs")
     ap.add_argument("--rollouts", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     try:
         sim = load(args.run, device="cpu")
         day = sim.day(args.day)
-        res = effect(sim.model, sim.tokenizer, day, sim.start(day, args.start), events=args.events,
+        res = effect(sim.model, sim.tokenizer, day, sim.start(day, args.start), seconds=args.seconds,
                      rollouts=args.rollouts, seed=args.seed)
     except (ValueError, FileNotFoundError) as e:
         print(f"tradefm: {e}")
@@ -119,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| preset | what | spread (ticks) | touch size | 10 s vol (bps) | events/min |")
     print("|---|---|---:|---:|---:|---:|")
     for name, m in res.items():
-        print(f"| {name} | {PRESETS[name].description} | {m['spread_ticks']:.1f} | {m['touch_size']:.0f} | "
+        what = PRESETS[name].description if name in PRESETS else "the real flow of the same span"
+        print(f"| {name} | {what} | {m['spread_ticks']:.1f} | {m['touch_size']:.0f} | "
               f"{m['vol_10s_bps']:.2f} | {m['events_per_min']:.0f} |")
     return 0
 
