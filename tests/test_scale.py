@@ -73,10 +73,10 @@ def test_a_reservoir_holds_every_event_until_full_then_the_smallest_keys_in_any_
     rng = np.random.default_rng(0)
     days = [Sample(rng.integers(0, 2**62, n).astype(np.uint64), rng.normal(size=(n, 2))) for n in (300, 50, 700)]
     whole = {int(k): tuple(v) for d in days for k, v in zip(d.keys, d.values, strict=True)}
-    for cap in (2000, 500, 40):
+    for cap, slack in ((2000, None), (500, None), (40, None), (40, 40), (500, 1)):
         results = []
         for order in ([0, 1, 2], [2, 0, 1], [1, 2, 0]):
-            r = Reservoir(cap, 2)
+            r = Reservoir(cap, 2, slack)
             for i in order:
                 r.add(days[i])
             got = r.sample()

@@ -182,13 +182,15 @@ class Sample:
 
 class Reservoir:
     """The ``cap`` rows of smallest key of every :class:`Sample` added, in arrays allocated once: memory stays
-    at the arrays whatever the number of days. Rows that may enter wait in a slack of ``cap / 8`` rows past the
-    sample and are sorted out when it fills, so adding a day costs about its own rows, not the sample's. The
-    rows' order in the arrays is not kept (the bins do not depend on it)."""
+    at the arrays whatever the number of days. Rows that may enter wait in a slack of ``slack`` rows (``cap / 8``
+    unless given) past the sample and are sorted out when it fills, so adding a day costs about its own rows, not
+    the sample's; a sample that is small next to a day's rows (an instrument's own) takes a slack of its own size,
+    so that a day is sorted out once, not once per slack. The rows' order in the arrays is not kept (the bins do
+    not depend on it)."""
 
-    def __init__(self, cap: int, columns: int) -> None:
+    def __init__(self, cap: int, columns: int, slack: int | None = None) -> None:
         self.cap, self.n = cap, 0
-        size = cap + max(cap // 8, 1)
+        size = cap + max(cap // 8 if slack is None else slack, 1)
         self.keys = np.empty(size, dtype=np.uint64)
         self.values = np.empty((size, columns), dtype=np.float64)
         self._limit = NO_LIMIT  # the largest key of the first cap rows once they are full
@@ -293,7 +295,8 @@ class Calibration:
             if day.instrument in self._notional:
                 raise InputError(f"calibration days of {day.instrument} must come one after another")
             self._close()
-            self._own = (day.instrument, Reservoir(min(self.cap, OWN_SAMPLE), len(_OWN)))
+            own = min(self.cap, OWN_SAMPLE)
+            self._own = (day.instrument, Reservoir(own, len(_OWN), slack=own))
         self._own[1].add(day.own)
         self._notional.setdefault(day.instrument, []).append(day.notional)
 
