@@ -245,9 +245,9 @@ _STATE = ("orders", "levels", "free", "fills", "meta", "keys", "vals")
 
 
 class Simulator:
-    """The markets of B rollouts, each from the real book at its own start (rollouts of one start share one
-    seeding): the stacked engine arrays, each rollout's clock, reference price, trailing window and record, and
-    the uniforms its decoding draws."""
+    """The markets of B rollouts, each from the real book at its own start (each distinct start's book is built
+    once): the stacked engine arrays, each rollout's clock, reference price, trailing window and record, and the
+    uniforms its decoding draws."""
 
     def __init__(self, day: EventDay, starts: np.ndarray, tables: Tables, seed: int, refs: np.ndarray,
                  opening: float, half_life_s: float, window_s: float,
