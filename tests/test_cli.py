@@ -67,6 +67,10 @@ def test_demo_runs_end_to_end_on_the_samples(tmp_path, capsys) -> None:
     assert set(stress) == {"real", "none", "withdrawal", "burst", "large_seller"}
     assert stress["burst"]["events_per_min"] > 3 * stress["real"]["events_per_min"]  # paced to 10x the real
     assert "## Stress presets" in table
+    capsys.readouterr()  # the demo's own output
+    assert main(["stress", str(tmp_path), "--seconds", "5", "--presets", "burst"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert [r.split(" | ")[0] for r in rows[1:]] == ["| real", "| burst"]
     (ratio, low, high), = summary["benchmark_headline"].values()  # the pooled held-out headline, with its interval
     assert 0 < ratio < 10 and low <= ratio <= high
     assert "TradeFM mean KS ÷ Compound Hawkes mean KS" in table

@@ -294,6 +294,10 @@ CASES: list[Case] = [
     ("benchmark an unknown preset", lambda g, b, t: ["benchmark", str(g["model"]), "--events", str(g["events"]),
                                                      "--preset", "huge"], "huge"),
     ("benchmark zero windows", lambda g, b, t: ["benchmark", str(g["model"]), "--windows", "0"], "--windows"),
+    # stress
+    ("stress a missing run", lambda g, b, t: ["stress", str(b["missing"])], "missing.parquet"),
+    ("stress an unknown preset", lambda g, b, t: ["stress", str(g["model"]), "--presets", "none,meteor"], "meteor"),
+    ("stress a start past the session", lambda g, b, t: ["stress", str(g["model"]), "--start", "1.5"], "--start"),
     ("demo without the samples", lambda g, b, t: ["demo", "--data", str(b["folder"]), "--out", str(t / "d")],
      "LOBSTER sample"),
     ("demo with zero steps", lambda g, b, t: ["demo", "--steps", "0"], "--steps"),

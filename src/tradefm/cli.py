@@ -605,6 +605,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="where agents.md/.json/.png go (default: RUN/agents)")
     s.set_defaults(func=cmd_agents)
 
+    s = sub.add_parser("stress", help="the stress presets' effect on spread, depth, volatility and event rate")
+    s.add_argument("run", help="a run folder, or a model folder")
+    s.add_argument("--day", help="the events.parquet to start from (default: the run's deepest book)")
+    s.add_argument("--start", type=_number(float, 0, True), default=0.85,
+                   help="where in the session, as a fraction (0.85: the test part)")
+    s.add_argument("--seconds", type=POSITIVE, default=180.0, help="market time each rollout runs")
+    s.add_argument("--rollouts", type=POSITIVE_INT, default=2)
+    s.add_argument("--presets", default="none,withdrawal,burst,large_seller", help="comma-separated preset names")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_stress)
+
     s = sub.add_parser("demo", help="the whole pipeline on the LOBSTER samples, ending in a report")
     s.add_argument("--data", help="folder with the LOBSTER sample zips")
     s.add_argument("--out", default="runs/demo")
@@ -638,6 +649,23 @@ def cmd_agents(args: argparse.Namespace) -> int:
     md = agents.write(res, args.out or Path(args.run) / "agents")
     print(md.read_text())
     print(f"wrote {md}, {md.with_suffix('.json')} and {md.with_suffix('.png')}")
+    return 0
+
+
+def cmd_stress(args: argparse.Namespace) -> int:
+    from . import load
+    from .generation import stress
+
+    if not 0 <= args.start <= 1:
+        raise InputError(f"--start {args.start:g} is not a fraction of the session (0 to 1)")
+    names = tuple(n.strip() for n in args.presets.split(",") if n.strip())
+    for name in names:
+        stress.preset(name)  # an unknown name is refused before anything runs
+    sim = load(args.run, device="cpu")
+    day = sim.day(args.day)
+    res = stress.effect(sim.model, sim.tokenizer, day, sim.start(day, args.start), names, seconds=args.seconds,
+                        rollouts=args.rollouts, seed=args.seed)
+    print(stress.markdown(res))
     return 0
 
 

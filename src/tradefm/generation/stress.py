@@ -13,7 +13,7 @@ participant that keeps trading against the market, or both; nothing outside :mod
 mean spread (ticks), the mean size at the touch, the volatility of 10-second mid returns (bps) and the events per
 minute, next to the free rollouts (``none``) from the same start and seeds.
 
-    python -m tradefm.generation.stress RUN [--start 0.85] [--seconds 180] [--rollouts 2]   # a markdown table
+    tradefm stress RUN [--start 0.85] [--seconds 180] [--rollouts 2]   # a markdown table
 """
 
 from __future__ import annotations
@@ -104,35 +104,12 @@ def effect(model, tokenizer, day: EventDay, start_ts: int, names: tuple[str, ...
     return out | {n: measure(run(model, tokenizer, day, start_ts, n, events, rollouts, seed, seconds)) for n in names}
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    from .. import load
-
-    ap = argparse.ArgumentParser(description="each stress preset's effect on spread, depth and volatility")
-    ap.add_argument("run", help="a run or model folder")
-    ap.add_argument("--day", help="events.parquet (default: the run's deepest book)")
-    ap.add_argument("--start", type=float, default=0.85, help="fraction of the session (0.85: the test part)")
-    ap.add_argument("--seconds", type=float, default=180.0, help="market time each rollout runs")
-    ap.add_argument("--rollouts", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    try:
-        sim = load(args.run, device="cpu")
-        day = sim.day(args.day)
-        res = effect(sim.model, sim.tokenizer, day, sim.start(day, args.start), seconds=args.seconds,
-                     rollouts=args.rollouts, seed=args.seed)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"tradefm: {e}")
-        return 2
-    print("| preset | what | spread (ticks) | touch size | 10 s vol (bps) | events/min |")
-    print("|---|---|---:|---:|---:|---:|")
+def markdown(res: dict[str, dict[str, float]]) -> str:
+    """:func:`effect`'s measures as a markdown table, a row per preset."""
+    lines = ["| preset | what | spread (ticks) | touch size | 10 s vol (bps) | events/min |",
+             "|---|---|---:|---:|---:|---:|"]
     for name, m in res.items():
         what = PRESETS[name].description if name in PRESETS else "the real flow of the same span"
-        print(f"| {name} | {what} | {m['spread_ticks']:.1f} | {m['touch_size']:.0f} | "
-              f"{m['vol_10s_bps']:.2f} | {m['events_per_min']:.0f} |")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        lines.append(f"| {name} | {what} | {m['spread_ticks']:.1f} | {m['touch_size']:.0f} | "
+                     f"{m['vol_10s_bps']:.2f} | {m['events_per_min']:.0f} |")
+    return "\n".join(lines)
