@@ -533,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--guidance", type=_number(float, 0, True), default=1.0,
                    help="with --control: free + G * (controlled - free) logits (1: plain conditioning)")
     s.add_argument("--pace", type=POSITIVE, default=1.0,
-                   help="events K times as frequent as the model would have them (each step's waits tilted)")
+                   help="events K times as frequent as the real flow before the start (each step's waits tilted)")
     s.add_argument("--twap", metavar="SIDE:SIZE:MINUTES:SLICES", help="inject a TWAP participant, e.g. sell:5000:10:20")
     s.add_argument("--control", metavar="volume=N,activity=N", help="fix the regimes: 0 low, 1 normal, 2 high")
     s.add_argument("--out", required=True)

@@ -172,10 +172,7 @@ def run(data: str | None, out: str | Path, steps: int = 300, minutes: float = 10
               "| control | E[log inter-arrival (s)] | E[log(1 + volume)] | P(add) |", "|---|---|---|---|"]
     extra += [f"| {k} | {v['log_dt']:.3f} | {v['log_volume']:.3f} | {v['p_add']:.3f} |" for k, v in response.items()]
     extra += ["", f"## Stress presets ({STRESS_SECONDS:g} s of market time from the start, 2 rollouts each; "
-              "`tradefm stress RUN`)", "",
-              "| preset | spread (ticks) | touch size | 10 s vol (bps) | events/min |", "|---|---:|---:|---:|---:|"]
-    extra += [f"| {k} | {v['spread_ticks']:.1f} | {v['touch_size']:.0f} | {v['vol_10s_bps']:.2f} | "
-              f"{v['events_per_min']:.0f} |" for k, v in stressed.items()]
+              "`tradefm stress RUN`)", "", stress.markdown(stressed)]
     extra += ["", "## Fill fidelity (real order flow replayed through the engine, training part of the day)", "",
               "| per-minute fill count corr | per-minute volume corr | fill-size KS |", "|---|---|---|",
               f"| {fills.count_corr:.3f} | {fills.volume_corr:.3f} | {fills.size_ks:.3f} |"]

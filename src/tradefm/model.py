@@ -267,12 +267,14 @@ class TradeFM(nn.Module):
     def embed(self, tokens: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """[B, T] tokens and [B, T, fields] context -> [B, T, width]."""
         tok = self.token_embed(tokens)
-        for e, r, stride in zip(self.token_field_embeds, self.cfg.token_fields, self.strides, strict=True):
-            tok = tok + e(tokens // stride % r)
+        radix = self.cfg.token_fields
+        digits = [tokens // stride % r for r, stride in zip(radix, self.strides, strict=True)]
+        for e, d in zip(self.token_field_embeds, digits, strict=True):
+            tok = tok + e(d)
         for e, g in zip(self.token_group_embeds, self.cfg.token_groups, strict=True):
-            joint = torch.zeros_like(tokens)
-            for i in g:  # the group's digits as one mixed-radix number
-                joint = joint * self.cfg.token_fields[i] + tokens // self.strides[i] % self.cfg.token_fields[i]
+            joint = digits[g[0]]
+            for i in g[1:]:  # the group's digits as one mixed-radix number
+                joint = joint * radix[i] + digits[i]
             tok = tok + e(joint)
         parts = [tok] + [e(context[..., i]) for i, e in enumerate(self.field_embeds)]
         return self.project(torch.cat(parts, dim=-1))

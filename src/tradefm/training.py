@@ -108,9 +108,8 @@ class Windows:
             raise InputError(f"{root}: no {split} shard holds more than {seq_len + 1} tokens")
         self.seq_len = seq_len
         sizes = np.array([len(t) - seq_len - 1 for t, _ in self.shards], dtype=np.float64)
-        self.weights = sizes / sizes.sum()
-        # the draws of ``rng.choice(p=weights)`` (the same stream), with the cumulative sum made once, not per batch
-        self.cdf = self.weights.cumsum()
+        # the draws of ``rng.choice(p=sizes / sizes.sum())`` (the same stream), the cumulative sum made once
+        self.cdf = (sizes / sizes.sum()).cumsum()
         self.cdf /= self.cdf[-1]
         self.rng = np.random.default_rng(seed)
 

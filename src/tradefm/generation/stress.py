@@ -4,14 +4,15 @@ A preset is a regime control (the model's volume and activity fields fixed, with
 participant that keeps trading against the market, or both; nothing outside :mod:`tradefm.generation.rollout`:
 
 - ``withdrawal``: liquidity withdraws: volume and activity fixed low;
-- ``burst``: the paper's stress test, ten times the normal frequency: each step's waits tilted to a tenth of the
-  model's (``Sampling.pace``) with activity and volume fixed high; what the rate becomes once the model answers
-  the faster flow is measured, as ``events_per_min`` against ``none``, not assumed;
+- ``burst``: the paper's stress test, ten times the normal frequency: each step's expected wait tilted to a tenth
+  of the real mean wait before the start (``Sampling.pace``), with activity and volume fixed high; what the rate
+  becomes once the model answers the faster flow is measured, as ``events_per_min`` against ``real``, not assumed;
 - ``large_seller``: a participant sells at market every few events, on top of the free model.
 
 :func:`effect` runs a preset's rollouts from one real start for the same span of market time and measures the
 mean spread (ticks), the mean size at the touch, the volatility of 10-second mid returns (bps) and the events per
-minute, next to the free rollouts (``none``) from the same start and seeds.
+minute, next to the free rollouts (``none``) from the same start and seeds and the real flow of the span
+(``real``); :func:`markdown` is its table.
 
     tradefm stress RUN [--start 0.85] [--seconds 180] [--rollouts 2]   # a markdown table
 """
