@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("TRADEFM_SHARED_DATA", ROOT.parent / "shared" / "data"))
 BASES = ("AAPL_2012-06-21_1", "AMZN_2012-06-21_5", "GOOG_2012-06-21_10")
 DATES_PER_SYMBOL = 10
+STAGES = ("ingest", "fit", "tokenize", "load")
 
 DRIVER = r"""
 import json, os, sys, threading, time
@@ -194,7 +195,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="the parallel run compared against 1 worker")
     ap.add_argument("--parallel-sizes", type=int, nargs="+", default=[100], help="sizes also run with --workers")
     ap.add_argument("--tmp", help="work folder (default: a temporary one, removed after)")
+    ap.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES),
+                    help="the stages to time (the tokenizer that tokenize needs is fitted untimed if fit is not one)")
+    ap.add_argument("--repeat", type=int, default=1, help="time each size and worker count this many times")
     args = ap.parse_args()
+    if "load" in args.stages and "tokenize" not in args.stages:
+        sys.exit("--stages load needs tokenize (it reads the shards tokenize writes)")
     if not (DATA / "lobster").exists():
         sys.exit(f"real data not found at {DATA}")
     sys.path.insert(0, str(ROOT / "src"))
@@ -208,23 +214,30 @@ def main() -> None:
         for n in sorted(args.sizes):
             store = copied_store(tmp, base, n)
             events = events_in(store)
-            for w in sorted({1, args.workers} if n in args.parallel_sizes else {1}):
-                tag = f"{n}-{w}"
-                if n == min(args.sizes) and w == 1:  # warm-up: the kernels' cache is written on a first run
-                    run_stage("tokenize", events=str(store), tokenizer=str(_fit(tmp, store)), out=str(tmp / "warm"))
-                r = {"days": n, "workers": w, "events": events,
-                     "floor": run_stage("floor", events=str(store)),
-                     "ingest": run_stage("ingest", sources=raw_sources(tmp, n), out=str(tmp / f"ingested{tag}"),
-                                         workers=w),
-                     "fit": run_stage("fit", events=str(store), out=str(tmp / f"tok{tag}.json"), workers=w)}
-                r["tokenize"] = run_stage("tokenize", events=str(store), tokenizer=str(tmp / f"tok{tag}.json"),
-                                          out=str(tmp / f"shards{tag}"), workers=w)
-                r["load"] = run_stage("load", shards=str(tmp / f"shards{tag}"))
-                r["train_tokens"] = json.loads((tmp / f"shards{tag}" / "manifest.json").read_text())["counts"]["train"]
-                rows.append(r)
-                print(json.dumps(r), flush=True)
+            if n == min(args.sizes):  # warm-up: the kernels' cache is written on a first run
+                run_stage("tokenize", events=str(store), tokenizer=str(_fit(tmp, store)), out=str(tmp / "warm"))
+            for i in range(args.repeat):  # 1 worker and N alternate, so that a slower spell of the machine hits both
+                for w in sorted({1, args.workers} if n in args.parallel_sizes else {1}):
+                    tag = f"{n}-{w}-{i}"
+                    r = {"days": n, "workers": w, "repeat": i, "events": events,
+                         "floor": run_stage("floor", events=str(store))}
+                    if "ingest" in args.stages:
+                        r["ingest"] = run_stage("ingest", sources=raw_sources(tmp, n),
+                                                out=str(tmp / f"ingested{tag}"), workers=w)
+                    if "fit" in args.stages:
+                        r["fit"] = run_stage("fit", events=str(store), out=str(tmp / f"tok{tag}.json"), workers=w)
+                    if "tokenize" in args.stages:
+                        tok = tmp / f"tok{tag}.json" if "fit" in args.stages else _fit(tmp, store)
+                        r["tokenize"] = run_stage("tokenize", events=str(store), tokenizer=str(tok),
+                                                  out=str(tmp / f"shards{tag}"), workers=w)
+                    if "load" in args.stages:
+                        r["load"] = run_stage("load", shards=str(tmp / f"shards{tag}"))
+                        r["train_tokens"] = json.loads((tmp / f"shards{tag}" / "manifest.json").read_text()
+                                                       )["counts"]["train"]
+                    rows.append(r)
+                    print(json.dumps(r), flush=True)
         print(f"\nwhole run {time.perf_counter() - t0:.0f} s, {os.cpu_count()} cores\n")
-    report(rows, args.workers)
+    report(rows, args.workers, [s for s in STAGES if s in args.stages])
 
 
 def _fit(tmp: Path, store: Path) -> Path:
@@ -233,8 +246,7 @@ def _fit(tmp: Path, store: Path) -> Path:
     return out
 
 
-def report(rows: list[dict], workers: int) -> None:
-    stages = ("ingest", "fit", "tokenize", "load")
+def report(rows: list[dict], workers: int, stages: list[str]) -> None:
     print("| symbol-days | workers | events | stage | wall s | CPU s | events per CPU second | x floor (CPU) "
           "| peak RSS MB | peak anonymous MB | largest worker MB | all processes MB |")
     print("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -250,7 +262,7 @@ def report(rows: list[dict], workers: int) -> None:
             print(f"| {r['days']} | {cores} | {r['events']:,} | {s} | {m['seconds']:.2f} | {m['cpu_s']:.2f} | "
                   f"{r['events'] / m['cpu_s'] / 1e6:.3f} M | {m['cpu_s'] / floor:.1f} | {m['hwm_mb']:.0f} | "
                   f"{m['anon_mb']:.0f} | {worker} | {tree} |")
-    ones = {r["days"]: r for r in rows if r["workers"] == 1}
+    ones = {r["days"]: r for r in rows if r["workers"] == 1 and r["repeat"] == 0}
     sizes = sorted(ones)
     if len(sizes) > 1:
         a, b = ones[sizes[0]], ones[sizes[-1]]
@@ -261,13 +273,14 @@ def report(rows: list[dict], workers: int) -> None:
             print(f"- {s}: wall time per day x{per_day:.2f}, CPU time per day x{cpu_day:.2f}, "
                   f"peak RSS x{b[s]['hwm_mb'] / a[s]['hwm_mb']:.2f}, "
                   f"peak anonymous x{b[s]['anon_mb'] / a[s]['anon_mb']:.2f}")
+    parallel = [s for s in stages if s != "load"]
     for r in rows:
         if r["workers"] > 1:
-            one = ones[r["days"]]
-            print(f"\n--workers {workers} at {r['days']} symbol-days: wall-clock speedup "
-                  + ", ".join(f"{s} x{one[s]['seconds'] / r[s]['seconds']:.2f}" for s in stages[:3])
+            one = next(o for o in rows if o["workers"] == 1 and (o["days"], o["repeat"]) == (r["days"], r["repeat"]))
+            print(f"\n--workers {workers} at {r['days']} symbol-days (repeat {r['repeat']}): wall-clock speedup "
+                  + ", ".join(f"{s} x{one[s]['seconds'] / r[s]['seconds']:.2f}" for s in parallel)
                   + "; CPU time of all processes against 1 worker's "
-                  + ", ".join(f"{s} x{r[s]['cpu_s'] / one[s]['cpu_s']:.2f}" for s in stages[:3]))
+                  + ", ".join(f"{s} x{r[s]['cpu_s'] / one[s]['cpu_s']:.2f}" for s in parallel))
 
 
 if __name__ == "__main__":

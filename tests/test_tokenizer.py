@@ -9,7 +9,7 @@ import pytest
 
 from tradefm.features import FeatureConfig, OrderFlow, order_flow
 from tradefm.readers import read
-from tradefm.tokenizer import Tokenizer, TokenizerConfig
+from tradefm.tokenizer import QUANTILES, Bins, Reservoir, Sample, Tokenizer, TokenizerConfig, sorted_quantile
 
 from .conftest import data_file
 
@@ -206,3 +206,36 @@ def test_aggressor_ids_are_the_orders_that_take_the_opposite_level() -> None:
     np.testing.assert_array_equal(tok.aggressors()[tokens], took)
     with pytest.raises(InputError, match="clear_touch"):
         Tokenizer.fit({"nasdaq/GOOG": [order_flow(day)]}).aggressors()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 1001])
+def test_quantiles_read_off_sorted_values_are_numpys(n: int) -> None:
+    rng = np.random.default_rng(n)
+    for x in (np.sort(rng.normal(size=n)), np.sort(rng.integers(0, 4, n).astype(float))):  # ties too
+        q = np.r_[0.0, rng.random(40), 0.5, 1.0]
+        assert np.array_equal(sorted_quantile(x, q), np.quantile(x, q))
+
+
+def test_bins_fit_sorted_or_not_gives_numpys_medians_and_quantiles() -> None:
+    rng = np.random.default_rng(3)
+    x = np.r_[rng.integers(0, 50, 5000) / 7, np.nan, np.inf]
+    edges = np.array([0.5, 2.0, 2.0 + 1e-9, 5.0, 100.0])  # the last bin is empty
+    a, b = Bins.fit(x, edges), Bins.fit(np.sort(x), edges)
+    assert a == b
+    finite = np.sort(x[np.isfinite(x)])
+    idx = np.searchsorted(edges, finite, side="right")
+    for k in range(len(edges) + 1):
+        run = finite[idx == k]
+        if len(run):
+            assert a.centers[k] == float(np.median(run))
+            assert a.quantiles[k] == [float(v) for v in np.quantile(run, np.linspace(0, 1, QUANTILES))]
+    assert a.quantiles[-1] == [float(v) for v in np.linspace(finite[-1], 100.0, QUANTILES + 1)[:-1]]
+
+
+def test_a_reservoir_keeps_cap_rows_when_keys_repeat() -> None:
+    keys = np.array([5, 1, 5, 5, 2, 5, 9, 5], dtype=np.uint64)
+    r = Reservoir(3, 1, slack=1)
+    for k in keys:
+        r.add(Sample(np.array([k]), np.array([[float(k)]])))
+    got = r.sample()
+    assert sorted(got.keys.tolist()) == [1, 2, 5] and got.values[:, 0].tolist() == got.keys.astype(float).tolist()

@@ -62,16 +62,18 @@ def _context(module: str) -> mp.context.BaseContext:
 
 
 def map_tasks(fn: Callable[[Any, T], R], tasks: Iterable[T], shared: Any = None, workers: Workers = 1,
-              desc: str = "", progress: bool = True, unit: str = "day", total: int | None = None) -> Iterator[R]:
+              desc: str = "", progress: bool = True, unit: str = "day", total: int | None = None, ahead: int = 4
+              ) -> Iterator[R]:
     """``fn(shared, task)`` for every task, yielded in task order. ``fn`` must be a module-level function (it is
     pickled by reference); ``shared`` is sent once per worker, not once per task. ``tasks`` is read as tasks
-    are sent out, a bounded window ahead of the results, so a task may depend on the results taken so far."""
+    are sent out, ``ahead`` tasks per worker (and one) in flight, so a task may depend on the results taken so
+    far: fewer ahead, fresher the results it sees; more, the less a long task holds the others up."""
     if total is None:
         total = len(tasks) if isinstance(tasks, Sized) else None
     bar = tqdm(total=total, desc=desc, unit=unit, disable=not progress)
     try:
         if workers == "ray":
-            yield from _windowed(_ray_submit(fn, shared), tasks, bar)
+            yield from _windowed(_ray_submit(fn, shared, ahead), tasks, bar)
         elif int(workers) <= 1 or (total is not None and total <= 1):
             for task in tasks:
                 yield fn(shared, task)
@@ -80,7 +82,8 @@ def map_tasks(fn: Callable[[Any, T], R], tasks: Iterable[T], shared: Any = None,
             n = int(workers) if total is None else min(int(workers), total)
             ctx = _context(fn.__module__)
             with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init, initargs=(shared,)) as pool:
-                yield from _windowed((lambda task: pool.submit(_call, fn, task), lambda f: f.result(), 4 * n),
+                yield from _windowed((lambda task: pool.submit(_call, fn, task), lambda f: f.result(),
+                                      ahead * n + 1),
                                      tasks, bar)
     finally:
         bar.close()
@@ -104,7 +107,7 @@ def _windowed(how: tuple[Callable, Callable, int], tasks: Iterable[T], bar: tqdm
             break
 
 
-def _ray_submit(fn: Callable[[Any, T], R], shared: Any) -> tuple[Callable, Callable, int]:
+def _ray_submit(fn: Callable[[Any, T], R], shared: Any, ahead: int) -> tuple[Callable, Callable, int]:
     try:
         import ray
     except ImportError:
@@ -114,7 +117,7 @@ def _ray_submit(fn: Callable[[Any, T], R], shared: Any) -> tuple[Callable, Calla
                  runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
     remote = ray.remote(_ray_call)
     ref = ray.put(shared)
-    window = max(4, 4 * int(ray.cluster_resources().get("CPU", 1)))
+    window = ahead * int(ray.cluster_resources().get("CPU", 1)) + 1
     return (lambda task: remote.remote(fn, ref, task)), ray.get, window
 
 

@@ -175,8 +175,9 @@ def fit_tokenizer(events_dir: str | Path, splits: SplitConfig | None = None, con
     paths = calibration_days(events_dir, splits, days)
     tasks = ((path, cal.limits()) for path in paths)  # made as each day is sent out: the limits then
     kept = 0
+    # one day ahead per worker: a day is cut by the limits of the days merged before it was sent out
     for sample in map_tasks(_calibration_sample, tasks, (features, splits, cfg.max_fit_values), workers,
-                            "calibrate", progress, total=len(paths)):
+                            "calibrate", progress, total=len(paths), ahead=1):
         if sample is not None:
             cal.add(sample)
             kept += 1

@@ -95,22 +95,45 @@ class Bins:
 
     @classmethod
     def fit(cls, x: np.ndarray, edges: np.ndarray) -> Bins:
-        x = np.sort(x[np.isfinite(x)])
-        idx = np.searchsorted(edges, x, side="right")
+        x = _sorted(x[np.isfinite(x)])
         n = len(edges) + 1
-        bounds = np.searchsorted(idx, np.arange(n + 1), side="left")  # x is sorted, so bins are runs
+        # x is sorted, so each bin is a run: bin b (the values v with edges[b-1] <= v < edges[b]) starts where
+        # the first value reaches edges[b-1]
+        bounds = np.r_[0, np.searchsorted(x, edges, side="left"), len(x)]
         outer = np.concatenate([[x[0]], edges, [x[-1]]])
         centers, lows, highs, quantiles = [], [], [], []
+        grid = np.linspace(0, 1, QUANTILES)
         for b in range(n):
             run = x[bounds[b]:bounds[b + 1]]
             lo, hi = min(outer[b], outer[b + 1]), max(outer[b], outer[b + 1])
-            centers.append(float(np.median(run)) if len(run) else float((lo + hi) / 2))
+            # the median of a sorted run: its middle value, or the mean of its middle two (as np.median)
+            centers.append(float(np.mean(run[(len(run) - 1) // 2:len(run) // 2 + 1])) if len(run)
+                           else float((lo + hi) / 2))
             lows.append(float(lo))
             highs.append(float(hi))
             # an empty bin: evenly from its lower edge (in the bin) up to, not onto, its upper edge (the next bin)
-            q = np.quantile(run, np.linspace(0, 1, QUANTILES)) if len(run) else np.linspace(lo, hi, QUANTILES + 1)[:-1]
+            q = sorted_quantile(run, grid) if len(run) else np.linspace(lo, hi, QUANTILES + 1)[:-1]
             quantiles.append([float(v) for v in q])
         return cls([float(e) for e in edges], centers, lows, highs, quantiles)
+
+
+def _sorted(x: np.ndarray) -> np.ndarray:
+    """``x`` in ascending order, sorted only if it is not already (a check costs a pass, a sort many)."""
+    return x if len(x) < 2 or bool(np.all(x[1:] >= x[:-1])) else np.sort(x)
+
+
+def sorted_quantile(x: np.ndarray, q: np.ndarray | float) -> np.ndarray:
+    """``np.quantile(x, q)`` (its default, linear method, with its arithmetic) of an ascending, finite ``x``,
+    read off by index: no copy and partition of the whole array per call, which the calibration's many
+    quantiles of two million values would otherwise pay."""
+    q = np.asarray(q, dtype=np.float64)
+    virtual = (len(x) - 1) * q
+    below = np.clip(np.floor(virtual), 0, len(x) - 1).astype(np.int64)
+    above = np.clip(below + 1, 0, len(x) - 1)
+    gamma = virtual - below
+    a, b = x[below], x[above]
+    diff = b - a
+    return np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
 
 
 def _tail_edges(x: np.ndarray, n: int, tail: tuple[float, float], equal_frequency: bool,
@@ -121,14 +144,16 @@ def _tail_edges(x: np.ndarray, n: int, tail: tuple[float, float], equal_frequenc
     from the touch, 0 = joins the best quote and -1 = reaches the other side) a bin of its own, so that
     decoding that bin gives exactly that value; the other edges are quantiles of the rest. ``sentinels`` that
     occur get a bin of their own however rare (a value that means something to decoding, such as CLEAR)."""
+    x = _sorted(x)
     if not equal_frequency:
-        return _strictly_increasing(np.linspace(*np.quantile(x, tail), n - 1))
-    values, counts = np.unique(x, return_counts=True)
+        return _strictly_increasing(np.linspace(*sorted_quantile(x, np.asarray(tail)), n - 1))
+    first = np.flatnonzero(np.r_[True, x[1:] != x[:-1]])  # x is sorted: each distinct value's first place
+    values, counts = x[first], np.diff(np.r_[first, len(x)])
     forced = values[np.isin(values, sentinels)]
     atoms = np.union1d(forced, values[counts > len(x) / (2 * n)][: max(0, (n - 1) // 2 - len(forced))])
     own = np.unique([e for a in atoms for e in (a, np.nextafter(a, np.inf))])  # the bin [a, a+) holds a alone
     rest = x[~np.isin(x, atoms)] if len(atoms) else x
-    inner = np.quantile(rest, np.linspace(*tail, n - 1 - len(own))) if len(rest) else np.zeros(n - 1 - len(own))
+    inner = sorted_quantile(rest, np.linspace(*tail, n - 1 - len(own))) if len(rest) else np.zeros(n - 1 - len(own))
     return _strictly_increasing(np.sort(np.concatenate([inner, own])))
 
 
@@ -225,13 +250,15 @@ class Reservoir:
         """Keep the cap rows of smallest key in the first cap places."""
         if self.n <= self.cap:
             return
-        stay = np.zeros(self.n, dtype=bool)
-        stay[np.argpartition(self.keys[:self.n], self.cap - 1)[:self.cap]] = True
+        keys = self.keys[:self.n]
+        last = np.partition(keys, self.cap - 1)[self.cap - 1]  # the cap-th smallest key: the new limit
+        stay = keys < last
+        stay[np.flatnonzero(keys == last)[:self.cap - np.count_nonzero(stay)]] = True  # and the first of its ties
         leave = np.flatnonzero(~stay[:self.cap])  # places in front that free up ...
         moved = self.cap + np.flatnonzero(stay[self.cap:])  # ... for the rows behind that stay
         self.keys[leave], self.values[leave] = self.keys[moved], self.values[moved]
         self.n = self.cap
-        self._limit = int(self.keys[:self.cap].max())
+        self._limit = int(last)
 
     def sample(self) -> Sample:
         self._compact()
@@ -377,7 +404,7 @@ class Tokenizer:
 
         def pooled(name: str) -> np.ndarray:
             x = sample.values[:, SAMPLED.index(name)]
-            return x[np.isfinite(x)]
+            return np.sort(x[np.isfinite(x)])  # sorted once: every quantile and bin below reads sorted values
 
         _, _, n_depth, n_vol, n_dt = cfg.radix
         depth, volume, dt, level = pooled("depth"), pooled("volume"), pooled("dt"), pooled("level")
@@ -385,7 +412,7 @@ class Tokenizer:
         regime_q = np.linspace(0, 1, cfg.regimes + 1)[1:-1]
         spread = pooled("spread")
         no_spread = Bins([], [0.0], [0.0], [0.0], [[0.0] * QUANTILES])  # one bin: no book context
-        spread_bins = (Bins.fit(spread, _strictly_increasing(np.quantile(spread, np.linspace(
+        spread_bins = (Bins.fit(spread, _strictly_increasing(sorted_quantile(spread, np.linspace(
             0, 1, cfg.spread_bins + 1)[1:-1]))) if len(spread) else no_spread)
         log_adv = np.log10(np.maximum(np.array(list(adv.values())), 1.0))
         tier_edges = np.quantile(log_adv, np.linspace(0, 1, cfg.tiers + 1)[1:-1]) if len(adv) > 1 else \
@@ -395,11 +422,12 @@ class Tokenizer:
             depth=Bins.fit(depth, _tail_edges(depth, n_depth, cfg.tail, equal_frequency=True, sentinels=(CLEAR, TAKE))),
             volume=Bins.fit(volume, _tail_edges(volume, n_vol, cfg.tail, equal_frequency=False)),
             dt=Bins.fit(dt, _tail_edges(dt, n_dt, cfg.tail, equal_frequency=False)),
-            level=Bins.fit(level, _strictly_increasing(np.quantile(level, np.linspace(0, 1, cfg.level_bins + 1)
+            level=Bins.fit(level, _strictly_increasing(sorted_quantile(level, np.linspace(0, 1, cfg.level_bins + 1)
                                                                    [1:-1]))),
             tier_edges=[float(e) for e in _strictly_increasing(tier_edges)],
-            volume_regime=Bins.fit(recent_volume, _strictly_increasing(np.quantile(recent_volume, regime_q))),
-            activity_regime=Bins.fit(recent_events, _strictly_increasing(np.quantile(recent_events, regime_q))),
+            volume_regime=Bins.fit(recent_volume, _strictly_increasing(sorted_quantile(recent_volume, regime_q))),
+            activity_regime=Bins.fit(recent_events, _strictly_increasing(sorted_quantile(recent_events,
+                                                                                          regime_q))),
             spread=spread_bins,
             features=features or FeatureConfig(),
         )
