@@ -66,16 +66,18 @@ def read_day(path: str | Path, columns: list[str] | None = None) -> EventDay:
         raise InputError(f"{path}: a folder, not a symbol-day file ({FILE_NAME})")
     if not path.exists():
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
-    try:
-        raw = (pq.read_schema(path).metadata or {}).get(b"tradefm")
+    try:  # one file, read as a file: pq.read_table would import pyarrow.dataset (and pandas) for it
+        with pq.ParquetFile(path) as file:
+            schema = file.schema_arrow
+            raw = (schema.metadata or {}).get(b"tradefm")
+            if raw is None:
+                raise InputError(f"{path}: not a symbol-day file (a Parquet file without tradefm's metadata)")
+            missing = [c for c in columns or () if c not in schema.names]
+            if missing:
+                raise InputError(f"{path}: not a readable symbol-day file (no column {', '.join(missing)})")
+            table = file.read(columns=columns)
     except pa.ArrowException as e:
         raise InputError(f"{path}: not a readable Parquet file ({e})") from None
-    if raw is None:
-        raise InputError(f"{path}: not a symbol-day file (a Parquet file without tradefm's metadata)")
-    try:
-        table = pq.read_table(path, columns=columns)
-    except pa.ArrowException as e:
-        raise InputError(f"{path}: not a readable symbol-day file ({e})") from None
     try:
         meta = json.loads(raw)
         return EventDay(
