@@ -3,10 +3,10 @@ processes and Ray, on real LOBSTER days (copied under other dates where a test n
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import json
 import multiprocessing as mp
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -218,7 +218,7 @@ def _faults_of_reused_arrays(keep: bool) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
-@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "mallopt"), reason="needs glibc's mallopt")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="needs glibc (its mallopt)")
 def test_a_task_process_reuses_the_arrays_it_frees() -> None:
     fork = mp.get_context("fork")
     with fork.Pool(1) as pool:  # a process of its own: this one's malloc settings stay as they are

@@ -43,18 +43,21 @@ def parse_workers(text: str) -> Workers:
     return n
 
 
-# glibc's mallopt parameters, and what a worker sets them to (bytes)
+# glibc's mallopt parameters, and what a process that runs tasks sets them to (bytes)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 KEEP_FREED, MMAP_ABOVE = 64 << 20, 4 << 20
 
 
 def keep_freed_memory() -> None:
-    """Let the process that runs the tasks reuse the memory of the arrays it frees. glibc's defaults hand an
-    array above 128 KiB back to the system when it is freed (the limit adapts, but not in a worker forked from
-    a fresh parent), so each day's arrays fault their pages in again: a third more CPU in fork workers over
-    1,000 days, most of it in the kernel. Arrays below ``MMAP_ABOVE`` now come from the heap, which keeps up
-    to ``KEEP_FREED`` free. Nothing happens where the C library has no ``mallopt`` (not glibc)."""
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    """Let the process that runs the tasks reuse the memory of the arrays it frees (for the rest of its life).
+    glibc's defaults hand an array above 128 KiB back to the system when it is freed; the limit adapts, but not
+    in a worker forked from a fresh parent, so every day's arrays fault their pages in again, which costs fork
+    workers a large share of their CPU (docs/BENCHMARKS.md). Arrays below ``MMAP_ABOVE`` now come from the
+    heap, which keeps up to ``KEEP_FREED`` free. Nothing happens where the C library has no ``mallopt``."""
+    try:
+        mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    except (OSError, TypeError):  # no C library to open by name None (Windows)
+        return
     if mallopt is not None:
         mallopt(_M_MMAP_THRESHOLD, MMAP_ABOVE)
         mallopt(_M_TRIM_THRESHOLD, KEEP_FREED)
