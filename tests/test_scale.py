@@ -205,12 +205,11 @@ def test_two_processes_write_the_same_bytes_as_one(tmp_path: Path) -> None:
     assert one.keys() == two.keys() and all(one[k] == two[k] for k in one)
 
 
-def _faults_of_reused_arrays(keep: bool) -> int:
+def _faults_of_reused_arrays() -> int:
     """In a forked process: page faults of 20 arrays of 3 MiB made and freed in turn, after the first."""
     import resource
 
-    if keep:
-        keep_freed_memory()
+    keep_freed_memory()
     np.ones(3 << 17)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(20):
@@ -222,7 +221,7 @@ def _faults_of_reused_arrays(keep: bool) -> int:
 def test_a_task_process_reuses_the_arrays_it_frees() -> None:
     fork = mp.get_context("fork")
     with fork.Pool(1) as pool:  # a process of its own: this one's malloc settings stay as they are
-        faults = pool.apply(_faults_of_reused_arrays, (True,))
+        faults = pool.apply(_faults_of_reused_arrays)
     assert faults < 100  # with glibc's defaults the 3 MiB (768 pages) fault in again at least once
 
 

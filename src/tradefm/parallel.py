@@ -14,6 +14,7 @@ a local one. On a cluster every node must see the same paths (shared storage).
 from __future__ import annotations
 
 import ctypes
+import functools
 import multiprocessing as mp
 import os
 from collections import deque
@@ -48,6 +49,7 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 KEEP_FREED, MMAP_ABOVE = 64 << 20, 4 << 20
 
 
+@functools.cache  # once a process (a forked worker inherits the settings with the heap)
 def keep_freed_memory() -> None:
     """Let the process that runs the tasks reuse the memory of the arrays it frees (for the rest of its life).
     glibc's defaults hand an array above 128 KiB back to the system when it is freed; the limit adapts, but not
