@@ -18,7 +18,17 @@ from tradefm.events import copy_day, list_days, read_day, write_day
 from tradefm.ingest import ingest
 from tradefm.parallel import keep_freed_memory
 from tradefm.shards import SplitConfig, fit_tokenizer, iter_flows, tokenize
-from tradefm.tokenizer import Calibration, Reservoir, Sample, TokenizerConfig, _strictly_increasing, _tail_edges
+from tradefm.tokenizer import (
+    KEYS,
+    NO_LIMIT,
+    Calibration,
+    DaySample,
+    Reservoir,
+    Sample,
+    TokenizerConfig,
+    _strictly_increasing,
+    _tail_edges,
+)
 from tradefm.training import Windows
 
 from .conftest import data_file
@@ -254,3 +264,35 @@ def test_rows_left_out_once_the_sample_is_full_change_nothing(dated: dict[str, P
     assert min(sent) < max(sent) / 2  # later days sent less
     assert limited.finish() == full.finish() and limited.regime_edges == full.regime_edges
     assert np.array_equal(np.sort(limited.pooled.sample().keys), np.sort(full.pooled.sample().keys))
+
+
+@pytest.mark.parametrize("margin", [0.3, 1.5])
+def test_a_planned_cut_never_changes_the_calibration(dated: dict[str, Path], monkeypatch, margin: float) -> None:
+    """Cuts planned from the files' row counts leave most rows in the workers; one that keeps too few (a
+    margin under 1 always does) is found and its sample taken again, so the bins are those of no plan."""
+    import tradefm.tokenizer as tk
+
+    cfg = TokenizerConfig(max_fit_values=20_000)
+    monkeypatch.setattr(tk, "PLANNED_MARGIN", 1e12)  # every share >= 1: no plan
+    unplanned = fit_tokenizer(dated["all"], config=cfg, progress=False)
+    monkeypatch.setattr(tk, "PLANNED_MARGIN", margin)
+    refits, exact = [], []
+    refit_own, pooled_exact = tk.Calibration.refit_own, tk.Calibration.pooled_exact
+    monkeypatch.setattr(tk.Calibration, "refit_own", lambda self, key, days: refits.append(key) or
+                        refit_own(self, key, days))
+    monkeypatch.setattr(tk.Calibration, "pooled_exact", lambda self: exact.append(pooled_exact(self)) or exact[-1])
+    planned = fit_tokenizer(dated["all"], config=cfg, progress=False)
+    assert planned.hash == unplanned.hash and planned.instruments == unplanned.instruments
+    if margin < 1:
+        assert exact[0] is False and len(refits) == 2  # the pooled plan and both own plans fell short
+    else:
+        assert exact == [True] and not refits
+
+
+def test_planned_cuts_take_a_share_of_the_expected_rows() -> None:
+    empty = Sample(np.zeros(0, dtype=np.uint64), np.zeros((0, 2)))
+    cal = Calibration(1_000)
+    cal.add(DaySample("X", 1.0, empty, empty, rows=10), stored_rows=1)  # ten events a stored row
+    limits = cal.limits(window_rows=1_000, instrument_rows=None)
+    assert limits.own_plan == NO_LIMIT and limits.pooled_plan == pytest.approx(KEYS * 1.5 * 1_000 / 10_000, rel=1e-9)
+    assert cal.limits(window_rows=100, instrument_rows=100).pooled_plan == NO_LIMIT  # 1,000 expected: keep all

@@ -19,12 +19,13 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import date
+from itertools import groupby
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .events import InputError, atomic_path, list_days, read_day, read_json
+from .events import InputError, atomic_path, list_days, read_day, read_json, stored_rows
 from .features import COLUMNS, FeatureConfig, OrderFlow, order_flow
 from .parallel import Workers, map_tasks
 from .tokenizer import Calibration, DaySample, Limits, Tokenizer, TokenizerConfig
@@ -163,6 +164,35 @@ def _calibration_sample(shared: tuple[FeatureConfig, SplitConfig, int], task: tu
     return DaySample.of(_take(flow, part), key, f"{key}/{day}", cap, limits)
 
 
+def _calibrate(cal: Calibration, paths: list[Path], shared: tuple[FeatureConfig, SplitConfig, int],
+               workers: Workers, progress: bool, planned: bool) -> Calibration:
+    """Every calibration day merged into ``cal``, each cut by the limits known when it is sent out, and by cuts
+    planned from the files' row counts when ``planned``; an own sample a plan left short is taken again."""
+    stored = {p: stored_rows(p) for p in paths} if planned else {}
+    window = sum(n or 0 for n in stored.values())
+
+    def tasks() -> Iterator[tuple[Path, Limits]]:
+        for _, group in groupby(paths, key=lambda p: p.parent.parent):  # one instrument's days
+            group = list(group)
+            expected = sum(stored.get(p) or 0 for p in group)
+            for path in group:
+                yield path, cal.limits(window, expected)  # made as each day is sent out: the limits then
+
+    days_of: dict[str, list[Path]] = defaultdict(list)
+    # one day ahead per worker: a day is cut by the limits of the days merged before it was sent out
+    for path, sample in zip(paths, map_tasks(_calibration_sample, tasks(), shared, workers, "calibrate", progress,
+                                             total=len(paths), ahead=1), strict=True):
+        if sample is not None:
+            cal.add(sample, stored.get(path))
+            days_of[sample.instrument].append(path)
+    if not days_of:
+        raise InputError("every instrument is held out: nothing left to calibrate the tokenizer on")
+    for key in cal.close():
+        cal.refit_own(key, map_tasks(_calibration_sample, ((p, None) for p in days_of[key]), shared, workers,
+                                     f"calibrate {key} again", progress, total=len(days_of[key])))
+    return cal
+
+
 def fit_tokenizer(events_dir: str | Path, splits: SplitConfig | None = None, config: TokenizerConfig | None = None,
                   features: FeatureConfig | None = None, progress: bool = True, days: int | None = None,
                   workers: Workers = 1) -> Tokenizer:
@@ -171,18 +201,11 @@ def fit_tokenizer(events_dir: str | Path, splits: SplitConfig | None = None, con
     each day is reduced to a sample of at most ``config.max_fit_values`` order events as it is read, and the
     samples merge into one of that size (exact while the window holds no more events than that)."""
     splits, features, cfg = splits or SplitConfig(), features or FeatureConfig(), config or TokenizerConfig()
-    cal = Calibration(cfg.max_fit_values, cfg.regimes)
     paths = calibration_days(events_dir, splits, days)
-    tasks = ((path, cal.limits()) for path in paths)  # made as each day is sent out: the limits then
-    kept = 0
-    # one day ahead per worker: a day is cut by the limits of the days merged before it was sent out
-    for sample in map_tasks(_calibration_sample, tasks, (features, splits, cfg.max_fit_values), workers,
-                            "calibrate", progress, total=len(paths), ahead=1):
-        if sample is not None:
-            cal.add(sample)
-            kept += 1
-    if not kept:
-        raise InputError("every instrument is held out: nothing left to calibrate the tokenizer on")
+    run = (paths, (features, splits, cfg.max_fit_values), workers, progress)
+    cal = _calibrate(Calibration(cfg.max_fit_values, cfg.regimes), *run, planned=True)
+    if not cal.pooled_exact():  # the window gave fewer events than its stored rows promised
+        cal = _calibrate(Calibration(cfg.max_fit_values, cfg.regimes), *run, planned=False)
     return Tokenizer.from_calibration(cal, cfg, features)
 
 

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -273,7 +275,19 @@ OWN_SAMPLE = 200_000
 """Rows of an instrument's own sample (for its regime terciles: two quantiles, whose rank a sample this size
 gives to a standard deviation of at most 0.11%), or ``max_fit_values`` if that is smaller."""
 NO_LIMIT = int(np.iinfo(np.uint64).max)
-Limits = tuple[int, str | None, int]  # pooled key limit, the instrument whose own limit follows, that limit
+KEYS = int(np.iinfo(np.int64).max)  # keys are uniform below this
+PLANNED_MARGIN = 1.5
+"""A planned cut keeps this many times a sample's size of the rows it is expected to draw from."""
+
+
+class Limits(NamedTuple):
+    """The keys under which a day's rows can still enter the calibration, as known when the day is sent out."""
+
+    pooled: int = NO_LIMIT  # no row at or above it can enter the pooled sample
+    instrument: str | None = None  # the instrument whose own sample is full ...
+    own: int = NO_LIMIT  # ... and its largest key
+    pooled_plan: int = NO_LIMIT  # cuts planned from the window's expected rows ...
+    own_plan: int = NO_LIMIT  # ... and from its instrument's
 
 
 @dataclass
@@ -285,66 +299,119 @@ class DaySample:
     notional: float
     sample: Sample  # the SAMPLED columns
     own: Sample  # the instrument's regime columns
+    rows: int = 0  # order events in the part that calibrates
+    plans: tuple[int, int] = (NO_LIMIT, NO_LIMIT)  # the planned cuts of its pooled and own samples
 
     @classmethod
     def of(cls, flow: OrderFlow, instrument: str, name: str, cap: int, limits: Limits | None = None) -> DaySample:
         """``name`` (venue/symbol/date) seeds the keys: the same day gets the same keys in any run or worker.
         Rows at or above ``limits`` (:meth:`Calibration.limits` when the day was sent out) cannot enter the
-        calibration any more and are not kept."""
+        calibration any more, or are planned not to, and are not kept."""
         cols = np.column_stack([flow.depth_bps, flow.log_volume, np.log(flow.dt + DT_FLOOR), flow.level_change,
                                 np.log1p(flow.recent_volume), np.log1p(flow.recent_events),
                                 _log_spread(flow.spread_bps)]) if len(flow) else np.zeros((0, len(SAMPLED)))
         keys = np.random.default_rng(_seed(name)).integers(0, np.iinfo(np.int64).max, len(flow), dtype=np.uint64)
-        pooled_limit, current, own_limit = limits or (NO_LIMIT, None, NO_LIMIT)
-        pooled = keys < np.uint64(pooled_limit)
-        own = keys < np.uint64(own_limit) if current == instrument else np.ones(len(keys), dtype=bool)
+        limits = limits or Limits()
+        pooled = keys < np.uint64(min(limits.pooled, limits.pooled_plan))
+        own = keys < np.uint64(min(limits.own if limits.instrument == instrument else NO_LIMIT, limits.own_plan))
         return cls(instrument, float(flow.notional), Sample(keys[pooled], cols[pooled]).bottom(cap),
-                   Sample(keys[own], cols[own][:, _OWN]).bottom(min(cap, OWN_SAMPLE)))
+                   Sample(keys[own], cols[own][:, _OWN]).bottom(min(cap, OWN_SAMPLE)), len(flow),
+                   (limits.pooled_plan, limits.own_plan))
 
 
 class Calibration:
     """The calibration window, one symbol-day at a time, in bounded memory: a pooled :class:`Sample` of
     ``cap`` order events over all instruments, each instrument's mean daily traded value, and each instrument's
-    own regime terciles, from a sample of its own days (:data:`OWN_SAMPLE` events). Days arrive grouped by instrument (a
-    store's order), so one instrument's sample is held at a time; its terciles are taken when the next begins."""
+    own regime terciles, from a sample of its own days (:data:`OWN_SAMPLE` events). Days arrive grouped by
+    instrument (a store's order), so one instrument's sample is held at a time; its terciles are taken when the
+    next begins.
+
+    Rows that cannot enter a sample are left out where the day is read (:meth:`limits`). Most of what would
+    still travel before a sample fills is planned away: from the rows a sample is expected to draw from, a cut
+    that keeps :data:`PLANNED_MARGIN` times its size. A plan that kept too few is found when its sample closes
+    (:attr:`short`, :meth:`pooled_exact`), and that sample is taken again: the result never depends on a plan."""
 
     def __init__(self, cap: int, regimes: int = 3) -> None:
-        self.cap = cap
+        self.cap, self.own_cap = cap, min(cap, OWN_SAMPLE)
         self.quantiles = np.linspace(0, 1, regimes + 1)[1:-1]
         self.pooled = Reservoir(cap, len(SAMPLED))
         self.regime_edges: dict[str, dict[str, list[float]]] = {}
+        self.short: list[str] = []  # instruments whose planned own cut kept too few rows
         self._notional: dict[str, list[float]] = {}
         self._own: tuple[str, Reservoir] | None = None
+        self._plans = [NO_LIMIT, NO_LIMIT]  # the lowest planned cut of the pooled sample, and of the current own
+        self._per_row: float | None = None  # the fewest calibrating events per stored row of a day yet
 
-    def add(self, day: DaySample) -> None:
+    def add(self, day: DaySample, stored_rows: int | None = None) -> None:
+        """Merge one day; ``stored_rows`` (the rows of its file) teaches :meth:`limits` how many events a
+        stored row gives."""
         self.pooled.add(day.sample)
         if self._own is None or self._own[0] != day.instrument:
             if day.instrument in self._notional:
                 raise InputError(f"calibration days of {day.instrument} must come one after another")
             self._close()
-            own = min(self.cap, OWN_SAMPLE)
-            self._own = (day.instrument, Reservoir(own, len(_OWN), slack=own))
+            self._own = (day.instrument, Reservoir(self.own_cap, len(_OWN), slack=self.own_cap))
         self._own[1].add(day.own)
+        self._plans = [min(a, b) for a, b in zip(self._plans, day.plans, strict=True)]
         self._notional.setdefault(day.instrument, []).append(day.notional)
+        if stored_rows:
+            ratio = day.rows / stored_rows
+            self._per_row = ratio if self._per_row is None else min(self._per_row, ratio)
 
-    def limits(self) -> Limits:
+    def limits(self, window_rows: int | None = None, instrument_rows: int | None = None) -> Limits:
         """The keys under which a row can still enter the pooled sample, and the own sample of the instrument
         whose days are being added (a full sample's largest key): a worker keeps only those rows, so what
-        travels back from a day shrinks as the window grows. The result is the same as with no limits."""
+        travels back from a day shrinks as the window grows. The stored rows of the window and of the day's
+        instrument plan cuts before the samples fill (once a day has shown how many events a stored row
+        gives)."""
+        plans = [self._plan(size, rows) for size, rows in ((self.cap, window_rows), (self.own_cap, instrument_rows))]
         if self._own is None or not self._own[1].full:
-            return self.pooled.limit(), None, NO_LIMIT
-        return self.pooled.limit(), self._own[0], self._own[1].limit()
+            return Limits(self.pooled.limit(), None, NO_LIMIT, *plans)
+        return Limits(self.pooled.limit(), self._own[0], self._own[1].limit(), *plans)
+
+    def _plan(self, size: int, stored_rows: int | None) -> int:
+        if not stored_rows or not self._per_row:
+            return NO_LIMIT
+        share = PLANNED_MARGIN * size / (self._per_row * stored_rows)
+        return int(KEYS * share) if share < 1 else NO_LIMIT
+
+    @staticmethod
+    def _exact(sample: Reservoir, plan: int) -> bool:
+        """Whether a sample taken under a planned cut is the one it would be without: it is full, and every
+        row under its largest key was kept."""
+        return plan == NO_LIMIT or (sample.full and int(sample.sample().keys.max()) < plan)
+
+    def pooled_exact(self) -> bool:
+        return self._exact(self.pooled, self._plans[0])
+
+    def refit_own(self, instrument: str, days: Iterable[DaySample]) -> None:
+        """Take an instrument's own terciles again, from every day of it with no planned cut."""
+        own = Reservoir(self.own_cap, len(_OWN), slack=self.own_cap)
+        for day in days:
+            own.add(day.own)
+        self._edges(instrument, own)
 
     def _close(self) -> None:
         if self._own is None:
             return
-        key, own = self._own[0], self._own[1].sample()
-        if len(own):
+        key, own = self._own
+        if not self._exact(own, self._plans[1]):
+            self.short.append(key)
+        self._edges(key, own)
+        self._own, self._plans[1] = None, NO_LIMIT
+
+    def _edges(self, key: str, own: Reservoir) -> None:
+        sample = own.sample()
+        if len(sample):
             self.regime_edges[key] = {
-                f"{name}_regime_edges": [float(e) for e in _strictly_increasing(np.quantile(own.values[:, j],
+                f"{name}_regime_edges": [float(e) for e in _strictly_increasing(np.quantile(sample.values[:, j],
                                                                                             self.quantiles))]
                 for j, name in enumerate(("volume", "activity"))}
-        self._own = None
+
+    def close(self) -> list[str]:
+        """Close the last instrument; return the instruments whose own sample must be taken again."""
+        self._close()
+        return self.short
 
     def finish(self) -> dict[str, float]:
         """Close the last instrument; return each instrument's mean daily traded value."""

@@ -92,6 +92,14 @@ def read_day(path: str | Path, columns: list[str] | None = None) -> EventDay:
                          f"{type(e).__name__} {e})") from None
 
 
+def stored_rows(path: str | Path) -> int | None:
+    """A symbol-day file's row count, from its footer alone (None if it cannot be read: reading it says why)."""
+    try:
+        return pq.read_metadata(path).num_rows
+    except (OSError, pa.ArrowException):
+        return None
+
+
 def copy_day(path: str | Path, root: str | Path, symbol: str | None = None, date: str | None = None) -> Path:
     """A stored symbol-day written into a store under another symbol and/or date, its times moved by the whole
     days between the dates: many symbol-days made from a few real ones without reading raw files again (for
