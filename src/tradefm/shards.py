@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .events import InputError, atomic_path, list_days, read_day, read_json, stored_rows
+from .events import InputError, atomic_path, list_days, read_day, read_json
+from .events.store import stored_rows
 from .features import COLUMNS, FeatureConfig, OrderFlow, order_flow
 from .parallel import Workers, map_tasks
 from .tokenizer import Calibration, DaySample, Limits, Tokenizer, TokenizerConfig

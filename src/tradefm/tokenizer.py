@@ -350,7 +350,7 @@ class Calibration:
             if day.instrument in self._notional:
                 raise InputError(f"calibration days of {day.instrument} must come one after another")
             self._close()
-            self._own = (day.instrument, Reservoir(self.own_cap, len(_OWN), slack=self.own_cap))
+            self._own = (day.instrument, self._own_sample())
         self._own[1].add(day.own)
         self._plans = [min(a, b) for a, b in zip(self._plans, day.plans, strict=True)]
         self._notional.setdefault(day.instrument, []).append(day.notional)
@@ -386,10 +386,13 @@ class Calibration:
 
     def refit_own(self, instrument: str, days: Iterable[DaySample]) -> None:
         """Take an instrument's own terciles again, from every day of it with no planned cut."""
-        own = Reservoir(self.own_cap, len(_OWN), slack=self.own_cap)
+        own = self._own_sample()
         for day in days:
             own.add(day.own)
         self._edges(instrument, own)
+
+    def _own_sample(self) -> Reservoir:
+        return Reservoir(self.own_cap, len(_OWN), slack=self.own_cap)
 
     def _close(self) -> None:
         if self._own is None:
