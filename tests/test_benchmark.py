@@ -44,6 +44,30 @@ def test_a_source_drawn_like_the_real_windows_scores_near_the_floor_and_a_shifte
     assert again[2] == headline  # the same seed, the same resamples
 
 
+def test_a_row_is_ahead_inside_the_floor_or_behind() -> None:
+    """Ahead: at or below Compound Hawkes; inside: above it but within a floor's interval; else behind."""
+    def rows(model: float, hawkes: float, floor_high: float) -> dict:
+        ks = {bm.MODEL: (model, 0, 1), bm.HAWKES: (hawkes, 0, 1), bm.FLOOR: (0.0, 0.0, floor_high)}
+        return {name: {m: {"KS": v} for m in DISTRIBUTIONS} for name, v in ks.items()}
+
+    cases = [(0.05, 0.06, 0.01, bm.AHEAD), (0.06, 0.06, 0.01, bm.AHEAD), (0.08, 0.06, 0.09, bm.INSIDE),
+             (0.08, 0.06, 0.07, bm.BEHIND), (float("nan"), 0.06, 0.07, None), (0.08, None, 0.09, bm.INSIDE)]
+    for *case, expect in cases:
+        assert bm.verdicts(rows(*case)) == ({} if expect is None else dict.fromkeys(DISTRIBUTIONS, expect))
+    no_floor = rows(0.08, 0.06, 1.0)
+    del no_floor[bm.FLOOR]  # a floor left out is not a floor that allows everything
+    assert set(bm.verdicts(no_floor).values()) == {bm.BEHIND}
+
+
+def test_the_fact_checks_read_the_pooled_facts() -> None:
+    real = {"acf_abs": [0.2, 0.1, 0.08, 0.06, 0.05], "acf_returns": [0.02] * 10, "kurtosis": {"10.0": 5.0}}
+    assert set(bm.fact_checks(real, real).values()) == {True}
+    bounce = {**real, "acf_returns": [-0.2, -0.08] + [0.0] * 8, "kurtosis": {"10.0": 7.0},
+              "acf_abs": [0.2, 0.1, -0.01, 0.06, 0.05]}
+    assert set(bm.fact_checks(bounce, real).values()) == {False}
+    assert set(bm.fact_checks({**real, "acf_abs": [None] * 5, "kurtosis": {}}, real).values()) == {True, None}
+
+
 def test_the_interval_comes_from_windows_not_events() -> None:
     """Windows that disagree widen the interval even when each holds many events."""
     rng = np.random.default_rng(2)
@@ -128,6 +152,8 @@ def test_the_benchmark_scores_every_source_on_real_windows_and_writes_its_files(
     assert all(f["empty_side"] == 0 for f in out["facts"].values())  # and the depth beyond its window keeps theirs
     text = (tiny_run / "bench" / "benchmark.md").read_text()
     assert "mean KS ÷ Compound Hawkes" in text and (tiny_run / "bench" / "benchmark.png").stat().st_size > 0
+    assert "rows ahead of Compound Hawkes or inside the real-vs-real floor" in text and "volatility clustering" in text
+    assert set(out["verdicts"]["nasdaq/GOOG 2012-06-21"]) == set(DISTRIBUTIONS) - short
     assert main(args) == 0  # the same seed, the same numbers
     assert json.loads((tiny_run / "bench" / "benchmark.json").read_text()) == out
     _check_lob_bench_layout(tiny_run / "lob_bench", windows=2, rollouts=1)

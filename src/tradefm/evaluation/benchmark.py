@@ -16,7 +16,8 @@ One window of minutes holds a few dozen independent 10 s returns, so one window 
 - ``part="val"`` scores the validation part instead (the floor then being the test part's windows), so that
   settings such as the sampling are chosen without looking at the test part;
 - **the headline**: the model's mean KS over the distribution rows divided by Compound Hawkes', with its
-  interval from the same resamples.
+  interval from the same resamples; and row by row, whether the model is ahead of Compound Hawkes or inside the
+  floor's interval, and which stylized facts each source shows.
 
 A day whose book file shows only the touch (LOBSTER level 1) is skipped: its flow leaves out every event behind
 the touch, so it says nothing about depth.
@@ -223,8 +224,9 @@ class Benchmark:
     def to_json(self) -> dict:
         """Plain JSON: intervals as [value, low, high], a missing value (no sample) as null."""
         return _plain({"config": asdict(self.config), "windows": self.windows, "floor_windows": self.floor_windows,
-                       "headline": self.headline, "mean_ks": self.mean_ks, "rows": self.rows, "facts": self.facts,
-                       "skipped": self.skipped})
+                       "headline": self.headline, "mean_ks": self.mean_ks, "rows": self.rows,
+                       "verdicts": {g: verdicts(r) for g, r in self.rows.items() if MODEL in r and HAWKES in r},
+                       "facts": self.facts, "skipped": self.skipped})
 
 
 def _plain(x: object) -> object:
@@ -419,6 +421,51 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
     return Benchmark(cfg, windows, floor_windows, rows, headline, means, facts, skipped)
 
 
+# ---------------------------------------------------------------- verdicts
+
+
+AHEAD, INSIDE, BEHIND = "ahead of Compound Hawkes", "inside the real-vs-real floor", "behind"
+
+
+def verdicts(rows: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]]) -> dict[str, str]:
+    """Per distribution row of one group: TradeFM's KS at or below Compound Hawkes' (AHEAD), else at or below the
+    upper end of the real-vs-real floor's interval (INSIDE: the real data disagrees with itself as much), else
+    BEHIND; a row with no value (windows shorter than its horizon) is left out."""
+    out = {}
+    for m in DISTRIBUTIONS:
+        t, h = _value(rows[MODEL][m]["KS"][0]), _value(rows[HAWKES][m]["KS"][0])
+        high = _value(rows[FLOOR][m]["KS"][2]) if FLOOR in rows else np.nan
+        if np.isnan(t):
+            continue
+        if t <= h:
+            out[m] = AHEAD
+        elif t <= high:
+            out[m] = INSIDE
+        else:
+            out[m] = BEHIND
+    return out
+
+
+def fact_checks(facts: Mapping[str, object], real: Mapping[str, object]) -> dict[str, bool | None]:
+    """The stylized facts a realistic flow shows, for one source's pooled facts against the real windows':
+    volatility clustering (ACF of absolute 1 s returns positive at lags 1-5), no return memory (|ACF| below 0.05
+    at lags 2-10 s) and 10 s kurtosis within 30% of the real value (None where a fact has no value)."""
+    absolute, returns = (np.array([_value(x) for x in v]) for v in (facts["acf_abs"][:5], facts["acf_returns"][1:10]))
+    k, kr = _value(facts["kurtosis"].get("10.0")), _value(real["kurtosis"].get("10.0"))
+
+    def check(values: np.ndarray, ok: np.ndarray | bool) -> bool | None:
+        return bool(np.all(ok)) if len(values) and np.isfinite(values).all() else None
+
+    return {"volatility clustering": check(absolute, absolute > 0),
+            "no return memory beyond lag 1": check(returns, np.abs(returns) < 0.05),
+            "10 s kurtosis within 30% of the real": check(np.array([k, kr]), abs(k - kr) <= 0.3 * abs(kr))}
+
+
+def _value(x: float | None) -> float:
+    """A value as JSON or a run left it (None or NaN: none) as a float."""
+    return np.nan if x is None else float(x)
+
+
 # ---------------------------------------------------------------- output
 
 
@@ -448,6 +495,20 @@ def markdown(b: Benchmark) -> str:
                      f"(TradeFM {_cell(b.mean_ks[g][MODEL])}, Compound Hawkes {_cell(b.mean_ks[g][HAWKES])}"
                      + (f", real vs real {_cell(b.mean_ks[g][FLOOR])}" if FLOOR in b.mean_ks[g] else "") + ")")
     names = list(b.rows[group])
+    if MODEL in b.rows[group] and HAWKES in b.rows[group]:
+        v = verdicts(b.rows[group])
+        floor = FLOOR in names
+        lines += ["", f"## Row by row ({group}): TradeFM's KS against Compound Hawkes'"
+                  + (" and the floor's interval" if floor else ""), "",
+                  "| row | TradeFM | Compound Hawkes | " + ("real vs real | " if floor else "") + "verdict |",
+                  "|---|---:|---:|" + ("---:|" if floor else "") + "---|"]
+        for m, what in v.items():
+            r = b.rows[group]
+            cells = [_num(r[MODEL][m]["KS"][0], ".3f"), _num(r[HAWKES][m]["KS"][0], ".3f")]
+            lines.append(f"| {LABELS.get(m, m)} | " + " | ".join(cells + [_cell(r[FLOOR][m]["KS"])] * floor)
+                         + f" | {what} |")
+        lines += ["", f"{sum(x != BEHIND for x in v.values())} of {len(v)} rows ahead of Compound Hawkes or inside "
+                  "the real-vs-real floor."]
     lines += ["", f"## Every metric ({group})", "", "| metric | stat | " + " | ".join(names) + " |",
               "|---|---|" + "---:|" * len(names)]
     for m in METRICS:
@@ -475,6 +536,11 @@ def markdown(b: Benchmark) -> str:
             _num(f[k]['order_sign_acf'][lag - 1], "+.3f") for k in f) + " |")
     lines.append("| book states with a side empty (share of events) | " + " | ".join(
         _num(f[k]["empty_side"], ".2%") for k in f) + " |")
+    if "real" in f:
+        checks = {k: fact_checks(f[k], f["real"]) for k in f}
+        for fact in next(iter(checks.values())):
+            lines.append(f"| {fact} | " + " | ".join({True: "yes", False: "no", None: "–"}[checks[k][fact]]
+                                                     for k in f) + " |")
     if b.skipped:
         lines += ["", "Skipped: " + "; ".join(f"{k} ({v})" for k, v in b.skipped.items())]
     return "\n".join(lines) + "\n"
@@ -527,6 +593,7 @@ __all__ = [
     "PRESETS",
     "Benchmark",
     "BenchmarkConfig",
+    "fact_checks",
     "markdown",
     "mean_ks",
     "measure",
@@ -534,5 +601,6 @@ __all__ = [
     "preset",
     "run",
     "starts",
+    "verdicts",
     "write",
 ]
