@@ -292,6 +292,8 @@ def test_a_planned_cut_never_changes_the_calibration(dated: dict[str, Path], mon
 def test_planned_cuts_take_a_share_of_the_expected_rows() -> None:
     empty = Sample(np.zeros(0, dtype=np.uint64), np.zeros((0, 2)))
     cal = Calibration(1_000)
+    cal.add(DaySample("W", 0.0, empty, empty, rows=0), stored_rows=50)  # a day with no training events plans nothing
+    assert cal.limits(window_rows=1_000).pooled_plan == NO_LIMIT
     cal.add(DaySample("X", 1.0, empty, empty, rows=10), stored_rows=1)  # ten events a stored row
     limits = cal.limits(window_rows=1_000, instrument_rows=None)
     assert limits.own_plan == NO_LIMIT and limits.pooled_plan == pytest.approx(KEYS * 1.5 * 1_000 / 10_000, rel=1e-9)

@@ -354,7 +354,7 @@ class Calibration:
         self._own[1].add(day.own)
         self._plans = [min(a, b) for a, b in zip(self._plans, day.plans, strict=True)]
         self._notional.setdefault(day.instrument, []).append(day.notional)
-        if stored_rows:
+        if stored_rows and day.rows:  # a day with no calibrating events says nothing of the others' rate
             ratio = day.rows / stored_rows
             self._per_row = ratio if self._per_row is None else min(self._per_row, ratio)
 
