@@ -197,17 +197,18 @@ SAMPLES = ["AAPL_2012-06-21_1", "AMZN_2012-06-21_1", "AMZN_2012-06-21_5", "GOOG_
 
 
 @pytest.mark.parametrize("sample", SAMPLES)
-@pytest.mark.parametrize("preset", ["paper", "book"])
+@pytest.mark.parametrize("preset", ["paper", "book", "book+relative"])
 def test_real_tokens_decode_against_the_real_book_and_encode_back(sample: str, preset: str) -> None:
     """Encode the real flow, decode each token against the real book it met (a seeded draw in its bins, as a
     rollout decodes), and encode the decoded order again with the same rules: the same token, except where the
     decoded price or size had to be put on the tick or unit grid across a bin edge (then half a tick or half a unit
     either way reaches the token's own bin). Action, side and the inter-arrival bin always come back."""
-    from tradefm.codec import FEATURES, decode_order, depth_of, order_volume, tables, token_of
+    from tradefm.codec import decode_order, depth_of, features, order_volume, size_units, tables, token_of
     from tradefm.generation.market import book_at
 
     day = next(read(data_file(f"lobster/LOBSTER_SampleFile_{sample}.zip")))
-    inst, f = day.instrument, FEATURES[preset]
+    name, _, volume = preset.partition("+")
+    inst, f = day.instrument, features(name, volume=volume or "size")
     key = f"{inst.venue}/{inst.symbol}"
     flow = order_flow(day, f)
     t = Tokenizer.fit({key: [flow]}, features=f)
@@ -219,7 +220,8 @@ def test_real_tokens_decode_against_the_real_book_and_encode_back(sample: str, p
     for i in np.flatnonzero(fresh)[::80][:120]:
         book = book_at(day, int(flow.ts[i]))
         ref = float(flow.reference[i])
-        order = decode_order(t, int(ids[i]), book, ref, inst, 1 << 40, rng)
+        units = size_units(tab, float(flow.log_unit[i]))
+        order = decode_order(t, int(ids[i]), book, ref, inst, 1 << 40, rng, log_unit=float(flow.log_unit[i]))
         assert order is not None  # a real cancel always finds its side's book
         bid, ask = book.best()
         own, opp = (bid, ask) if order.side > 0 else (ask, bid)
@@ -227,10 +229,10 @@ def test_real_tokens_decode_against_the_real_book_and_encode_back(sample: str, p
         emptied = aggressive and order.price == opp and order.size >= book.levels(-order.side)[0][1]
 
         def token(price: float, size: float, order=order, own=own, opp=opp, aggressive=aggressive,
-                  emptied=emptied, ref=ref) -> tuple:
+                  emptied=emptied, ref=ref, units=units) -> tuple:
             d = depth_of(order.kind - 1, order.side, price, ref, float(own or np.nan), aggressive,
                          float(opp or np.nan), emptied, tab.cancel_touch, tab.join_touch, tab.clear_touch)
-            v = np.log1p(order_volume(tab, size, price))
+            v = np.log1p(order_volume(tab, size, price, units))
             return t.decompose(int(token_of(order.kind - 1, int(order.side < 0), d, v, order.dt, tab.depth_edges,
                                             tab.volume_edges, tab.dt_edges, tab.radix)))
 

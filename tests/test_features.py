@@ -14,7 +14,7 @@ from tradefm.readers import read
 from .conftest import data_file
 
 FIELDS = ("ts", "action", "side", "price", "size", "dt", "depth_bps", "log_volume", "level_change", "flag",
-          "recent_volume", "recent_events", "spread_bps")
+          "recent_volume", "recent_events", "spread_bps", "log_unit")
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,8 @@ def _with_table(day: EventDay, table: pa.Table) -> EventDay:
     return EventDay(day.instrument, day.date, table, day.sources, day.notes)
 
 
-@pytest.mark.parametrize("reference", ["vwap", "mid", "vwap+book", "vwap+touch", "vwap+join", "vwap+clear"])
+@pytest.mark.parametrize("reference", ["vwap", "mid", "vwap+book", "vwap+touch", "vwap+join", "vwap+clear",
+                                       "vwap+relative"])
 @pytest.mark.parametrize("cut", [500, 20_000, 90_000])
 def test_no_future_leakage(aapl: EventDay, cut: int, reference: str) -> None:
     """Perturbing every event after ``cut`` (here: prices, sizes, and dropping half of them) leaves every
@@ -34,7 +35,8 @@ def test_no_future_leakage(aapl: EventDay, cut: int, reference: str) -> None:
     cfg = FeatureConfig(reference=reference.split("+")[0], book_context=reference.endswith("+book"),
                         cancel_from="touch" if reference.endswith("+touch") else "reference",
                         join_touch=reference.endswith("+join"), clear_touch=reference.endswith("+clear"),
-                        hidden=not reference.endswith("+clear"))
+                        hidden=not reference.endswith("+clear"),
+                        volume="relative" if reference.endswith("+relative") else "size")
     full = order_flow(aapl, cfg)
     t = aapl.table
     head, tail = t.slice(0, cut), t.slice(cut)
@@ -158,6 +160,29 @@ def test_vwap_and_mid_references_agree_closely(aapl: EventDay) -> None:
     v = order_flow(aapl, FeatureConfig(reference="vwap")).depth_bps
     m = order_flow(aapl, FeatureConfig(reference="mid")).depth_bps
     assert np.median(np.abs(v - m)) < 5  # basis points
+
+
+def test_relative_volume_is_the_same_in_any_size_unit(aapl: EventDay) -> None:
+    """Sizes 1,024 times larger (shares counted in 1/1,024ths: a unit a power of 2 apart) give the same relative
+    volumes and regimes; sizes in units 3 times larger give volumes within a factor 2 (the unit is a power of 2)
+    and, once the running unit has settled, mostly the same."""
+    cfg = FeatureConfig(volume="relative")
+    base = order_flow(aapl, cfg)
+    t = aapl.table
+    for k in (1024, 3):
+        scaled = t.set_column(t.schema.get_field_index("size"), t.schema.field("size"),
+                              pa.array(t.column("size").to_numpy() * k))
+        flow = order_flow(_with_table(aapl, scaled), cfg)
+        np.testing.assert_array_equal(flow.size, base.size * k)
+        v, w = np.expm1(base.log_volume), np.expm1(flow.log_volume)
+        if k == 1024:
+            np.testing.assert_allclose(w, v, rtol=1e-12)
+            np.testing.assert_allclose(flow.recent_volume, base.recent_volume, rtol=1e-9)
+        else:
+            assert np.all((w >= v / 2 - 1e-9) & (w <= 2 * v + 1e-9))
+    raw = order_flow(aapl)
+    assert np.isclose(np.median(np.expm1(raw.log_volume)), 100)  # AAPL's median order: a round lot
+    assert not np.allclose(np.expm1(raw.log_volume), np.expm1(base.log_volume))
 
 
 def test_bad_config() -> None:

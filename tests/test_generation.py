@@ -342,3 +342,37 @@ def test_the_simulator_gives_the_same_books_on_any_number_of_threads(setup) -> N
     for a, b in zip(*runs, strict=True):
         assert a.table.equals(b.table)
     assert not runs[0][0].table.equals(runs[0][1].table)
+
+
+def test_relative_volume_decodes_into_the_instruments_own_sizes(setup) -> None:
+    """With ``volume="relative"`` a token's volume is in the running unit, which the simulator carries on from the
+    real events before the start: the real GOOG tokens decoded closed loop add orders sized like the real ones,
+    and on the same day with sizes in 1/1,024ths of a share, 1,024 times as large."""
+    import pyarrow as pa
+    from scipy.stats import ks_2samp
+
+    from tradefm.evaluation.metrics import window
+    from tradefm.events import EventDay, Kind
+    from tradefm.features import FeatureConfig
+
+    _, _, day, start = setup
+    features = FeatureConfig(book_context=True, cancel_from="touch", join_touch=True, clear_touch=True, hidden=False,
+                             volume="relative")
+    t = day.table
+    fine = EventDay(day.instrument, day.date, t.set_column(t.schema.get_field_index("size"), t.schema.field("size"),
+                                                            pa.array(t.column("size").to_numpy() * 1024)),
+                    day.sources, day.notes)
+    tok = Tokenizer.fit({"nasdaq/GOOG": [order_flow(day, features)]}, features=features)
+    assert np.array_equal(tok.encode(order_flow(fine, features), "nasdaq/GOOG")[0],
+                          tok.encode(order_flow(day, features), "nasdaq/GOOG")[0])
+
+    def add_sizes(d: EventDay) -> np.ndarray:
+        m = (d.table.column("kind").to_numpy() == Kind.ADD) & ~d.table.column("snapshot").to_numpy()
+        return d.table.column("size").to_numpy()[m].astype(float)
+
+    real = add_sizes(window(day, start, start + 120 * 10**9))
+    base, scaled = (np.concatenate([add_sizes(x) for x in decode_real(tok, d, start, 120.0, rollouts=2, seed=0)])
+                    for d in (day, fine))
+    assert ks_2samp(np.log(real), np.log(base)).statistic < 0.3  # 0.20; in units of 1, not the running one: 0.86
+    assert np.median(base) == pytest.approx(np.median(real), rel=0.5)  # 16 against 13; in units of 1: 1.5
+    assert np.median(scaled) / np.median(base) == pytest.approx(1024, rel=0.1)

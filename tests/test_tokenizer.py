@@ -23,7 +23,7 @@ def synthetic_flow(n: int, seed: int = 0, **override: np.ndarray) -> OrderFlow:
         aggressive=np.zeros(n, bool), dt=rng.exponential(0.5, n), depth_bps=rng.normal(3, 5, n),
         log_volume=np.log1p(rng.integers(1, 500, n)), level_change=rng.normal(0, 0.01, n),
         flag=np.zeros(n, np.int8), reference=np.full(n, 1050.0), recent_volume=rng.exponential(2000, n),
-        recent_events=rng.poisson(30, n).astype(float), spread_bps=rng.uniform(0.5, 10, n),
+        recent_events=rng.poisson(30, n).astype(float), spread_bps=rng.uniform(0.5, 10, n), log_unit=np.zeros(n),
     )
     cols.update(override)
     return OrderFlow(**cols, notional=float(n))

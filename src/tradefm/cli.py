@@ -494,7 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--features", choices=("paper", "book"), default="paper",
                    help="feature preset: the paper's, or with book context (docs/TOKENS.md)")
     s.add_argument("--feature", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one preset field, e.g. volume=notional, half_life_s=5, cancel_from=reference")
+                   help="override one preset field, e.g. volume=relative (sizes in a running unit: one set of bins "
+                   "for shares, contracts and coins), half_life_s=5, cancel_from=reference")
     s.add_argument("--calibration-days", type=int, metavar="N",
                    help="calibrate on the first N training dates only (the paper: 30); default: every training day")
     split_options(s)

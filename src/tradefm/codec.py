@@ -29,13 +29,19 @@ CLEAR = float(np.nextafter(0.0, -1.0))
 TAKE = float(np.nextafter(CLEAR, -1.0))
 DT_FLOOR = 1e-6  # seconds: dt is binned as log(dt + 1 µs); closer events count as simultaneous
 SPREAD_FLOOR_BPS = 1e-3  # a locked or crossed book's spread, for the log
+# volume="relative": sizes in a running unit, the power of 2 nearest the geometric mean size of the instrument's
+# earlier order events that day (the mean of their log sizes, weighted exponentially with this half-life in events
+# once that many have been seen)
+UNIT_HALF_LIFE = 250
+UNIT_ALPHA = 1.0 - 0.5 ** (1.0 / UNIT_HALF_LIFE)
 
 
 @dataclass(frozen=True)
 class FeatureConfig:
     half_life_s: float = 10.0  # EW-VWAP half-life; docs/TOKENS.md has the measurement behind it
     reference: str = "vwap"  # "vwap" (the paper's) or "mid" (the book's)
-    volume: str = "size"  # "size": log(1 + shares/contracts/coins) (the paper's); "notional": log(1 + currency)
+    volume: str = "size"  # "size": log(1 + shares/contracts/coins) (the paper's); "notional": log(1 + currency);
+    # "relative": log(1 + size in the instrument's running unit), the same bins for shares, contracts and coins
     window_s: float = 60.0  # trailing window of the volume and activity regimes
     book_context: bool = False  # also give the model the book's spread before each event (not in the paper)
     cancel_from: str = "reference"  # a cancel's depth from the reference (the paper's) or from its side's touch
@@ -48,8 +54,8 @@ class FeatureConfig:
             raise InputError(f"reference must be 'vwap' or 'mid', not {self.reference!r}")
         if self.cancel_from not in ("reference", "touch"):
             raise InputError(f"cancel_from must be 'reference' or 'touch', not {self.cancel_from!r}")
-        if self.volume not in ("size", "notional"):
-            raise InputError(f"volume must be 'size' or 'notional', not {self.volume!r}")
+        if self.volume not in ("size", "notional", "relative"):
+            raise InputError(f"volume must be 'size', 'notional' or 'relative', not {self.volume!r}")
         if not self.half_life_s > 0:
             raise InputError("half_life_s must be positive")
 
@@ -192,6 +198,7 @@ class Tables(NamedTuple):
     join_touch: bool
     clear_touch: bool
     notional: bool
+    relative: bool
     reference_mid: bool
     book_context: bool
     tick: int
@@ -211,9 +218,9 @@ def tables(tok, key: str, instrument) -> Tables:
     bins = [a for b in (tok.depth, tok.volume, tok.dt) for a in (arr(b.edges), arr(b.quantiles), arr(b.centers))]
     return Tables(np.asarray(tok.config.radix, np.int64), *bins, arr(tok.level.edges), regime["volume"],
                   regime["activity"], arr(tok.spread.edges),
-                  f.cancel_from == "touch", f.join_touch, f.clear_touch, f.volume == "notional", f.reference == "mid",
-                  f.book_context, int(instrument.tick_size), int(instrument.size_scale), int(instrument.price_scale),
-                  tier)
+                  f.cancel_from == "touch", f.join_touch, f.clear_touch, f.volume == "notional", f.volume == "relative",
+                  f.reference == "mid", f.book_context, int(instrument.tick_size), int(instrument.size_scale),
+                  int(instrument.price_scale), tier)
 
 
 @kernel
@@ -244,9 +251,36 @@ def seconds_of(log_dt: np.ndarray) -> np.ndarray:
 
 
 @kernel
-def order_volume(t: Tables, size: float, price: float) -> float:
-    """An order's volume in the features' unit: shares/contracts/coins, or currency."""
-    v = size / t.size_scale
+def unit_of(log_unit: float) -> float:
+    """The running unit of ``volume="relative"`` (sizes, in the instrument's units) from its EW log mean: the
+    nearest power of 2, so that it moves in steps and between them a size keeps its bin."""
+    return 2.0 ** np.rint(log_unit / np.log(2.0))
+
+
+def units_of(log_unit: np.ndarray) -> np.ndarray:
+    """:func:`unit_of` of an array."""
+    return 2.0 ** np.rint(np.asarray(log_unit, np.float64) / np.log(2.0))
+
+
+@kernel
+def next_unit(log_unit: float, seen: float, size: float) -> float:
+    """The running unit's state after an order event of ``size`` (instrument units, at least one size unit's
+    worth) that follows ``seen`` others: the mean of log sizes so far, exponentially weighted once the events
+    outnumber the half-life's weight (:func:`tradefm.features.running_unit`)."""
+    return log_unit + max(1.0 / (seen + 1.0), UNIT_ALPHA) * (np.log(size) - log_unit)
+
+
+@kernel
+def size_units(t: Tables, log_unit: float) -> float:
+    """Size units one volume unit holds: the instrument's size scale, times the running unit with ``relative``."""
+    return t.size_scale * unit_of(log_unit) if t.relative else float(t.size_scale)
+
+
+@kernel
+def order_volume(t: Tables, size: float, price: float, units: float) -> float:
+    """An order's volume in the features' unit: shares/contracts/coins (or running units: ``units`` is
+    :func:`size_units`), or currency."""
+    v = size / units
     return v * price / t.price_scale if t.notional else v
 
 
@@ -274,10 +308,10 @@ def _nearest(lv: np.ndarray, j: int, price: int, side: int) -> int:
 
 @kernel
 def decode(st: E.BookState, t: Tables, token: int, u_depth: float, u_volume: float, u_dt: float, reference: float,
-           next_id: int) -> tuple[int, int, int, int, int, float]:
+           next_id: int, units: float) -> tuple[int, int, int, int, int, float]:
     """Turn one token into an order against the book ``st``: (kind, side, price, size, order id, dt seconds);
     kind 0 when it decodes to nothing (a cancel with nothing resting on its side). ``u_*`` are the uniform draws
-    of each continuous field's value in its bin (negative: the bin's median).
+    of each continuous field's value in its bin (negative: the bin's median); ``units``: :func:`size_units`.
 
     An add is priced ``depth`` bps (of ``reference``) from ``reference``, passive side positive, rounded to the
     nearest tick (at least one tick), and sized ``exp(volume) - 1`` units (at least 1); with ``join_touch`` an add
@@ -312,7 +346,7 @@ def decode(st: E.BookState, t: Tables, token: int, u_depth: float, u_volume: flo
     amount = np.expm1(log_volume)
     if t.notional:  # currency back to units at this order's price
         amount /= price / t.price_scale
-    size = max(1, int(np.rint(amount * t.size_scale)))
+    size = max(1, int(np.rint(amount * units)))
     if action == ADD:
         if t.clear_touch and depth in (CLEAR, TAKE):
             s = 1 if side > 0 else 0  # the opposite side
@@ -347,7 +381,7 @@ def decode(st: E.BookState, t: Tables, token: int, u_depth: float, u_volume: flo
         slot = lv[j, E.L_HEAD]
         while slot != E.NIL:
             oid, resting = st.orders[slot, E.O_ID], st.orders[slot, E.O_SIZE]
-            volume = resting / t.size_scale
+            volume = resting / units
             if t.notional:  # units to currency at this level's price
                 volume = volume * p / t.price_scale
             gap = abs(bin_of(t.volume_edges, np.log1p(volume)) - volume_bin)
@@ -370,12 +404,14 @@ class Order:
 
 
 def decode_order(tok, token: int, book, reference: float, instrument, next_id: int,
-                 rng: np.random.Generator | None = None, key: str | None = None) -> Order | None:
+                 rng: np.random.Generator | None = None, key: str | None = None, log_unit: float = 0.0
+                 ) -> Order | None:
     """:func:`decode` of one token against ``book`` (a :class:`tradefm.book.OrderBook`) for a
     :class:`~tradefm.tokenizer.Tokenizer` ``tok``: a seeded draw of each value in its bin (three uniforms from
-    ``rng``, as a rollout draws them), or the bins' medians without one. ``None`` when it decodes to nothing."""
+    ``rng``, as a rollout draws them), or the bins' medians without one; ``log_unit``: the running unit's state
+    (``OrderFlow.log_unit``) with ``volume="relative"``. ``None`` when it decodes to nothing."""
     t = tables(tok, key or f"{instrument.venue}/{instrument.symbol}", instrument)
     u = rng.random(3) if rng is not None else np.full(3, -1.0)
     kind, side, price, size, oid, dt = decode(book.state, t, int(token), u[0], u[1], u[2], float(reference),
-                                              int(next_id))
+                                              int(next_id), size_units(t, float(log_unit)))
     return None if kind == 0 else Order(kind, side, price, size, oid, dt)

@@ -25,7 +25,9 @@ Per order event, using only events up to it:
   a fifth of those had a positive depth (the EW-VWAP had lagged beyond the quote they hit) and decoded as passive
   adds one tick short of the other side's quote; on the LOBSTER samples every visible aggressor is one of the two;
 - ``log_volume``: log(1 + size in shares / contracts / coins), or of its value in currency (``volume="notional"``:
-  a coin and a share are not the same amount of anything, and the paper's unit squeezes BTC into one bin);
+  a coin and a share are not the same amount of anything, and the paper's unit squeezes BTC into one bin), or of
+  its size in the instrument's running unit (``volume="relative"``: the power of 2 nearest the geometric mean size
+  of its earlier order events that day, ``log_unit``), which bins shares, contracts and coins alike;
 - ``level_change``: (reference mid − the day's first mid) / first mid;
 - ``flag``: 0 for the background market, 1 for a participant's own (injected) orders;
 - ``spread_bps`` (with ``book_context``, beyond the paper): the book's spread before the event, in bps of the book
@@ -47,7 +49,7 @@ import numpy as np
 from numba import njit
 
 from .book import OrderBook
-from .codec import BUY, SELL, FeatureConfig, depth_of
+from .codec import BUY, SELL, FeatureConfig, depth_of, next_unit, units_of
 from .events import EventDay, Kind
 
 _EXEC = (Kind.EXECUTE, Kind.EXECUTE_HIDDEN, Kind.TRADE)
@@ -83,6 +85,7 @@ class OrderFlow:
     recent_volume: np.ndarray  # float64: order volume in the trailing window before the event
     recent_events: np.ndarray  # float64: order events in the trailing window before the event
     spread_bps: np.ndarray  # float64: the book's spread before the event, bps of its mid (NaN without book context)
+    log_unit: np.ndarray  # float64: the running unit's EW log size over earlier events (volume="relative"; else 0)
     notional: float  # traded value of the day, currency units (for the liquidity tier)
 
     def __len__(self) -> int:
@@ -105,6 +108,19 @@ def _ew_vwap(ts: np.ndarray, exec_price: np.ndarray, exec_size: np.ndarray, is_e
             num = num * decay + exec_price[i] * exec_size[i]
             den = den * decay + exec_size[i]
             last = ts[i]
+    return out
+
+
+@njit(cache=True)
+def running_unit(size: np.ndarray) -> np.ndarray:
+    """The mean of log ``size`` over the events *before* each one, exponentially weighted once they outnumber the
+    half-life's weight (the first event has only itself): the state :func:`~tradefm.codec.unit_of` turns into the
+    running unit, and a rollout carries on from with :func:`~tradefm.codec.next_unit`."""
+    out = np.empty(len(size))
+    state = np.log(size[0]) if len(size) else 0.0
+    for i in range(len(size)):
+        out[i] = state
+        state = next_unit(state, float(i), size[i])
     return out
 
 
@@ -235,6 +251,10 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
         level_change[known] = (ref[known] - opening) / opening
     inst = day.instrument
     volume = o_size / inst.size_scale
+    log_unit = np.zeros(len(rows))
+    if cfg.volume == "relative":
+        log_unit = running_unit(np.maximum(volume, 1.0 / inst.size_scale))
+        volume = volume / units_of(log_unit)
     if cfg.volume == "notional":
         volume = volume * o_price / inst.price_scale
     recent_volume, recent_events = trailing(o_ts, volume, cfg.window_s)
@@ -245,4 +265,6 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
         level_change=level_change, flag=np.zeros(len(rows), dtype=np.int8), reference=ref,
         recent_volume=recent_volume, recent_events=recent_events, notional=notional,
         spread_bps=spread_bps(bid[rows], ask[rows]) if cfg.book_context else np.full(len(rows), np.nan),
+        log_unit=log_unit,
     )
+

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..book import OrderBook
-from ..codec import DT_FLOOR, FeatureConfig, seconds_of, tables
+from ..codec import DT_FLOOR, FeatureConfig, next_unit, seconds_of, tables
 from ..events import EventDay, InputError
 from ..features import order_flow
 from ..model import KVCache, TradeFM
@@ -218,8 +218,11 @@ class Rollouts:
                 window[last] = (ref, (flow.ts[a:last], volume[a:last]))
             refs[r], w = window[last]
             recent.append(w)
+        units = [(flow.log_unit[last] if last < len(flow) else  # the running unit after the events before each start
+                  next_unit(float(flow.log_unit[-1]), last - 1.0, max(int(flow.size[-1]), 1) / self.inst.size_scale),
+                  float(last)) for last in lasts]
         self.sim = Simulator(day, starts, tables(tokenizer, self.key, self.inst), seed, refs, opening,
-                             f.half_life_s, f.window_s, recent)
+                             f.half_life_s, f.window_s, recent, np.asarray(units))
         self.gen = torch.Generator().manual_seed(seed)
         # for pace: each dt bin's mean wait (s; the mean over its calibration quantiles, floored at a microsecond),
         # and each rollout's target, 1/pace of the real mean wait over the trailing window before its start (or

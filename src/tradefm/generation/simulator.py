@@ -3,10 +3,10 @@
 The books are the matching engine's own arrays (:mod:`tradefm.book.engine`) stacked along a leading rollout axis;
 the step kernel takes each rollout's sampled token (or a participant's order), decodes it with the shared rules of
 :mod:`tradefm.codec`, applies it, records what happened the way a feed reports it (adds, cancels and deletes,
-each fill as an execution of the resting order), moves the rollout's reference price and trailing window, and
-writes the context row the token enters the model with: the state just before the event, as the features give
-it in training. Python touches the batch only between steps: to grow arrays, draw uniforms in blocks, and
-hand over participants' orders.
+each fill as an execution of the resting order), moves the rollout's reference price, trailing window and
+running size unit, and writes the context row the token enters the model with: the state just before the event,
+as the features give it in training. Python touches the batch only between steps: to grow arrays, draw uniforms
+in blocks, and hand over participants' orders.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from ..codec import (
     bin_of,
     decode,
     depth_of,
+    next_unit,
     order_volume,
+    size_units,
     token_of,
 )
 from ..events import EventDay
@@ -35,7 +37,8 @@ from .market import Market, books_at, record_day
 kernel = E.kernel
 BLOCK = 256  # uniforms drawn per rollout at a time (three per decoded token)
 LOG = 7  # recorded columns: ts, kind, side, price, size, order id, flag
-R_NUM, R_DEN = 0, 1  # the EW-VWAP's running sums in ``vwap``
+# a rollout's running states in ``vwap``: the EW-VWAP's sums, the running unit's log and the order events it has seen
+R_NUM, R_DEN, R_UNIT, R_SEEN = 0, 1, 2, 3
 # per-rollout participant order handed to a step: valid, time (ns), side, size, limit price (0: a market order)
 P_VALID, P_TS, P_SIDE, P_SIZE, P_PRICE = range(5)
 NEED_LOG, NEED_UNIFORMS, NEED_ROOM = 1, 2, 3
@@ -61,6 +64,14 @@ def _fills(st: E.BookState, log: np.ndarray, n: int, ts: int, side: int, flag: i
         vwap[b, R_DEN] = vwap[b, R_DEN] * decay + size
         last[b] = ts
     return n
+
+
+@kernel
+def _count(t: Tables, vwap: np.ndarray, b: int, size: int) -> None:
+    """Move the running unit of ``volume="relative"`` by an order event of ``size``, as the features do."""
+    if t.relative and size > 0:
+        vwap[b, R_UNIT] = next_unit(vwap[b, R_UNIT], vwap[b, R_SEEN], size / t.size_scale)
+        vwap[b, R_SEEN] += 1.0
 
 
 @kernel
@@ -170,7 +181,8 @@ def _event(st: E.BookState, b: int, t: Tables, tokens, due, u, ucur, ts, next_id
         after = best_price(st, -side)
         depth = depth_of(ADD, side, price, reference, float(own) if own != 0 else np.nan, filled > 0,
                          float(hit), after != hit, t.cancel_touch, t.join_touch, t.clear_touch)
-        volume = order_volume(t, amount, price)
+        volume = order_volume(t, amount, price, size_units(t, vwap[b, R_UNIT]))
+        _count(t, vwap, b, amount)
         tokens[b] = token_of(ADD, 0 if side > 0 else 1, depth, np.log1p(volume), dt, t.depth_edges,
                              t.volume_edges, t.dt_edges, t.radix)
         _remember(rts, rv, rhead, rlen, rsum, b, now, volume)
@@ -180,15 +192,16 @@ def _event(st: E.BookState, b: int, t: Tables, tokens, due, u, ucur, ts, next_id
     k = ucur[b]
     ucur[b] += 1
     reference = _reference(st, t, vwap, b)
+    units = size_units(t, vwap[b, R_UNIT])
     kind, side, price, size, oid, dt = decode(st, t, tokens[b], u[b, k, 0], u[b, k, 1], u[b, k, 2], reference,
-                                              next_id[b] + 1)
+                                              next_id[b] + 1, units)
     if kind == 0:  # a cancel with nothing on its side: no event, the clock stays
         _context(st, t, reference, opening, ts[b], window, rts, rv, rhead, rlen, rsum, b, 0, ctx[b])
         return 0
     ts[b] += int(dt * 1e9)
     now = ts[b]
     _context(st, t, reference, opening, now, window, rts, rv, rhead, rlen, rsum, b, 0, ctx[b])
-    _remember(rts, rv, rhead, rlen, rsum, b, now, order_volume(t, size, price))
+    _remember(rts, rv, rhead, rlen, rsum, b, now, order_volume(t, size, price, units))
     if kind == E.K_ADD:
         # a marketable add is immediate-or-cancel: in the data an aggressor is the executions it made (the
         # features rebuild it from them), so a remainder resting through the spread is never in a token
@@ -200,6 +213,7 @@ def _event(st: E.BookState, b: int, t: Tables, tokens, due, u, ucur, ts, next_id
             nlog[b] = beyond.cover(st, deep, rng, b, lg, nlog[b], now, -side, size)
         left = E._match(st, next_id[b], side, price, size)
         nlog[b] = _fills(st, lg, nlog[b], now, side, 0, vwap, last, b, lam)
+        _count(t, vwap, b, size - left if marketable and left < size else size)  # an aggressor: what it took
         if left > 0 and marketable:
             st.meta[E.M_CANCELLED] += left
         elif left > 0:
@@ -226,6 +240,7 @@ def _event(st: E.BookState, b: int, t: Tables, tokens, due, u, ucur, ts, next_id
     if size > 0:
         E.apply_event(st, event, side, price, size, oid, False)
         nlog[b] = _record(lg, nlog[b], now, event, side, price, size, oid, 0)
+        _count(t, vwap, b, size)
     return 0
 
 
@@ -251,9 +266,10 @@ class Simulator:
 
     def __init__(self, day: EventDay, starts: np.ndarray, tables: Tables, seed: int, refs: np.ndarray,
                  opening: float, half_life_s: float, window_s: float,
-                 recent: list[tuple[np.ndarray, np.ndarray]]) -> None:
+                 recent: list[tuple[np.ndarray, np.ndarray]], units: np.ndarray | None = None) -> None:
         """``starts`` [B] ns, ``refs`` [B] each rollout's reference price at its start, ``recent`` per rollout
-        the (ts, volume) of the real events in the trailing window before its start."""
+        the (ts, volume) of the real events in the trailing window before its start, ``units`` [B, 2] the
+        running unit's state there and the order events it has seen (``volume="relative"``)."""
         starts = np.asarray(starts, dtype=np.int64)
         rollouts = len(starts)
         firsts, group = np.unique(starts, return_inverse=True)
@@ -271,7 +287,8 @@ class Simulator:
         self.state = _stacked([m.book.state for m in seeded], self.group)
         self.ts = starts.copy()
         self.next_id = np.array([seeded[g].next_id for g in self.group], dtype=np.int64)
-        self.vwap = np.stack([np.asarray(refs, dtype=np.float64), np.ones(rollouts)], axis=1)
+        units = np.zeros((rollouts, 2)) if units is None else np.asarray(units, np.float64)
+        self.vwap = np.column_stack([np.asarray(refs, dtype=np.float64), np.ones(rollouts), units])
         self.last = np.zeros(rollouts, dtype=np.int64)
         self.opening, self.lam, self.window = float(opening), math.log(2) / (half_life_s * 1e9), int(window_s * 1e9)
         cap = max(1024, 2 * max(len(rts) for rts, _ in recent))
