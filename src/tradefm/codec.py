@@ -257,9 +257,17 @@ def unit_of(log_unit: float) -> float:
     return 2.0 ** np.rint(log_unit / np.log(2.0))
 
 
+@njit(cache=True)
+def _units_many(log_unit: np.ndarray) -> np.ndarray:
+    out = np.empty(len(log_unit))
+    for i in range(len(log_unit)):
+        out[i] = unit_of(log_unit[i])
+    return out
+
+
 def units_of(log_unit: np.ndarray) -> np.ndarray:
     """:func:`unit_of` of an array."""
-    return 2.0 ** np.rint(np.asarray(log_unit, np.float64) / np.log(2.0))
+    return _units_many(np.ascontiguousarray(log_unit, dtype=np.float64))
 
 
 @kernel

@@ -267,4 +267,3 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
         spread_bps=spread_bps(bid[rows], ask[rows]) if cfg.book_context else np.full(len(rows), np.nan),
         log_unit=log_unit,
     )
-

@@ -502,8 +502,8 @@ def markdown(b: Benchmark) -> str:
                   + (" and the floor's interval" if floor else ""), "",
                   "| row | TradeFM | Compound Hawkes | " + ("real vs real | " if floor else "") + "verdict |",
                   "|---|---:|---:|" + ("---:|" if floor else "") + "---|"]
+        r = b.rows[group]
         for m, what in v.items():
-            r = b.rows[group]
             cells = [_num(r[MODEL][m]["KS"][0], ".3f"), _num(r[HAWKES][m]["KS"][0], ".3f")]
             lines.append(f"| {LABELS.get(m, m)} | " + " | ".join(cells + [_cell(r[FLOOR][m]["KS"])] * floor)
                          + f" | {what} |")

@@ -218,9 +218,9 @@ class Rollouts:
                 window[last] = (ref, (flow.ts[a:last], volume[a:last]))
             refs[r], w = window[last]
             recent.append(w)
-        units = [(flow.log_unit[last] if last < len(flow) else  # the running unit after the events before each start
-                  next_unit(float(flow.log_unit[-1]), last - 1.0, max(int(flow.size[-1]), 1) / self.inst.size_scale),
-                  float(last)) for last in lasts]
+        # the running unit after the real events before each start: one step on from the state before the last
+        units = [(next_unit(float(flow.log_unit[last - 1]), last - 1.0, max(int(flow.size[last - 1]), 1)
+                            / self.inst.size_scale), float(last)) for last in lasts]
         self.sim = Simulator(day, starts, tables(tokenizer, self.key, self.inst), seed, refs, opening,
                              f.half_life_s, f.window_s, recent, np.asarray(units))
         self.gen = torch.Generator().manual_seed(seed)
