@@ -376,3 +376,41 @@ def test_relative_volume_decodes_into_the_instruments_own_sizes(setup) -> None:
     assert ks_2samp(np.log(real), np.log(base)).statistic < 0.3  # 0.20; in units of 1, not the running one: 0.86
     assert np.median(base) == pytest.approx(np.median(real), rel=0.5)  # 16 against 13; in units of 1: 1.5
     assert np.median(scaled) / np.median(base) == pytest.approx(1024, rel=0.1)
+
+
+def test_the_clock_is_the_local_half_hour_in_training_and_in_rollouts(setup) -> None:
+    """With ``clock=True`` every token carries the half hour of the venue's local day (New York for Nasdaq), read
+    off its own timestamp: in the tokens a model trains on, and in the context rows a rollout measures for the
+    events it writes. A model that embeds fewer fields than the tokenizer writes is refused in one line."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from tradefm.features import FeatureConfig
+    from tradefm.generation.rollout import Rollouts
+
+    model, _, day, start = setup
+    features = FeatureConfig(clock=True)
+    tok = Tokenizer.fit({"nasdaq/GOOG": [order_flow(day, features)]}, features=features)
+    flow = order_flow(day, features)
+    _, ctx = tok.encode(flow, "nasdaq/GOOG")
+    tz = ZoneInfo("America/New_York")
+
+    def half_hour(ts: int) -> int:
+        local = datetime.fromtimestamp(ts / 1e9, tz)
+        return 2 * local.hour + local.minute // 30
+
+    assert tok.context_fields[-1] == "clock" and ctx.shape[1] == 7
+    for i in np.linspace(0, len(flow) - 1, 50).astype(int):
+        assert ctx[i, 6] == half_hour(int(flow.ts[i]))
+    assert ctx[0, 6] == 19 and ctx[-1, 6] == 31  # 09:30-10:00 ... 15:30-16:00
+    ro = Rollouts(None, tok, day, start, rollouts=2, seed=0)
+    assert (ro.ctx[:, :, 6] == torch.from_numpy(ctx[:, 6][np.searchsorted(flow.ts, start) - ro.ctx.shape[1]:
+                                                           np.searchsorted(flow.ts, start)].astype(np.int64))).all()
+    for token in ro.real_tokens[:300]:
+        rows = ro.sim.step(np.full(2, token, dtype=np.int64))
+        assert all(rows[b, 6] == half_hour(int(ro.sim.ts[b])) for b in range(2))
+    with pytest.raises(ValueError, match="not the model's tokenizer"):
+        Rollouts(model, tok, day, start, rollouts=1, seed=0)
+    clocked = TradeFM(preset("tiny", layers=2, context=64, context_fields=tok.context_sizes))
+    days = generate(clocked, tok, day, start, events=60, rollouts=2, seed=0)
+    assert len(days) == 2

@@ -112,6 +112,18 @@ def test_saved_file_is_versioned_hashed_and_checked(tok: Tokenizer, tmp_path) ->
         Tokenizer.load(path)
 
 
+def test_a_setting_newer_than_the_file_format_keeps_older_files_loading(tok: Tokenizer, tmp_path) -> None:
+    """A tokenizer without the clock writes no ``clock`` key, so a file saved before the setting existed has the
+    same content hash and loads; with the clock on, the key is there, the hash differs and the file round-trips."""
+    from dataclasses import replace
+
+    assert "clock" not in tok.to_dict()["features"]
+    clocked = replace(tok, features=replace(tok.features, clock=True))
+    assert clocked.to_dict()["features"]["clock"] is True and clocked.hash != tok.hash
+    again = Tokenizer.load(clocked.save(tmp_path / "clocked.json"))
+    assert again.features.clock and again.hash == clocked.hash and again.context_fields[-1] == "clock"
+
+
 def test_config_validation() -> None:
     with pytest.raises(ValueError):
         TokenizerConfig(radix=(3, 2, 16, 16, 16))

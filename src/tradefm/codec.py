@@ -34,6 +34,9 @@ SPREAD_FLOOR_BPS = 1e-3  # a locked or crossed book's spread, for the log
 # once that many have been seen)
 UNIT_HALF_LIFE = 250
 UNIT_ALPHA = 1.0 - 0.5 ** (1.0 / UNIT_HALF_LIFE)
+# clock=True: the half hour of the venue's local day as a context field (the tempo of a session follows the clock)
+CLOCK_BINS = 48
+_DAY_NS = 86_400 * 10**9
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class FeatureConfig:
     join_touch: bool = False  # an add on its side's best quote has depth exactly 0, "joins the queue" (not the paper's)
     clear_touch: bool = False  # an aggressor at the opposite best level has depth CLEAR or TAKE (not the paper's)
     hidden: bool = True  # executions of hidden orders are aggressors too (False: left out, the book never shows them)
+    clock: bool = False  # also give the model the half hour of the local day (not in the paper; MarS has one)
 
     def __post_init__(self) -> None:
         if self.reference not in ("vwap", "mid"):
@@ -92,6 +96,25 @@ def bin_of(edges: np.ndarray, x: float) -> int:
         else:
             hi = mid
     return lo
+
+
+def utc_offset_ns(timezone: str, date: str) -> int:
+    """The venue's UTC offset on ``date`` (taken at local noon, clear of the night's daylight-saving change), ns:
+    local time = UTC + offset."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    offset = datetime.fromisoformat(f"{date}T12:00").replace(tzinfo=ZoneInfo(timezone)).utcoffset()
+    return int(offset.total_seconds()) * 10**9
+
+
+def clock_of(ts, utc_offset: int):
+    """The half hour of the local day a UTC timestamp (ns, or an array of them) falls in: 0 for 00:00-00:30, ...,
+    47; :func:`clock_bin` is the same rule compiled for the rollout's kernels."""
+    return (ts + utc_offset) % _DAY_NS // (_DAY_NS // CLOCK_BINS)
+
+
+clock_bin = kernel(clock_of)
 
 
 @kernel
@@ -205,10 +228,13 @@ class Tables(NamedTuple):
     size_scale: int
     price_scale: int
     tier: int
+    clock: bool
+    utc_offset: int  # ns, the day's (clock=True)
 
 
-def tables(tok, key: str, instrument) -> Tables:
-    """The :class:`Tables` of a :class:`~tradefm.tokenizer.Tokenizer` for one instrument (``venue/symbol``)."""
+def tables(tok, key: str, instrument, utc_offset: int = 0) -> Tables:
+    """The :class:`Tables` of a :class:`~tradefm.tokenizer.Tokenizer` for one instrument (``venue/symbol``) on a
+    day whose UTC offset is ``utc_offset`` (``OrderFlow.utc_offset``; only the clock reads it)."""
     f = tok.features
     known = tok.instruments.get(key, {})
     regime = {name: np.asarray(known.get(f"{name}_regime_edges", getattr(tok, f"{name}_regime").edges), np.float64)
@@ -220,7 +246,7 @@ def tables(tok, key: str, instrument) -> Tables:
                   regime["activity"], arr(tok.spread.edges),
                   f.cancel_from == "touch", f.join_touch, f.clear_touch, f.volume == "notional", f.volume == "relative",
                   f.reference == "mid", f.book_context, int(instrument.tick_size), int(instrument.size_scale),
-                  int(instrument.price_scale), tier)
+                  int(instrument.price_scale), tier, f.clock, int(utc_offset))
 
 
 @kernel

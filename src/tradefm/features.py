@@ -33,6 +33,10 @@ Per order event, using only events up to it:
 - ``spread_bps`` (with ``book_context``, beyond the paper): the book's spread before the event, in bps of the book
   mid, so the model sees the book state it acts on in the unit its depths are in (a 9-tick spread is narrow for
   GOOG at $570 but wide for AMZN at $220; 1.6 and 4 bps say so);
+- ``utc_offset`` (with ``clock``, beyond the paper): the venue's UTC offset that day, from which a token's context
+  clock (the half hour of the local day, :func:`~tradefm.codec.clock_bin`) is read off its timestamp: a session's
+  tempo follows the clock (busy open and close, quiet lunch), which a model can otherwise only guess from its own
+  trailing activity;
 - ``recent_volume`` and ``recent_events``: the order volume (same unit as ``log_volume``) and the number of order
   events in the ``window_s`` seconds before the event: the raw material of the volume and activity regimes a
   user can ask a rollout for (the paper's controllable indicator tokens).
@@ -49,7 +53,7 @@ import numpy as np
 from numba import njit
 
 from .book import OrderBook
-from .codec import BUY, SELL, FeatureConfig, depth_of, next_unit, units_of
+from .codec import BUY, SELL, FeatureConfig, depth_of, next_unit, units_of, utc_offset_ns
 from .events import EventDay, Kind
 
 _EXEC = (Kind.EXECUTE, Kind.EXECUTE_HIDDEN, Kind.TRADE)
@@ -87,6 +91,7 @@ class OrderFlow:
     spread_bps: np.ndarray  # float64: the book's spread before the event, bps of its mid (NaN without book context)
     log_unit: np.ndarray  # float64: the running unit's EW log size over earlier events (volume="relative"; else 0)
     notional: float  # traded value of the day, currency units (for the liquidity tier)
+    utc_offset: int = 0  # ns: the venue's UTC offset that day (clock=True; else 0)
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -265,5 +270,5 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
         level_change=level_change, flag=np.zeros(len(rows), dtype=np.int8), reference=ref,
         recent_volume=recent_volume, recent_events=recent_events, notional=notional,
         spread_bps=spread_bps(bid[rows], ask[rows]) if cfg.book_context else np.full(len(rows), np.nan),
-        log_unit=log_unit,
+        log_unit=log_unit, utc_offset=utc_offset_ns(inst.timezone, day.date) if cfg.clock else 0,
     )

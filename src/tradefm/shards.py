@@ -1,10 +1,10 @@
 """Token shards: per symbol-day token and context arrays a model memory-maps, split by time and instrument.
 
 ``OUT/<split>/<venue>-<symbol>-<date>.tokens.bin`` holds the token ids (uint16 while the vocabulary fits),
-``....context.bin`` a [n, 6] uint8 array (liquidity tier, price-level bin, market/participant flag, volume and
-activity regimes, spread bin), in the
-spirit of nanoGPT's ``train.bin``. Each file belongs to one split, so no training window can cross a split
-boundary. ``manifest.json`` names the tokenizer (hash), the sources and the counts per split.
+``....context.bin`` a [n, fields] uint8 array (liquidity tier, price-level bin, market/participant flag, volume and
+activity regimes, spread bin, and the clock with ``clock=True``), in the spirit of nanoGPT's ``train.bin``. Each
+file belongs to one split, so no training window can cross a split boundary. ``manifest.json`` names the
+tokenizer (hash), the sources and the counts per split.
 
 Splits: a held-out venue or symbol sends whole days to ``test_venue`` / ``test_symbol``; every other day is cut
 by time, the first ``val_from`` of its session to ``train``, then ``val``, and from ``test_from`` on ``test``, or,
@@ -248,7 +248,7 @@ def tokenize(events_dir: str | Path, tokenizer: Tokenizer, out: str | Path, spli
     tokenizer.save(out / "tokenizer.json")  # the shards carry the token space they are written in
     manifest = {"tokenizer_hash": tokenizer.hash, "vocab_size": tokenizer.vocab_size,
                 "radix": list(tokenizer.config.radix),
-                "token_dtype": tokenizer.token_dtype.name, "context_fields": list(tokenizer.CONTEXT),
+                "token_dtype": tokenizer.token_dtype.name, "context_fields": list(tokenizer.context_fields),
                 "context_sizes": list(tokenizer.context_sizes),
                 "splits": asdict(splits), "counts": counts, "files": files, "events_dir": str(events_dir)}
     with atomic_path(out / "manifest.json") as tmp:

@@ -31,11 +31,25 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from .codec import ADD, CLEAR, DT_FLOOR, SPREAD_FLOOR_BPS, TAKE, FeatureConfig, bin_of, seconds_of, token_of
+from .codec import (
+    ADD,
+    CLEAR,
+    CLOCK_BINS,
+    DT_FLOOR,
+    SPREAD_FLOOR_BPS,
+    TAKE,
+    FeatureConfig,
+    bin_of,
+    clock_of,
+    seconds_of,
+    token_of,
+)
 from .events import InputError, atomic_path, read_json
 from .features import OrderFlow
 
 VERSION = 7
+# feature settings newer than the file format: written only when set, so that files from before them keep their hash
+_NEWER = ("clock",)
 QUANTILES = 33  # per bin, the calibration values' quantiles that decoding draws a value from
 FIELDS = ("action", "side", "depth", "volume", "dt")
 
@@ -545,13 +559,19 @@ class Tokenizer:
         return np.dtype(np.uint16) if self.vocab_size <= 1 << 16 else np.dtype(np.uint32)
 
     # ------------------------------------------------------------------ encode / decode
-    CONTEXT = ("tier", "level", "flag", "volume_regime", "activity_regime", "spread")
+    CONTEXT = ("tier", "level", "flag", "volume_regime", "activity_regime", "spread")  # every tokenizer's
+
+    @property
+    def context_fields(self) -> tuple[str, ...]:
+        """The context fields of each token: :data:`CONTEXT`, and the clock when the features have it."""
+        return self.CONTEXT + (("clock",) if self.features.clock else ())
 
     @property
     def context_sizes(self) -> tuple[int, ...]:
-        """The vocabulary of each context field, in ``CONTEXT`` order (what the model embeds)."""
+        """The vocabulary of each context field, in :attr:`context_fields` order (what the model embeds)."""
         c = self.config
-        return (c.tiers, c.level_bins, 2, c.regimes, c.regimes, len(self.spread.edges) + 1)
+        return ((c.tiers, c.level_bins, 2, c.regimes, c.regimes, len(self.spread.edges) + 1)
+                + ((CLOCK_BINS,) if self.features.clock else ()))
 
     def regimes(self, recent_volume: np.ndarray, recent_events: np.ndarray, instrument: str | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -566,7 +586,7 @@ class Tokenizer:
         return out[0], out[1]
 
     def encode(self, flow: OrderFlow, instrument: str, adv: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Tokens and context ([n, 6] uint8, ``CONTEXT`` order) of one symbol-day.
+        """Tokens and context ([n, fields] uint8, :attr:`context_fields` order) of one symbol-day.
 
         The tier is a static attribute of the instrument: its calibration value when the tokenizer knows it,
         else the ``adv`` given, else the middle tier (never the day's own, later, volume)."""
@@ -575,12 +595,14 @@ class Tokenizer:
         else:
             tier = self.tier_of(adv) if adv is not None else self.config.tiers // 2
         tokens = np.empty(len(flow), dtype=self.token_dtype)
-        ctx = np.empty((len(flow), len(self.CONTEXT)), dtype=np.uint8)
+        ctx = np.empty((len(flow), len(self.context_fields)), dtype=np.uint8)
         e = [np.asarray(b.edges) for b in (self.depth, self.volume, self.dt, self.level)]
         _encode(flow.action, flow.side, flow.depth_bps, flow.log_volume, flow.dt, flow.level_change, flow.flag,
                 *e, np.asarray(self.config.radix, dtype=np.int64), tier, tokens, ctx)
         ctx[:, 3], ctx[:, 4] = self.regimes(flow.recent_volume, flow.recent_events, instrument)
         ctx[:, 5] = self.spread_bin(flow.spread_bps)
+        if self.features.clock:
+            ctx[:, 6] = clock_of(flow.ts, flow.utc_offset)
         return tokens, ctx
 
     def spread_bin(self, spread_bps: np.ndarray) -> np.ndarray:
@@ -602,7 +624,7 @@ class Tokenizer:
                 "tier_edges": self.tier_edges, "volume_regime": asdict(self.volume_regime),
                 "activity_regime": asdict(self.activity_regime), "spread": asdict(self.spread),
                 "instruments": self.instruments,
-                "features": asdict(self.features)}
+                "features": {k: v for k, v in asdict(self.features).items() if k not in _NEWER or v}}
 
     @property
     def hash(self) -> str:

@@ -182,6 +182,10 @@ class Rollouts:
         known = ~np.isnan(flow.reference)
         opening = float(flow.reference[np.argmax(known)]) if known.any() else float("nan")
         tokens, ctx = tokenizer.encode(flow, self.key)
+        fields, sizes = tuple(model.cfg.context_fields) if model is not None else (), tokenizer.context_sizes
+        if model is not None and (len(fields) != len(sizes) or any(s > f for s, f in zip(sizes, fields, strict=True))):
+            raise InputError(f"the model embeds context fields of sizes {fields}, the tokenizer writes {sizes} "
+                             f"({', '.join(tokenizer.context_fields)}): not the model's tokenizer")
         lasts = np.searchsorted(flow.ts, starts, side="left")  # each rollout's real events before its start
         first = int(lasts[0])
         self.real_tokens = tokens[first:]  # the first start's real tokens from it on (what decode_real replays)
@@ -221,7 +225,7 @@ class Rollouts:
         # the running unit after the real events before each start: one step on from the state before the last
         units = [(next_unit(float(flow.log_unit[last - 1]), last - 1.0, max(int(flow.size[last - 1]), 1)
                             / self.inst.size_scale), float(last)) for last in lasts]
-        self.sim = Simulator(day, starts, tables(tokenizer, self.key, self.inst), seed, refs, opening,
+        self.sim = Simulator(day, starts, tables(tokenizer, self.key, self.inst, flow.utc_offset), seed, refs, opening,
                              f.half_life_s, f.window_s, recent, np.asarray(units))
         self.gen = torch.Generator().manual_seed(seed)
         # for pace: each dt bin's mean wait (s; the mean over its calibration quantiles, floored at a microsecond),
@@ -265,7 +269,7 @@ class Rollouts:
 
     # ------------------------------------------------------------------ the model
     def _steer(self, rows: torch.Tensor) -> torch.Tensor:
-        """Measured context rows [B, 6] with each rollout's fixed regime fields in place of the measured ones."""
+        """Measured context rows [B, fields] with each rollout's fixed regime fields in place of the measured ones."""
         if not self.control:
             return rows
         rows = rows.clone()

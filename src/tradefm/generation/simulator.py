@@ -24,6 +24,7 @@ from ..codec import (
     Tables,
     best_price,
     bin_of,
+    clock_bin,
     decode,
     depth_of,
     next_unit,
@@ -90,8 +91,8 @@ def _context(st: E.BookState, t: Tables, reference: float, opening: float, now: 
              rts: np.ndarray, rv: np.ndarray, rhead: np.ndarray, rlen: np.ndarray, rsum: np.ndarray, b: int,
              flag: int, row: np.ndarray) -> None:
     """The context row of an event at ``now``: tier, price level since the open, flag, the volume and activity
-    regimes of the trailing window (strictly earlier events), and the spread bin. The window's volume is a running
-    sum, so a step costs the same however busy the window is."""
+    regimes of the trailing window (strictly earlier events), the spread bin, and the clock if the features have
+    it. The window's volume is a running sum, so a step costs the same however busy the window is."""
     cap = rts.shape[1]
     while rlen[b] > 0 and rts[b, rhead[b]] < now - window:  # out of the window for good
         rsum[b] -= rv[b, rhead[b]]
@@ -112,6 +113,8 @@ def _context(st: E.BookState, t: Tables, reference: float, opening: float, now: 
     row[3] = bin_of(t.volume_regime_edges, np.log1p(volume))
     row[4] = bin_of(t.activity_regime_edges, np.log1p(float(n)))
     row[5] = bin_of(t.spread_edges, np.log(max(spread, SPREAD_FLOOR_BPS))) if spread == spread else 0
+    if t.clock:
+        row[6] = clock_bin(now, t.utc_offset)
 
 
 @kernel
@@ -304,7 +307,7 @@ class Simulator:
         self.rngs = [np.random.default_rng([seed, r]) for r in range(rollouts)]
         self.u = np.stack([g.random((BLOCK, 3)) for g in self.rngs])
         self.ucur = np.zeros(rollouts, dtype=np.int64)
-        self.ctx = np.zeros((rollouts, 6), dtype=np.int64)
+        self.ctx = np.zeros((rollouts, 7 if tables.clock else 6), dtype=np.int64)
         self.no_orders = np.zeros((rollouts, 5), dtype=np.int64)
         self.everyone, self.need = np.arange(rollouts), np.zeros(rollouts, dtype=np.int64)
         self._steps_left = 0
@@ -342,7 +345,7 @@ class Simulator:
     # ------------------------------------------------------------------ stepping
     def step(self, tokens: np.ndarray, due: np.ndarray | None = None) -> np.ndarray:
         """One event per rollout: ``tokens`` [B] int64 (participants' tokens are written into it), ``due``
-        [B, 5] participant orders (``P_*`` columns). Returns the context rows [B, 6] of the events."""
+        [B, 5] participant orders (``P_*`` columns). Returns the context rows [B, fields] of the events."""
         if self._steps_left <= 0:
             self._reserve(64)
         self._steps_left -= 1
