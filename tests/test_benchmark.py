@@ -199,3 +199,39 @@ def _check_lob_bench_layout(root, windows: int, rollouts: int) -> None:
                 rows = np.loadtxt(m, delimiter=",", ndmin=2)
                 assert len(rows) == len(b.read_text().splitlines()) > 0
                 assert rows[:, 2].max() < 2**31
+
+
+def test_with_splits_by_date_whole_days_are_scored_per_instrument(tiny_run, tmp_path, monkeypatch) -> None:
+    """Splits by date (a temporal holdout: whole days): the test dates' windows pool per instrument, the floor is
+    its validation days', and the baselines are fitted on its last training day, never a held-out one. Only the
+    files it needs are read. (The GOOG day copied under later dates: the protocol's plumbing, not a result.)"""
+    from tradefm.baselines import hawkes
+    from tradefm.events import copy_day, list_days, read_day
+    from tradefm.model import TradeFM as Model
+
+    src = list_days(tiny_run / "events")[0]
+    dates = ("2012-06-20", "2012-06-21", "2012-06-22", "2012-06-25")  # train, train, val, test
+    for d in dates:
+        copy_day(src, tmp_path / "events", date=d)
+    splits = SplitConfig(val_from="2012-06-22", test_from="2012-06-25")
+    paths = bm.days_to_read(list_days(tmp_path / "events"), splits)
+    assert [p.parent.name for p in paths] == [f"date={d}" for d in dates[1:]]  # the last training day, val, test
+    days = {d.date: d for d in map(read_day, paths)}
+    fitted = []
+    monkeypatch.setattr(hawkes, "fit", lambda ds, *a, _fit=hawkes.fit, **k: fitted.append(ds) or _fit(ds, *a, **k))
+    model = Model.from_pretrained(tiny_run / "model" / "model").eval()
+    tok = Tokenizer.load(tiny_run / "model" / "model" / "tokenizer.json")
+    small = {"windows": 2, "minutes": 0.5, "rollouts": 1, "n_boot": 10}
+    b = bm.run(model, tok, list(days.values()), splits, bm.preset("demo", **small), progress=False, say=print)
+
+    def inside(date: str, starts: list[int]) -> bool:
+        first, last = bm.session(days[date])
+        return len(starts) == 2 and all(first < s and s + 30e9 <= last for s in starts)
+
+    assert list(b.windows) == ["nasdaq/GOOG"] and inside("2012-06-25", b.windows["nasdaq/GOOG"])
+    assert inside("2012-06-22", b.floor_windows["nasdaq/GOOG"])
+    assert [[d.date for d in ds] for ds in fitted] == [["2012-06-21"]]
+    assert set(b.rows["nasdaq/GOOG"]) == {bm.MODEL, bm.HAWKES, bm.ZI, bm.DECODED, bm.FLOOR}
+    val = bm.run(model, tok, list(days.values()), splits, bm.preset("demo", part="val", **small), progress=False,
+                 say=print)
+    assert inside("2012-06-22", val.windows["nasdaq/GOOG"]) and inside("2012-06-25", val.floor_windows["nasdaq/GOOG"])

@@ -392,7 +392,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                                                 ("rollouts", args.rollouts), ("seed", args.seed)) if v is not None})
     model = TradeFM.from_pretrained(run.model, dtype=args.dtype).eval()
     tok = Tokenizer.load(run.model / "tokenizer.json")
-    days = [read_day(p) for p in list_days(run.events)]
+    days = [read_day(p) for p in benchmark.days_to_read(list_days(run.events), run.splits)]
     if not days:
         raise InputError(f"{run.events}: no symbol-days (an event store from `tradefm ingest`; --events names one)")
     b = benchmark.run(model, tok, days, run.splits, cfg, lob_bench=args.lob_bench)

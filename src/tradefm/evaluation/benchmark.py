@@ -3,16 +3,17 @@
 One window of minutes holds a few dozen independent 10 s returns, so one window decides nothing. Here:
 
 - **windows**: ``windows`` start times evenly spread over the test part of every evaluable day (from the split's
-  ``test_from`` to the session's end less the window), each ``minutes`` long;
+  ``test_from`` to the session's end less the window), each ``minutes`` long; with splits by date, over every
+  whole day of the test dates, pooled per instrument;
 - **sources** per window: the model's closed-loop rollouts, Compound Hawkes and zero intelligence fitted on the
-  day's training part (what the model learned from), and the day's real tokens decoded closed loop (what a
-  perfect model would give), ``rollouts`` of each;
+  day's training part (what the model learned from; with splits by date the instrument's last training day), and
+  the day's real tokens decoded closed loop (what a perfect model would give), ``rollouts`` of each;
 - **distances** per metric between the pooled real windows and each source's pooled rollouts (KS and W1 on
   :data:`~.metrics.DISTRIBUTIONS`, L1 on :data:`~.metrics.L1_SCORES`), per instrument and over all of them;
 - **intervals** from a bootstrap over windows: the same resampled windows for the real flow and every source
   (within each instrument), so a window's noise moves both sides of a comparison together;
 - **the floor** by the same protocol: as many windows of the validation part (also held out of training) against
-  the test part's real windows;
+  the test part's real windows (with splits by date, of the instrument's validation days);
 - ``part="val"`` scores the validation part instead (the floor then being the test part's windows), so that
   settings such as the sampling are chosen without looking at the test part;
 - **the headline**: the model's mean KS over the distribution rows divided by Compound Hawkes', with its
@@ -29,6 +30,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -119,6 +121,24 @@ def starts(day: EventDay, part: tuple[float, float], n: int, minutes: float) -> 
     if b <= a or n < 1:
         return []
     return [int(x) for x in np.linspace(a, b, n + 2)[1:-1]] if n > 1 else [int((a + b) / 2)]
+
+
+def days_to_read(paths: Sequence[Path], splits: SplitConfig) -> list[Path]:
+    """The files of a store (:func:`~tradefm.events.list_days`) that :func:`run` needs: all of them with splits by
+    fractions of the day; with splits by date the held-out dates and each instrument's last training day, so a
+    year of training days stays on disk."""
+    if not splits.by_date:
+        return list(paths)
+    where = [dict(p.split("=", 1) for p in Path(path).parent.parts if "=" in p) for path in paths]
+    if any(not {"venue", "symbol", "date"} <= set(w) for w in where):
+        return list(paths)  # not a store's layout: read them all
+    last: dict[tuple[str, str], str] = {}
+    for w in where:
+        if w["date"] < splits.val_from:
+            key = (w["venue"], w["symbol"])
+            last[key] = max(last.get(key, ""), w["date"])
+    return [path for path, w in zip(paths, where, strict=True)
+            if w["date"] >= splits.val_from or last[(w["venue"], w["symbol"])] == w["date"]]
 
 
 # ---------------------------------------------------------------- distances with a window bootstrap
@@ -334,6 +354,59 @@ def _facts(days: Sequence[EventDay], series: Sequence[Mapping[str, np.ndarray]])
             "empty_side": empty, "n_returns": f.n_returns}
 
 
+class _Planned(NamedTuple):
+    name: str  # the group its windows pool in: the symbol-day, or with date splits the instrument
+    day: EventDay
+    starts: list[int]
+    fit: EventDay | None = None  # what the baselines are fitted on (scored days only)
+
+
+def _plan(days: Sequence[EventDay], splits: SplitConfig, cfg: BenchmarkConfig, skipped: dict[str, str]
+          ) -> tuple[list[_Planned], list[_Planned]]:
+    """The scored windows and the floor's. Split by fractions of the day: each day's ``cfg.part`` against its
+    other part, the baselines fitted on its training part. Split by date: the whole days of ``cfg.part`` pooled per
+    instrument against its days of the other part, the baselines of each scored day fitted on the instrument's
+    last training day before it (held-out symbols and venues have none: they are skipped)."""
+    other = next(p for p in PARTS if p != cfg.part)
+    deep = []
+    for day in days:
+        if int(day.notes.get("levels", 0) or 0) == 1:
+            skipped[f"{day.instrument.venue}/{day.instrument.symbol} {day.date}"] = \
+                "a level-1 file: its flow leaves out every event behind the touch"
+        else:
+            deep.append(day)
+    plan, floor = [], []
+    if not splits.by_date:
+        parts = {"test": (splits.test_from, 1.0), "val": (splits.val_from, splits.test_from)}
+        for day in deep:
+            name = f"{day.instrument.venue}/{day.instrument.symbol} {day.date}"
+            scored, versus = (starts(day, parts[p], cfg.windows, cfg.minutes) for p in (cfg.part, other))
+            if not scored:
+                skipped[name] = f"its {cfg.part} part is shorter than one window of {cfg.minutes:g} minutes"
+                continue
+            first, last = session(day)
+            plan.append(_Planned(name, day, scored, window(day, first, int(first + splits.val_from * (last - first)))))
+            floor.append(_Planned(name, day, versus))
+        return plan, floor
+    trained: dict[str, list[EventDay]] = {}
+    for day in sorted(deep, key=lambda d: d.date):
+        inst = day.instrument
+        name, part = f"{inst.venue}/{inst.symbol}", splits.whole_day(inst.venue, inst.symbol, day.date)
+        if part == "train":
+            trained.setdefault(name, []).append(day)
+        elif part in (cfg.part, other):
+            scored = starts(day, (0.0, 1.0), cfg.windows, cfg.minutes)
+            if part == other:
+                floor.append(_Planned(name, day, scored))
+            elif not scored:
+                skipped[f"{name} {day.date}"] = f"shorter than one window of {cfg.minutes:g} minutes"
+            elif not trained.get(name):
+                skipped[f"{name} {day.date}"] = "no training day of the instrument before it to fit the baselines on"
+            else:
+                plan.append(_Planned(name, day, scored, trained[name][-1]))
+    return plan, floor
+
+
 def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, progress: bool = True,
         say: Callable[[str], None] = print, lob_bench: str | Path | None = None) -> Benchmark:
     """Every source on every window of every evaluable day in ``days`` (see the module's docstring), for a
@@ -349,9 +422,6 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
 
     cfg = replace(cfg, dtype=str(next(model.parameters()).dtype).removeprefix("torch."))
 
-    if splits.by_date:
-        raise ValueError("the pooled benchmark takes its windows from each day's test part: it needs splits by "
-                         "fractions of the day, not by date")
     length = int(cfg.minutes * 60e9)
     real, inst, floor_real, floor_inst = [], [], [], []
     sources: dict[str, list[list[dict]]] = {MODEL: [], HAWKES: [], ZI: [], DECODED: []}
@@ -367,33 +437,20 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
     windows: dict[str, list[int]] = {}
     floor_windows: dict[str, list[int]] = {}
     skipped: dict[str, str] = {}
-    plan = []
-    for day in days:
-        name = f"{day.instrument.venue}/{day.instrument.symbol} {day.date}"
-        if int(day.notes.get("levels", 0) or 0) == 1:
-            skipped[name] = "a level-1 file: its flow leaves out every event behind the touch"
-            continue
-        parts = {"test": (splits.test_from, 1.0), "val": (splits.val_from, splits.test_from)}
-        other = next(p for p in PARTS if p != cfg.part)
-        test, val = (starts(day, parts[p], cfg.windows, cfg.minutes) for p in (cfg.part, other))  # scored, floor
-        if not test:
-            skipped[name] = f"its {cfg.part} part is shorter than one window of {cfg.minutes:g} minutes"
-            continue
-        plan.append((name, day, test, val))
-    bar = tqdm(total=sum(len(t) for _, _, t, _ in plan), desc="windows", unit="window", disable=not progress)
-    for name, day, test, val in plan:
-        first, last = session(day)
-        fit_day = window(day, first, int(first + splits.val_from * (last - first)))  # the training part
+    plan, floor_plan = _plan(days, splits, cfg, skipped)
+    bar = tqdm(total=sum(len(p.starts) for p in plan), desc="windows", unit="window", disable=not progress)
+    for p in plan:
+        name, day, label = p.name, p.day, f"{p.name} {p.day.date}" if splits.by_date else p.name
         try:
-            generate(model, tok, day, test[0], 1, 1, cfg.seed)  # scales and start checked before any fitting
+            generate(model, tok, day, p.starts[0], 1, 1, cfg.seed)  # scales and start checked before any fitting
         except ValueError as e:
-            skipped[name] = str(e)
-            bar.update(len(test))
+            skipped[label] = str(e)
+            bar.update(len(p.starts))
             continue
-        hp, zp = hawkes.fit([fit_day]), zero_intelligence.fit([fit_day])
-        windows[name], floor_windows[name] = test, val
-        for w, start in enumerate(test):
-            seed = cfg.seed + 1_000 * w
+        hp, zp = hawkes.fit([p.fit]), zero_intelligence.fit([p.fit])
+        windows.setdefault(name, []).extend(p.starts)
+        for w, start in enumerate(p.starts):
+            seed = cfg.seed + 1_000 * (len(windows[name]) - len(p.starts) + w)
             k = range(cfg.rollouts)
             made = {MODEL: generate(model, tok, day, start, 200_000, cfg.rollouts, seed, cfg.sampling,
                                     duration_s=cfg.minutes * 60),
@@ -408,9 +465,13 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
             for source, rollouts in made.items():
                 sources[source].append([keep(source, d) for d in rollouts])
             bar.update()
-        for start in val:
-            floor_real.append(samples(window(day, start, start + length)))
-            floor_inst.append(name)
+    for p in floor_plan:
+        if p.name not in windows:
+            continue  # no scored windows to compare with
+        floor_windows.setdefault(p.name, []).extend(p.starts)
+        for start in p.starts:
+            floor_real.append(samples(window(p.day, start, start + length)))
+            floor_inst.append(p.name)
     bar.close()
     if not real:
         raise InputError("no day could be evaluated: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
