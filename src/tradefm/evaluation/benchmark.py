@@ -438,6 +438,7 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
     floor_windows: dict[str, list[int]] = {}
     skipped: dict[str, str] = {}
     plan, floor_plan = _plan(days, splits, cfg, skipped)
+    scored_days = 0
     bar = tqdm(total=sum(len(p.starts) for p in plan), desc="windows", unit="window", disable=not progress)
     for p in plan:
         name, day, label = p.name, p.day, f"{p.name} {p.day.date}" if splits.by_date else p.name
@@ -449,6 +450,7 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
             continue
         hp, zp = hawkes.fit([p.fit]), zero_intelligence.fit([p.fit])
         windows.setdefault(name, []).extend(p.starts)
+        scored_days += 1
         for w, start in enumerate(p.starts):
             seed = cfg.seed + 1_000 * (len(windows[name]) - len(p.starts) + w)
             k = range(cfg.rollouts)
@@ -475,7 +477,7 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
     bar.close()
     if not real:
         raise InputError("no day could be evaluated: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    say(f"{len(real)} windows of {cfg.minutes:g} minutes on {len(windows)} day(s), {cfg.rollouts} rollouts of each "
+    say(f"{len(real)} windows of {cfg.minutes:g} minutes on {scored_days} day(s), {cfg.rollouts} rollouts of each "
         f"source per window; bootstrap over windows ({cfg.n_boot} draws)")
     rows, means, headline = measure(real, inst, sources, floor_real, floor_inst, cfg.n_boot, cfg.seed, progress)
     facts = {source: _facts(d, books[source]) for source, d in kept.items()}
