@@ -376,6 +376,20 @@ def test_relative_volume_decodes_into_the_instruments_own_sizes(setup) -> None:
     assert ks_2samp(np.log(real), np.log(base)).statistic < 0.3  # 0.20; in units of 1, not the running one: 0.86
     assert np.median(base) == pytest.approx(np.median(real), rel=0.5)  # 16 against 13; in units of 1: 1.5
     assert np.median(scaled) / np.median(base) == pytest.approx(1024, rel=0.1)
+    # the rollout holds the unit of the real events before its start: moved by its own sizes (drawn in that unit)
+    # it would drift (closed loop on these tokens, from 32 to 16 shares within 3,000 events)
+    from tradefm.codec import unit_of
+    from tradefm.generation.rollout import Rollouts
+    from tradefm.generation.simulator import R_UNIT
+
+    ro = Rollouts(None, tok, day, start, rollouts=1, seed=0)
+    held = float(ro.sim.vwap[0, R_UNIT])
+    flow = order_flow(day, features)
+    first = int(np.searchsorted(flow.ts, start))
+    assert unit_of(held) == unit_of(float(flow.log_unit[first]))
+    for token in ro.real_tokens[:3000]:
+        ro.sim.step(np.array([token], dtype=np.int64))
+    assert float(ro.sim.vwap[0, R_UNIT]) == held
 
 
 def test_the_clock_is_the_local_half_hour_in_training_and_in_rollouts(setup) -> None:

@@ -120,7 +120,7 @@ def _ew_vwap(ts: np.ndarray, exec_price: np.ndarray, exec_size: np.ndarray, is_e
 def running_unit(size: np.ndarray) -> np.ndarray:
     """The mean of log ``size`` over the events *before* each one, exponentially weighted once they outnumber the
     half-life's weight (the first event has only itself): the state :func:`~tradefm.codec.unit_of` turns into the
-    running unit, and a rollout carries on from with :func:`~tradefm.codec.next_unit`."""
+    running unit, and a rollout starts from (one :func:`~tradefm.codec.next_unit` on) and holds."""
     out = np.empty(len(size))
     state = np.log(size[0]) if len(size) else 0.0
     for i in range(len(size)):

@@ -222,9 +222,10 @@ class Rollouts:
                 window[last] = (ref, (flow.ts[a:last], volume[a:last]))
             refs[r], w = window[last]
             recent.append(w)
-        # the running unit after the real events before each start: one step on from the state before the last
-        units = [(next_unit(float(flow.log_unit[last - 1]), last - 1.0, max(int(flow.size[last - 1]), 1)
-                            / self.inst.size_scale), float(last)) for last in lasts]
+        # the running unit after the real events before each start (one step on from the state before the last),
+        # held through the rollout
+        units = [next_unit(float(flow.log_unit[last - 1]), last - 1.0, max(int(flow.size[last - 1]), 1)
+                           / self.inst.size_scale) for last in lasts]
         self.sim = Simulator(day, starts, tables(tokenizer, self.key, self.inst, flow.utc_offset), seed, refs, opening,
                              f.half_life_s, f.window_s, recent, np.asarray(units))
         self.gen = torch.Generator().manual_seed(seed)
