@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tradefm.codec import FEATURES
 from tradefm.evaluation.metrics import book_series
 from tradefm.events import EventDay, Kind
-from tradefm.features import FeatureConfig, order_flow
+from tradefm.features import order_flow
 from tradefm.generation import Market
 from tradefm.generation.rollout import decode_real
 from tradefm.readers import read
@@ -80,7 +81,7 @@ def test_a_full_depth_feed_reveals_nothing(day) -> None:
 def test_decoded_real_flow_never_empties_a_side(day, frac) -> None:
     """The real tokens decoded closed loop (the model's best case): the real book never shows an empty side,
     and neither does the decoded one, while without the depth beyond the window a side ran empty."""
-    features = FeatureConfig(book_context=True, cancel_from="touch", join_touch=True, clear_touch=True, hidden=False)
+    features = FEATURES["book"]  # the demo's
     tok = Tokenizer.fit({"nasdaq/AAPL": [order_flow(day, features)]}, features=features)
     for d in decode_real(tok, day, _start(day, frac), 300.0, rollouts=2, seed=0):
         s = book_series(d)

@@ -197,7 +197,7 @@ SAMPLES = ["AAPL_2012-06-21_1", "AMZN_2012-06-21_1", "AMZN_2012-06-21_5", "GOOG_
 
 
 @pytest.mark.parametrize("sample", SAMPLES)
-@pytest.mark.parametrize("preset", ["paper", "book", "book+relative"])
+@pytest.mark.parametrize("preset", ["paper", "book", "book+relative", "book+add_touch"])
 def test_real_tokens_decode_against_the_real_book_and_encode_back(sample: str, preset: str) -> None:
     """Encode the real flow, decode each token against the real book it met (a seeded draw in its bins, as a
     rollout decodes), and encode the decoded order again with the same rules: the same token, except where the
@@ -207,8 +207,9 @@ def test_real_tokens_decode_against_the_real_book_and_encode_back(sample: str, p
     from tradefm.generation.market import book_at
 
     day = next(read(data_file(f"lobster/LOBSTER_SampleFile_{sample}.zip")))
-    name, _, volume = preset.partition("+")
-    inst, f = day.instrument, features(name, volume=volume or "size")
+    name, _, extra = preset.partition("+")
+    inst, f = day.instrument, features(name, volume="relative" if extra == "relative" else "size",
+                                       add_from="touch" if extra == "add_touch" else "reference")
     key = f"{inst.venue}/{inst.symbol}"
     flow = order_flow(day, f)
     t = Tokenizer.fit({key: [flow]}, features=f)
@@ -231,7 +232,8 @@ def test_real_tokens_decode_against_the_real_book_and_encode_back(sample: str, p
         def token(price: float, size: float, order=order, own=own, opp=opp, aggressive=aggressive,
                   emptied=emptied, ref=ref, units=units) -> tuple:
             d = depth_of(order.kind - 1, order.side, price, ref, float(own or np.nan), aggressive,
-                         float(opp or np.nan), emptied, tab.cancel_touch, tab.join_touch, tab.clear_touch)
+                         float(opp or np.nan), emptied, tab.cancel_touch, tab.join_touch, tab.clear_touch,
+                         tab.add_touch)
             v = np.log1p(order_volume(tab, size, price, units))
             return t.decompose(int(token_of(order.kind - 1, int(order.side < 0), d, v, order.dt, tab.depth_edges,
                                             tab.volume_edges, tab.dt_edges, tab.radix)))

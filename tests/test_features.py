@@ -27,7 +27,7 @@ def _with_table(day: EventDay, table: pa.Table) -> EventDay:
 
 
 @pytest.mark.parametrize("reference", ["vwap", "mid", "vwap+book", "vwap+touch", "vwap+join", "vwap+clear",
-                                       "vwap+relative"])
+                                       "vwap+relative", "vwap+addtouch"])
 @pytest.mark.parametrize("cut", [500, 20_000, 90_000])
 def test_no_future_leakage(aapl: EventDay, cut: int, reference: str) -> None:
     """Perturbing every event after ``cut`` (here: prices, sizes, and dropping half of them) leaves every
@@ -36,7 +36,8 @@ def test_no_future_leakage(aapl: EventDay, cut: int, reference: str) -> None:
                         cancel_from="touch" if reference.endswith("+touch") else "reference",
                         join_touch=reference.endswith("+join"), clear_touch=reference.endswith("+clear"),
                         hidden=not reference.endswith("+clear"),
-                        volume="relative" if reference.endswith("+relative") else "size")
+                        volume="relative" if reference.endswith("+relative") else "size",
+                        add_from="touch" if reference.endswith("+addtouch") else "reference")
     full = order_flow(aapl, cfg)
     t = aapl.table
     head, tail = t.slice(0, cut), t.slice(cut)

@@ -279,13 +279,13 @@ def test_real_tokens_decoded_closed_loop_keep_the_spread(setup) -> None:
     the other side's quote: over the demo's 30-minute window, median 11 ticks against 25, KS 0.46)."""
     from scipy.stats import ks_2samp
 
+    from tradefm.codec import FEATURES
     from tradefm.evaluation.dynamics import dynamics
     from tradefm.evaluation.metrics import pooled, samples, window
     from tradefm.events import Kind
-    from tradefm.features import FeatureConfig
 
     _, _, day, start = setup
-    features = FeatureConfig(book_context=True, cancel_from="touch", join_touch=True, clear_touch=True, hidden=False)
+    features = FEATURES["book"]
     tok = Tokenizer.fit({"nasdaq/GOOG": [order_flow(day, features)]}, features=features)
     real = window(day, start, start + 600 * 10**9)
     decoded = decode_real(tok, day, start, 600.0, rollouts=2, seed=0)

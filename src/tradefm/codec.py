@@ -48,6 +48,7 @@ class FeatureConfig:
     window_s: float = 60.0  # trailing window of the volume and activity regimes
     book_context: bool = False  # also give the model the book's spread before each event (not in the paper)
     cancel_from: str = "reference"  # a cancel's depth from the reference (the paper's) or from its side's touch
+    add_from: str = "reference"  # an add's depth from the reference (the paper's) or from its side's touch
     join_touch: bool = False  # an add on its side's best quote has depth exactly 0, "joins the queue" (not the paper's)
     clear_touch: bool = False  # an aggressor at the opposite best level has depth CLEAR or TAKE (not the paper's)
     hidden: bool = True  # executions of hidden orders are aggressors too (False: left out, the book never shows them)
@@ -56,8 +57,9 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         if self.reference not in ("vwap", "mid"):
             raise InputError(f"reference must be 'vwap' or 'mid', not {self.reference!r}")
-        if self.cancel_from not in ("reference", "touch"):
-            raise InputError(f"cancel_from must be 'reference' or 'touch', not {self.cancel_from!r}")
+        for name in ("cancel_from", "add_from"):
+            if getattr(self, name) not in ("reference", "touch"):
+                raise InputError(f"{name} must be 'reference' or 'touch', not {getattr(self, name)!r}")
         if self.volume not in ("size", "notional", "relative"):
             raise InputError(f"volume must be 'size', 'notional' or 'relative', not {self.volume!r}")
         if not self.half_life_s > 0:
@@ -135,18 +137,20 @@ def order_depth(side: np.ndarray | float, price: np.ndarray | float, reference: 
 
 @kernel
 def depth_of(action: int, side: int, price: float, reference: float, best: float, aggressive: bool, hit: float,
-             emptied: bool, cancel_touch: bool, join_touch: bool, clear_touch: bool) -> float:
+             emptied: bool, cancel_touch: bool, join_touch: bool, clear_touch: bool, add_touch: bool) -> float:
     """The depth an order event is tokenized with. ``side`` +1 bid / -1 ask; ``best`` its own side's best quote
     before it (NaN: that side is empty); for an aggressor, ``hit`` the best price of the side it hit and
     ``emptied`` whether it left that level empty.
 
     From the reference; a cancel from its side's touch with ``cancel_touch`` (0 = it leaves the best level: a cancel
-    can only remove what rests); with ``join_touch`` a passive add on its side's best quote has depth exactly 0
-    (and one exactly at the reference without being on the quote moves off 0 by a hair); with ``clear_touch`` an
+    can only remove what rests), and an add with ``add_touch`` (positive behind the quote, negative inside the spread
+    or through it: placed by the book it meets rather than by the reference); with ``join_touch`` a passive add on
+    its side's best quote has depth exactly 0 (and one exactly at the reference without being on the quote moves
+    off 0 by a hair); with ``clear_touch`` an
     aggressor whose worst fill is the opposite best price has depth CLEAR when it took that level whole, TAKE when
     it took part of it."""
     depth = _depth_bps(side, price, reference, reference)
-    if action == CANCEL and cancel_touch:
+    if (action == CANCEL and cancel_touch) or (action == ADD and add_touch):
         depth = _depth_bps(side, price, reference, reference if best != best else best)
     if action == ADD and join_touch:
         if depth == 0.0:
@@ -169,10 +173,12 @@ def token_of(action: int, side_idx: int, depth: float, log_volume: float, dt: fl
 
 
 @kernel
-def add_price(side: int, depth: float, reference: float, tick: int, best: float, join_touch: bool) -> int:
-    """The price a decoded add of ``depth`` bps goes to: from the reference (onto its side's best quote at depth
-    0 with ``join_touch``), passive side positive, on the tick grid and at least one tick."""
-    anchor = best if join_touch and depth == 0.0 and best == best and best > 0 else reference
+def add_price(side: int, depth: float, reference: float, tick: int, best: float, join_touch: bool,
+              add_touch: bool) -> int:
+    """The price a decoded add of ``depth`` bps goes to: from the reference (from its side's best quote with
+    ``add_touch``, onto it at depth 0 with ``join_touch``), passive side positive, on the tick grid and at least one
+    tick."""
+    anchor = best if (add_touch or (join_touch and depth == 0.0)) and best == best and best > 0 else reference
     return _grid(side, depth, reference, tick, anchor)
 
 
@@ -183,17 +189,17 @@ def _grid(side: int, depth: float, reference: float, tick: int, anchor: float) -
 
 
 def add_prices(side: np.ndarray, depth: np.ndarray, reference: np.ndarray, tick: int, best: np.ndarray,
-               join_touch: bool) -> np.ndarray:
+               join_touch: bool, add_touch: bool) -> np.ndarray:
     """:func:`add_price` of arrays of decoded adds."""
     return _add_prices(np.asarray(side, np.int64), np.asarray(depth, np.float64), np.asarray(reference, np.float64),
-                       int(tick), np.asarray(best, np.float64), bool(join_touch))
+                       int(tick), np.asarray(best, np.float64), bool(join_touch), bool(add_touch))
 
 
 @njit(cache=True)
-def _add_prices(side, depth, reference, tick, best, join_touch):
+def _add_prices(side, depth, reference, tick, best, join_touch, add_touch):
     out = np.empty(len(side), dtype=np.int64)
     for i in range(len(side)):
-        out[i] = add_price(side[i], depth[i], reference[i], tick, best[i], join_touch)
+        out[i] = add_price(side[i], depth[i], reference[i], tick, best[i], join_touch, add_touch)
     return out
 
 
@@ -218,6 +224,7 @@ class Tables(NamedTuple):
     activity_regime_edges: np.ndarray
     spread_edges: np.ndarray
     cancel_touch: bool
+    add_touch: bool
     join_touch: bool
     clear_touch: bool
     notional: bool
@@ -244,7 +251,8 @@ def tables(tok, key: str, instrument, utc_offset: int = 0) -> Tables:
     bins = [a for b in (tok.depth, tok.volume, tok.dt) for a in (arr(b.edges), arr(b.quantiles), arr(b.centers))]
     return Tables(np.asarray(tok.config.radix, np.int64), *bins, arr(tok.level.edges), regime["volume"],
                   regime["activity"], arr(tok.spread.edges),
-                  f.cancel_from == "touch", f.join_touch, f.clear_touch, f.volume == "notional", f.volume == "relative",
+                  f.cancel_from == "touch", f.add_from == "touch", f.join_touch, f.clear_touch, f.volume == "notional",
+                  f.volume == "relative",
                   f.reference == "mid", f.book_context, int(instrument.tick_size), int(instrument.size_scale),
                   int(instrument.price_scale), tier, f.clock, int(utc_offset))
 
@@ -352,12 +360,13 @@ def decode(st: E.BookState, t: Tables, token: int, u_depth: float, u_volume: flo
     of depth 0 joins its side's best quote, and with ``clear_touch`` an add of depth CLEAR takes the whole
     opposite best level (priced at it and sized as all that rests there) and one of depth TAKE part of it (its
     decoded size, leaving at least one there). A cancel's price is measured the same way, from its side's best
-    quote with ``cancel_touch``. It removes the newest resting order consistent with the token: at a level of
-    its side whose depth falls in the token's depth bin (none there: the level nearest to the decoded price among
-    those at least as deep as the bin, ties to the more passive one), the order whose size falls in the token's
-    volume bin, or else in the nearest one; among equals the newest. A known order is deleted whole (real cancels
-    take young orders and almost never leave a remainder: docs/TOKENS.md has the measurements). Volume whose id
-    the book does not know is many orders at one price: it counts as the oldest and loses the decoded size."""
+    quote with ``cancel_touch`` (an add's too with ``add_touch``). It removes the newest resting order consistent
+    with the token: at a level of its side whose depth falls in the token's depth bin (none there: the level nearest
+    to the decoded price among those at least as deep as the bin, ties to the more passive one), the order whose
+    size falls in the token's volume bin, or else in the nearest one; among equals the newest. A known order is
+    deleted whole (real cancels take young orders and almost never leave a remainder: docs/TOKENS.md has the
+    measurements). Volume whose id the book does not know is many orders at one price: it counts as the oldest and
+    loses the decoded size."""
     r = t.radix
     x = token
     dt_bin = x % r[4]
@@ -372,7 +381,8 @@ def decode(st: E.BookState, t: Tables, token: int, u_depth: float, u_volume: flo
     log_volume = _draw(t.volume_q, t.volume_c, volume_bin, u_volume)
     dt = seconds(_draw(t.dt_q, t.dt_c, dt_bin, u_dt))
     anchor = reference
-    if (action == CANCEL and t.cancel_touch) or (action == ADD and t.join_touch and depth == 0.0):
+    touch = t.add_touch or (t.join_touch and depth == 0.0)
+    if (action == CANCEL and t.cancel_touch) or (action == ADD and touch):
         own = best_price(st, side)
         if own != 0:
             anchor = float(own)  # from (or, at 0, onto) its side's best quote

@@ -13,6 +13,8 @@ Per order event, using only events up to it:
   positive is away from the market (passive) and negative is through it (aggressive), on both sides; with
   ``cancel_from="touch"`` (beyond the paper) a cancel's is measured from the best quote of its own side instead
   (0 = it leaves the best level): a cancel can only remove what rests, so the touch is where it is aimed;
+  with ``add_from="touch"`` (beyond the paper) an add's too, so that a passive order is placed by the book it
+  meets (ticks behind its quote) rather than by the reference;
   with ``join_touch`` (beyond the paper) a passive add on its side's best quote has depth exactly 0 too, and an
   add that is exactly at the reference without being on the quote moves off 0 by a hair: 0 then always means
   "at the best quote", a value of its own that decoding puts back on the quote (in bps from the reference, 21% of
@@ -175,12 +177,13 @@ def book_mid_before(day: EventDay, upto: int | None = None) -> np.ndarray:
 
 
 @njit(cache=True)
-def _depths(action, side, price, reference, best, aggressive, hit, emptied, cancel_touch, join_touch, clear_touch):
+def _depths(action, side, price, reference, best, aggressive, hit, emptied, cancel_touch, join_touch, clear_touch,
+            add_touch):
     """:func:`tradefm.codec.depth_of` of every order event of a day."""
     out = np.empty(len(action))
     for i in range(len(action)):
         out[i] = depth_of(action[i], side[i], price[i], reference[i], best[i], aggressive[i], hit[i], emptied[i],
-                          cancel_touch, join_touch, clear_touch)
+                          cancel_touch, join_touch, clear_touch, add_touch)
     return out
 
 
@@ -200,7 +203,7 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
     # reference price before each event: EW-VWAP, with the book mid before the day's first execution
     # (then the book need only be replayed that far), or the book mid throughout
     whole_book = (cfg.reference == "mid" or cfg.book_context or cfg.cancel_from == "touch" or cfg.join_touch
-                  or cfg.clear_touch)
+                  or cfg.clear_touch or cfg.add_from == "touch")
     first_exec = int(np.argmax(is_exec)) if is_exec.any() else len(kind)
     bid_after, ask_after = book_after(day, None if whole_book else first_exec + 1)
     bid, ask = _before(bid_after), _before(ask_after)
@@ -247,7 +250,8 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
         left = np.where(g_rest > 0, bid_after[last], ask_after[last])  # that side's best once it was done
         emptied[from_exec] = np.isnan(left) | (g_rest * (hit[from_exec] - left) > 0)
     depth_bps = _depths(action, o_side.astype(np.int64), o_price.astype(np.float64), ref_or_own, best, from_exec,
-                        hit, emptied, cfg.cancel_from == "touch", cfg.join_touch, cfg.clear_touch)
+                        hit, emptied, cfg.cancel_from == "touch", cfg.join_touch, cfg.clear_touch,
+                        cfg.add_from == "touch")
     dt = np.diff(o_ts, prepend=o_ts[:1]) / 1e9
     # price level since the open: the reference against the day's first reference, known from where it exists
     level_change = np.zeros(len(rows))
