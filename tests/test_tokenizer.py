@@ -113,11 +113,14 @@ def test_saved_file_is_versioned_hashed_and_checked(tok: Tokenizer, tmp_path) ->
 
 
 def test_a_setting_newer_than_the_file_format_keeps_older_files_loading(tok: Tokenizer, tmp_path) -> None:
-    """A tokenizer without the clock writes no ``clock`` key, so a file saved before the setting existed has the
-    same content hash and loads; with the clock on, the key is there, the hash differs and the file round-trips."""
+    """A tokenizer without the clock (or with adds from the reference) writes no ``clock`` (``add_from``) key, so a
+    file saved before the setting existed has the same content hash and loads; with it set, the key is there, the
+    hash differs and the file round-trips."""
     from dataclasses import replace
 
-    assert "clock" not in tok.to_dict()["features"]
+    assert "clock" not in tok.to_dict()["features"] and "add_from" not in tok.to_dict()["features"]
+    touch = replace(tok, features=replace(tok.features, add_from="touch"))
+    assert touch.to_dict()["features"]["add_from"] == "touch" and touch.hash != tok.hash
     clocked = replace(tok, features=replace(tok.features, clock=True))
     assert clocked.to_dict()["features"]["clock"] is True and clocked.hash != tok.hash
     again = Tokenizer.load(clocked.save(tmp_path / "clocked.json"))

@@ -48,10 +48,12 @@ from .events import InputError, atomic_path, read_json
 from .features import OrderFlow
 
 VERSION = 7
-# feature settings newer than the file format: written only when set, so that files from before them keep their hash
-_NEWER = ("clock",)
+# feature settings newer than the file format: written only when not at their default, so that files from before
+# them keep their hash
+_NEWER = ("clock", "add_from")
 QUANTILES = 33  # per bin, the calibration values' quantiles that decoding draws a value from
 FIELDS = ("action", "side", "depth", "volume", "dt")
+_DEFAULT_FEATURES = FeatureConfig()
 
 
 @dataclass(frozen=True)
@@ -624,7 +626,8 @@ class Tokenizer:
                 "tier_edges": self.tier_edges, "volume_regime": asdict(self.volume_regime),
                 "activity_regime": asdict(self.activity_regime), "spread": asdict(self.spread),
                 "instruments": self.instruments,
-                "features": {k: v for k, v in asdict(self.features).items() if k not in _NEWER or v}}
+                "features": {k: v for k, v in asdict(self.features).items()
+                             if k not in _NEWER or v != getattr(_DEFAULT_FEATURES, k)}}
 
     @property
     def hash(self) -> str:
