@@ -146,9 +146,8 @@ def depth_of(action: int, side: int, price: float, reference: float, best: float
     can only remove what rests), and an add with ``add_touch`` (positive behind the quote, negative inside the spread
     or through it: placed by the book it meets rather than by the reference); with ``join_touch`` a passive add on
     its side's best quote has depth exactly 0 (and one exactly at the reference without being on the quote moves
-    off 0 by a hair); with ``clear_touch`` an
-    aggressor whose worst fill is the opposite best price has depth CLEAR when it took that level whole, TAKE when
-    it took part of it."""
+    off 0 by a hair); with ``clear_touch`` an aggressor whose worst fill is the opposite best price has depth CLEAR
+    when it took that level whole, TAKE when it took part of it."""
     depth = _depth_bps(side, price, reference, reference)
     if (action == CANCEL and cancel_touch) or (action == ADD and add_touch):
         depth = _depth_bps(side, price, reference, reference if best != best else best)
@@ -252,9 +251,8 @@ def tables(tok, key: str, instrument, utc_offset: int = 0) -> Tables:
     return Tables(np.asarray(tok.config.radix, np.int64), *bins, arr(tok.level.edges), regime["volume"],
                   regime["activity"], arr(tok.spread.edges),
                   f.cancel_from == "touch", f.add_from == "touch", f.join_touch, f.clear_touch, f.volume == "notional",
-                  f.volume == "relative",
-                  f.reference == "mid", f.book_context, int(instrument.tick_size), int(instrument.size_scale),
-                  int(instrument.price_scale), tier, f.clock, int(utc_offset))
+                  f.volume == "relative", f.reference == "mid", f.book_context, int(instrument.tick_size),
+                  int(instrument.size_scale), int(instrument.price_scale), tier, f.clock, int(utc_offset))
 
 
 @kernel

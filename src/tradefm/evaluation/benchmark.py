@@ -449,10 +449,11 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
             bar.update(len(p.starts))
             continue
         hp, zp = hawkes.fit([p.fit]), zero_intelligence.fit([p.fit])
-        windows.setdefault(name, []).extend(p.starts)
+        before = len(windows.setdefault(name, []))  # the group's windows so far: each window has its own seed
+        windows[name].extend(p.starts)
         scored_days += 1
-        for w, start in enumerate(p.starts):
-            seed = cfg.seed + 1_000 * (len(windows[name]) - len(p.starts) + w)
+        for w, start in enumerate(p.starts, before):
+            seed = cfg.seed + 1_000 * w
             k = range(cfg.rollouts)
             made = {MODEL: generate(model, tok, day, start, 200_000, cfg.rollouts, seed, cfg.sampling,
                                     duration_s=cfg.minutes * 60),

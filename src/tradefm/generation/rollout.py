@@ -183,7 +183,7 @@ class Rollouts:
         opening = float(flow.reference[np.argmax(known)]) if known.any() else float("nan")
         tokens, ctx = tokenizer.encode(flow, self.key)
         fields, sizes = tuple(model.cfg.context_fields) if model is not None else (), tokenizer.context_sizes
-        if model is not None and (len(fields) != len(sizes) or any(s > f for s, f in zip(sizes, fields, strict=True))):
+        if fields and (len(fields) != len(sizes) or any(s > f for s, f in zip(sizes, fields, strict=True))):
             raise InputError(f"the model embeds context fields of sizes {fields}, the tokenizer writes {sizes} "
                              f"({', '.join(tokenizer.context_fields)}): not the model's tokenizer")
         lasts = np.searchsorted(flow.ts, starts, side="left")  # each rollout's real events before its start
@@ -226,8 +226,8 @@ class Rollouts:
         # held through the rollout
         units = [next_unit(float(flow.log_unit[last - 1]), last - 1.0, max(int(flow.size[last - 1]), 1)
                            / self.inst.size_scale) for last in lasts]
-        self.sim = Simulator(day, starts, tables(tokenizer, self.key, self.inst, flow.utc_offset), seed, refs, opening,
-                             f.half_life_s, f.window_s, recent, np.asarray(units))
+        self.sim = Simulator(day, starts, tables(tokenizer, self.key, self.inst, flow.utc_offset), seed, refs,
+                             opening, f.half_life_s, f.window_s, recent, np.asarray(units))
         self.gen = torch.Generator().manual_seed(seed)
         # for pace: each dt bin's mean wait (s; the mean over its calibration quantiles, floored at a microsecond),
         # and each rollout's target, 1/pace of the real mean wait over the trailing window before its start (or

@@ -297,7 +297,7 @@ class Simulator:
         self.rngs = [np.random.default_rng([seed, r]) for r in range(rollouts)]
         self.u = np.stack([g.random((BLOCK, 3)) for g in self.rngs])
         self.ucur = np.zeros(rollouts, dtype=np.int64)
-        self.ctx = np.zeros((rollouts, 7 if tables.clock else 6), dtype=np.int64)
+        self.ctx = np.zeros((rollouts, 6 + tables.clock), dtype=np.int64)  # the tokenizer's context fields
         self.no_orders = np.zeros((rollouts, 5), dtype=np.int64)
         self.everyone, self.need = np.arange(rollouts), np.zeros(rollouts, dtype=np.int64)
         self._steps_left = 0
