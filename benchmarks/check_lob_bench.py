@@ -7,7 +7,9 @@ LOB-Bench (github.com/peernagy/lob_bench) is not a dependency: this runs its unc
 ``run_bench.DEFAULT_SCORING_CONFIG``: L1 and Wasserstein per score) in an environment where its own requirements
 (pandas, statsmodels, scikit-learn, seaborn, plotly) are installed. Its ``Simple_Loader`` builds each generated
 file's loader in a lambda that binds late, so every generated series of a window would be read from its last
-file; the loader here binds each file, so every rollout is scored. Everything else is LOB-Bench's.
+file; the loader here binds each file, so every rollout is scored. Everything else is LOB-Bench's. With the floor
+written too (the source ``real_vs_real``), it also prints each source's mean excess over it, and TradeFM's excess
+as a share of Compound Hawkes'.
 """
 
 from __future__ import annotations
@@ -63,6 +65,18 @@ def score(code: Path, folder: Path) -> dict[str, dict[str, float]]:
     return {name: {m: float(v[0]) for m, v in per.items()} for name, per in scores.items()}
 
 
+MODEL, HAWKES, FLOOR = "tradefm", "compound_hawkes", "real_vs_real"  # the source folders' names
+
+
+def _excess(source: dict, floor: dict, metric: str) -> float:
+    """A source's mean distance less the floor's (the other held-out part's windows scored the same way), over the
+    scores and days both have."""
+    diffs = [source[d][name][metric] - floor[d][name][metric] for d in source if d in floor
+             for name in source[d] if name in floor[d]]
+    diffs = [x for x in diffs if np.isfinite(x)]
+    return float(np.mean(diffs)) if diffs else float("nan")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--code", type=Path, required=True, help="a checkout of github.com/peernagy/lob_bench")
@@ -92,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
                     means[s].append(np.mean(v))
             print(f"| {name} | " + " | ".join(cells) + " |")
         print("| **mean** | " + " | ".join(f"**{np.mean(means[s]):.3f}**" for s in sources) + " |")
+        if FLOOR in out and MODEL in out and HAWKES in out:
+            excess = {s: _excess(out[s], out[FLOOR], metric) for s in sources if s != FLOOR}
+            print(f"\nmean {metric} excess over the real-vs-real floor: "
+                  + ", ".join(f"{s} {v:.3f}" for s, v in excess.items())
+                  + f"; {MODEL} / {HAWKES}: {excess[MODEL] / excess[HAWKES]:.2f}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
     return 0

@@ -183,8 +183,9 @@ def test_the_validation_part_is_scored_against_the_test_part_when_asked(tiny_run
 def _check_lob_bench_layout(root, windows: int, rollouts: int) -> None:
     """Files pair the way LOB-Bench's loader pairs them: by ``real_id_R`` and ``real_id_R_gen_id_G`` in the name,
     in its run folders (SOURCE/SYMBOL/DATE/data_real, data_gen, data_cond), the date as the name's second field,
-    one orderbook row per message, ids that fit its int32."""
-    for source in (bm.MODEL, bm.HAWKES, bm.ZI, bm.DECODED):
+    one orderbook row per message, ids that fit its int32. The floor is a source too: each scored window with one
+    window of the other held-out part as its series."""
+    for source in (bm.MODEL, bm.HAWKES, bm.ZI, bm.DECODED, bm.FLOOR):
         run = root / slug(source) / "GOOG" / "2012-06-21"
         real = sorted((run / "data_real").glob("*message*.csv"))
         assert len(real) == windows
@@ -194,11 +195,13 @@ def _check_lob_bench_layout(root, windows: int, rollouts: int) -> None:
             assert len(list((run / "data_cond").glob(f"*message*real_id_{rid}.csv"))) == 1
             gen = sorted((run / "data_gen").glob(f"*message*real_id_{rid}_gen_id_*.csv"))
             books = sorted((run / "data_gen").glob(f"*orderbook*real_id_{rid}_gen_id_*.csv"))
-            assert len(gen) == len(books) == rollouts
+            assert len(gen) == len(books) == (1 if source == bm.FLOOR else rollouts)
             for m, b in zip(gen, books, strict=True):
                 rows = np.loadtxt(m, delimiter=",", ndmin=2)
                 assert len(rows) == len(b.read_text().splitlines()) > 0
                 assert rows[:, 2].max() < 2**31
+                if source == bm.FLOOR:  # a window of the validation part, before the test part's
+                    assert rows[0, 0] < np.loadtxt(path, delimiter=",", ndmin=2)[0, 0]
 
 
 def test_with_splits_by_date_whole_days_are_scored_per_instrument(tiny_run, tmp_path, monkeypatch) -> None:

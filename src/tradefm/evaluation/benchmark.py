@@ -413,7 +413,8 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
     model (:class:`~tradefm.model.TradeFM`) and its tokenizer, with the split (a
     :class:`~tradefm.shards.SplitConfig`) the model was trained with. With ``lob_bench``, every window is also
     written there in LOB-Bench's layout (:func:`~tradefm.generation.output.write_lob_bench`), so its own code
-    can score the same rollouts."""
+    can score the same rollouts; the floor's windows too, as the source "real vs real" (the i-th floor window of
+    an instrument as the one series generated for its i-th scored window)."""
     from tqdm.auto import tqdm
 
     from ..baselines import hawkes, zero_intelligence
@@ -436,6 +437,7 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
 
     windows: dict[str, list[int]] = {}
     floor_windows: dict[str, list[int]] = {}
+    written: dict[str, list[tuple[int, EventDay, int]]] = {}  # per instrument, its scored windows in LOB-Bench's
     skipped: dict[str, str] = {}
     plan, floor_plan = _plan(days, splits, cfg, skipped)
     scored_days = 0
@@ -465,16 +467,23 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
             if lob_bench is not None:
                 write_lob_bench(lob_bench, len(real) - 1, kept["real"][-1], window(day, start - length, start), made,
                                 int(day.notes.get("levels", 0) or 0))
+                written.setdefault(name, []).append((len(real) - 1, day, start))
             for source, rollouts in made.items():
                 sources[source].append([keep(source, d) for d in rollouts])
             bar.update()
     for p in floor_plan:
         if p.name not in windows:
             continue  # no scored windows to compare with
-        floor_windows.setdefault(p.name, []).extend(p.starts)
-        for start in p.starts:
-            floor_real.append(samples(window(p.day, start, start + length)))
+        before = len(floor_windows.setdefault(p.name, []))
+        floor_windows[p.name].extend(p.starts)
+        for w, start in enumerate(p.starts, before):
+            other = window(p.day, start, start + length)
+            floor_real.append(samples(other))
             floor_inst.append(p.name)
+            if lob_bench is not None and w < len(written[p.name]):  # its scored twin, with the floor as its rollout
+                i, twin_day, twin = written[p.name][w]
+                write_lob_bench(lob_bench, i, kept["real"][i], window(twin_day, twin - length, twin),
+                                {FLOOR: [other]}, int(twin_day.notes.get("levels", 0) or 0))
     bar.close()
     if not real:
         raise InputError("no day could be evaluated: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
