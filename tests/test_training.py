@@ -67,6 +67,31 @@ def test_training_learns_and_saves_a_complete_model(shards: Path, tmp_path: Path
     assert model.cfg.context == 32  # the trained length (seq_len, the preset's 64), which rollouts keep to
     assert (run / "tensorboard").is_dir()
     assert main(["perplexity", str(run / "model"), str(shards), "--split", "val"]) == 0
+    from tradefm.evaluation.perplexity import FIELDS, perplexity
+
+    for row in perplexity(model, shards, ("val",), progress=False):  # the loss split by field sums to it
+        assert set(row.fields) == set(FIELDS) and all(v > 0 for v in row.fields.values())
+        assert sum(row.fields.values()) == pytest.approx(row.loss, rel=1e-4)
+
+
+def test_a_tokens_loss_splits_by_field_as_the_chain_rule_says() -> None:
+    """Each field's NLL given the fields before it, from the joint logits over mixed-radix ids: the four sum to
+    the id's NLL, and each is what marginalizing the joint by hand gives."""
+    from tradefm.evaluation.perplexity import field_nll
+
+    torch.manual_seed(0)
+    radix = (2, 2, 4, 3, 5)
+    logits, target = torch.randn(9, 240), torch.randint(0, 240, (9,))
+    parts = field_nll(logits, target, radix)
+    whole = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+    assert torch.allclose(parts.sum(1), whole, atol=1e-5)
+    lp = torch.log_softmax(logits, -1).view(9, 4, 4, 3, 5)
+    for i, t in enumerate(target.tolist()):
+        a, d, v, dt = t // 60, t // 15 % 4, t // 5 % 3, t % 5
+        joint = [lp[i, a].logsumexp((0, 1, 2)), lp[i, a, d].logsumexp((0, 1)), lp[i, a, d, v].logsumexp(0),
+                 lp[i, a, d, v, dt]]
+        want = [-joint[0]] + [joint[k - 1] - joint[k] for k in (1, 2, 3)]
+        assert torch.allclose(parts[i], torch.stack(want), atol=1e-5)
 
 
 def test_the_best_validation_model_is_kept_as_training_goes_on(shards: Path, tmp_path: Path) -> None:

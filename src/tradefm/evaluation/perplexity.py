@@ -4,6 +4,10 @@ The same table answers zero-shot transfer: train on one market, score another ma
 same token space. Each shard is cut into non-overlapping windows of the model's context; a window's mean
 negative log-likelihood is the unit the bootstrap resamples. Beside each perplexity stands the unigram
 baseline: token frequencies of the training split (add-one smoothed) scored on the same tokens.
+
+A token is a mixed-radix number over its fields, so its NLL splits exactly by the chain rule into the NLL of
+its action and side, of its depth bin given those, of its volume bin given all three, and of its dt bin given
+the rest: where a market the model never saw loses (its clock, its prices or its sizes) can be read off.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +38,27 @@ class Perplexity:
     ppl_low: float  # 95% bootstrap interval
     ppl_high: float
     unigram_ppl: float
+    fields: dict[str, float]  # FIELDS -> mean NLL per token (nats); they sum to ``loss``
+
+
+FIELDS = ("action_side", "depth", "volume", "dt")  # the chain rule's order: the id's digits, most significant first
+
+
+def field_nll(logits: torch.Tensor, target: torch.Tensor, radix: Sequence[int]) -> torch.Tensor:
+    """[N, 4]: each target id's NLL split by :data:`FIELDS`, each field's given the ones before it (the four sum to
+    the id's NLL). ``logits`` [N, vocab] over ids that are mixed-radix numbers with ``radix``; ``target`` [N]."""
+    n, rows = len(target), torch.arange(len(target))
+    x = torch.log_softmax(logits.float(), dim=-1).view(n, radix[0] * radix[1], *radix[2:])
+    digits, rest = [], target.long()
+    for r in reversed(radix[2:]):
+        digits.insert(0, rest % r)
+        rest = rest // r
+    joint = []  # log p(the first k fields)
+    for d in (rest, *digits):
+        joint.append(x.flatten(2).logsumexp(dim=2)[rows, d] if x.dim() > 2 else x[rows, d])
+        x = x[rows, d]
+    joint = torch.stack(joint, dim=1)
+    return -torch.diff(joint, dim=1, prepend=torch.zeros(n, 1))
 
 
 def unigram_logprobs(root: Path, manifest: dict, vocab: int) -> np.ndarray:
@@ -44,8 +70,9 @@ def unigram_logprobs(root: Path, manifest: dict, vocab: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def window_nll(model: TradeFM, tokens: np.ndarray, ctx: np.ndarray, batch: int = 8) -> list[tuple[float, int]]:
-    """(sum of NLL, tokens scored) per non-overlapping window of the model's context."""
+def window_nll(model: TradeFM, tokens: np.ndarray, ctx: np.ndarray, radix: Sequence[int], batch: int = 8
+               ) -> list[tuple[float, int, np.ndarray]]:
+    """(sum of NLL, tokens scored, sum of NLL per field) per non-overlapping window of the model's context."""
     t = model.cfg.context
     starts = list(range(0, len(tokens) - 1, t))
     out = []
@@ -60,13 +87,16 @@ def window_nll(model: TradeFM, tokens: np.ndarray, ctx: np.ndarray, batch: int =
             y[j, :e - s] = torch.from_numpy(tokens[s + 1:e + 1].astype(np.int64))
             c[j, :e - s] = torch.from_numpy(np.asarray(ctx[s:e], dtype=np.int64))
         logits, _ = model(x, c)
-        nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100,
-                                                reduction="none").view(len(group), width)
-        out += [(float(nll[j].sum()), e - s) for j, (s, e) in enumerate(group)]
+        scored = y >= 0
+        fields = field_nll(logits[scored], y[scored], radix)  # [scored tokens, 4], window by window in order
+        per = torch.zeros(len(group), width, len(FIELDS))
+        per[scored] = fields
+        out += [(float(per[j].sum()), e - s, per[j].sum(0).double().numpy()) for j, (s, e) in enumerate(group)]
     return out
 
 
-def _bootstrap(windows: list[tuple[float, int]], rng: np.random.Generator, n: int = 1000) -> tuple[float, float]:
+def _bootstrap(windows: list[tuple[float, int, np.ndarray]], rng: np.random.Generator, n: int = 1000
+               ) -> tuple[float, float]:
     nll = np.array([w[0] for w in windows])
     cnt = np.array([w[1] for w in windows])
     idx = rng.integers(0, len(windows), size=(n, len(windows)))
@@ -87,6 +117,8 @@ def perplexity(model: TradeFM, shards: str | Path, splits: tuple[str, ...] = ("v
         saved = json.loads(tok_file.read_text()).get("hash")
         if saved and saved != manifest["tokenizer_hash"]:
             raise InputError(f"{root}: tokenizer.json does not match the manifest")
+    if "radix" not in manifest:
+        raise InputError(f"{root}: the manifest has no radix (written by an older tradefm): tokenize again")
     uni = unigram_logprobs(root, manifest, model.cfg.vocab_size)
     model.eval()
     groups: dict[tuple[str, str], list[tuple[float, int]]] = defaultdict(list)
@@ -94,7 +126,7 @@ def perplexity(model: TradeFM, shards: str | Path, splits: tuple[str, ...] = ("v
     files = [f for f in manifest["files"] if f["split"] in splits]
     for f in tqdm(files, desc="perplexity", unit="shard", disable=not progress):
         tokens, ctx = load_shard(root, f, manifest["token_dtype"])
-        windows = window_nll(model, tokens, ctx)
+        windows = window_nll(model, tokens, ctx, manifest["radix"])
         scored = -uni[tokens[1:].astype(np.int64)].sum()
         for key in ((f["instrument"], f["split"]), (f["instrument"].split("/")[0], f["split"])):
             groups[key] += windows
@@ -105,13 +137,16 @@ def perplexity(model: TradeFM, shards: str | Path, splits: tuple[str, ...] = ("v
         n = sum(w[1] for w in windows)
         loss = sum(w[0] for w in windows) / n
         lo, hi = _bootstrap(windows, rng)
-        rows.append(Perplexity(group, split, n, loss, math.exp(loss), lo, hi, math.exp(uni_nll[(group, split)] / n)))
+        fields = dict(zip(FIELDS, (sum(w[2] for w in windows) / n).tolist(), strict=True))
+        rows.append(Perplexity(group, split, n, loss, math.exp(loss), lo, hi, math.exp(uni_nll[(group, split)] / n),
+                               fields))
     return rows
 
 
 def table(rows: list[Perplexity]) -> str:
-    lines = ["| group | split | tokens | loss (nats) | perplexity | 95% CI | unigram perplexity |",
-             "|---|---|---|---|---|---|---|"]
+    """Markdown: a row per group and split, with the loss split by field (nats per token)."""
+    lines = ["| group | split | tokens | loss (nats) | perplexity | 95% CI | unigram perplexity | action, side | depth "
+             "| volume | dt |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r.group} | {r.split} | {r.tokens:,} | {r.loss:.3f} | {r.ppl:.1f} | {r.ppl_low:.1f}-{r.ppl_high:.1f}"
-              f" | {r.unigram_ppl:.1f} |" for r in rows]
+              f" | {r.unigram_ppl:.1f} | " + " | ".join(f"{r.fields[f]:.3f}" for f in FIELDS) + " |" for r in rows]
     return "\n".join(lines)
