@@ -192,6 +192,36 @@ def test_a_real_cancel_decodes_to_the_order_it_removed() -> None:
     assert len(same) > 300 and np.mean(same) > 0.65
 
 
+def test_an_add_inside_the_spread_is_a_share_of_it_and_decodes_inside_any_spread() -> None:
+    """With ``add_from="touch"`` an add inside the spread is measured as the share of the spread it crossed, so
+    that it stays inside whatever spread the rollout's book shows: halfway into a 10-tick spread decodes halfway
+    into a 4-tick one, at least one tick in and one tick short of the other side's quote; with no room it joins
+    its quote. An add at or through the other side's quote keeps its bps beyond it."""
+    from tradefm.codec import INSIDE, add_price, depth_of
+
+    def depth(side: int, price: float, best: float, other: float, aggressive: bool = False) -> float:
+        return depth_of(0, side, price, 1000.0, best, aggressive, other, False, True, True, False, True)
+
+    assert depth(1, 995, 990, 1000) == pytest.approx(-0.5 * INSIDE)  # a bid halfway into a 10-tick spread
+    assert depth(-1, 992, 1000, 990) == pytest.approx(-0.8 * INSIDE)  # an ask 8 ticks into it
+    assert depth(1, 985, 990, 1000) == pytest.approx(50.0)  # behind its quote: bps from it, as before
+    assert depth(1, 990, 990, 1000) == 0.0  # on its quote
+    assert depth(1, 1002, 990, 1000, True) == pytest.approx(-INSIDE - 20.0)  # 2 ticks through the ask
+    assert depth(1, 995, 990, np.nan) == pytest.approx(-0.5 * INSIDE)  # no other side: halfway
+
+    def price(side: int, d: float, best: float, other: float) -> int:
+        return add_price(side, d, 1000.0, 1, best, other, True, True)
+
+    assert price(1, -0.5 * INSIDE, 990, 1000) == 995
+    assert price(1, -0.5 * INSIDE, 996, 1000) == 998  # halfway into a 4-tick spread
+    assert price(1, -0.99 * INSIDE, 996, 1000) == 999 and price(1, -0.01 * INSIDE, 996, 1000) == 997
+    assert price(-1, -0.5 * INSIDE, 1000, 996) == 998
+    assert price(1, -0.5 * INSIDE, 999, 1000) == 999  # a 1-tick spread: it joins its quote
+    assert price(1, -INSIDE - 20.0, 990, 1000) == 1002  # through the ask, by its bps
+    assert price(1, -0.5 * INSIDE, 990, np.nan) == 991  # no other side: one tick inside
+    assert price(1, 50.0, 990, 1000) == 985
+
+
 SAMPLES = ["AAPL_2012-06-21_1", "AMZN_2012-06-21_1", "AMZN_2012-06-21_5", "GOOG_2012-06-21_1", "GOOG_2012-06-21_5",
            "GOOG_2012-06-21_10"]
 

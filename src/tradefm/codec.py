@@ -36,6 +36,9 @@ UNIT_HALF_LIFE = 250
 UNIT_ALPHA = 1.0 - 0.5 ** (1.0 / UNIT_HALF_LIFE)
 # clock=True: the half hour of the venue's local day as a context field (the tempo of a session follows the clock)
 CLOCK_BINS = 48
+# add_from="touch": an add inside the spread has depth -INSIDE times the share of the spread it crossed, one at or
+# through the other side's quote -INSIDE minus the bps beyond it
+INSIDE = 1.0
 _DAY_NS = 86_400 * 10**9
 
 
@@ -136,29 +139,48 @@ def order_depth(side: np.ndarray | float, price: np.ndarray | float, reference: 
 
 
 @kernel
-def depth_of(action: int, side: int, price: float, reference: float, best: float, aggressive: bool, hit: float,
+def depth_of(action: int, side: int, price: float, reference: float, best: float, aggressive: bool, other: float,
              emptied: bool, cancel_touch: bool, join_touch: bool, clear_touch: bool, add_touch: bool) -> float:
-    """The depth an order event is tokenized with. ``side`` +1 bid / -1 ask; ``best`` its own side's best quote
-    before it (NaN: that side is empty); for an aggressor, ``hit`` the best price of the side it hit and
-    ``emptied`` whether it left that level empty.
+    """The depth an order event is tokenized with. ``side`` +1 bid / -1 ask; ``best`` and ``other`` its own and the
+    other side's best quotes before it (NaN: that side is empty); for an aggressor (``aggressive``), ``emptied``
+    whether it left the level it hit empty.
 
     From the reference; a cancel from its side's touch with ``cancel_touch`` (0 = it leaves the best level: a cancel
-    can only remove what rests), and an add with ``add_touch`` (positive behind the quote, negative inside the spread
-    or through it: placed by the book it meets rather than by the reference); with ``join_touch`` a passive add on
-    its side's best quote has depth exactly 0 (and one exactly at the reference without being on the quote moves
-    off 0 by a hair); with ``clear_touch`` an aggressor whose worst fill is the opposite best price has depth CLEAR
-    when it took that level whole, TAKE when it took part of it."""
+    can only remove what rests), and an add with ``add_touch`` (:func:`_from_touch`: placed by the book it meets
+    rather than by the reference); with ``join_touch`` a passive add on its side's best quote has depth exactly 0
+    (and one exactly at the reference without being on the quote moves off 0 by a hair); with ``clear_touch`` an
+    aggressor whose worst fill is the other side's best price has depth CLEAR when it took that level whole, TAKE
+    when it took part of it."""
     depth = _depth_bps(side, price, reference, reference)
-    if (action == CANCEL and cancel_touch) or (action == ADD and add_touch):
-        depth = _depth_bps(side, price, reference, reference if best != best else best)
+    if action == CANCEL and cancel_touch and best == best:
+        depth = _depth_bps(side, price, reference, best)
+    if action == ADD and add_touch and best == best:
+        depth = _from_touch(side, price, reference, best, other)
     if action == ADD and join_touch:
         if depth == 0.0:
             depth = 5e-324
         if not aggressive and price == best:
             depth = 0.0
-    if action == ADD and aggressive and clear_touch and price == hit:
+    if action == ADD and aggressive and clear_touch and price == other:
         depth = CLEAR if emptied else TAKE
     return depth
+
+
+@kernel
+def _from_touch(side: int, price: float, reference: float, best: float, other: float) -> float:
+    """An add's depth from its side's best quote: bps behind it (positive); inside the spread, ``-INSIDE`` times
+    the share of the spread it crossed, in (-INSIDE, 0), so that it decodes inside whatever spread the rollout's
+    book has (in bps a real add placed inside a wide real spread went through a narrower one); at or through the
+    other side's quote ``-INSIDE`` minus the bps beyond it. Without an other side, halfway inside."""
+    depth = _depth_bps(side, price, reference, best)
+    if depth >= 0.0:
+        return depth
+    if other != other:
+        return -0.5 * INSIDE
+    through = side * (price - other) / reference * 1e4
+    if through >= 0.0:
+        return -INSIDE - through
+    return -INSIDE * (side * (price - best)) / (side * (other - best))
 
 
 @kernel
@@ -172,12 +194,25 @@ def token_of(action: int, side_idx: int, depth: float, log_volume: float, dt: fl
 
 
 @kernel
-def add_price(side: int, depth: float, reference: float, tick: int, best: float, join_touch: bool,
+def add_price(side: int, depth: float, reference: float, tick: int, best: float, other: float, join_touch: bool,
               add_touch: bool) -> int:
-    """The price a decoded add of ``depth`` bps goes to: from the reference (from its side's best quote with
-    ``add_touch``, onto it at depth 0 with ``join_touch``), passive side positive, on the tick grid and at least one
-    tick."""
-    anchor = best if (add_touch or (join_touch and depth == 0.0)) and best == best and best > 0 else reference
+    """The price a decoded add of ``depth`` bps goes to: from the reference (onto its side's best quote at depth 0
+    with ``join_touch``; with ``add_touch`` as :func:`_from_touch` measured it), passive side positive, on the tick
+    grid and at least one tick. ``best`` and ``other`` are its own and the other side's best quotes (NaN or 0:
+    empty). A share of the spread is rounded to whole ticks strictly inside it (no room: it joins the quote)."""
+    own = best == best and best > 0
+    opp = other == other and other > 0
+    if add_touch and own and depth < 0.0 and depth > -INSIDE:
+        if not opp:
+            return int(best + side * tick)
+        ticks = int(np.rint(side * (other - best) / tick))
+        if ticks <= 1:
+            return int(best)
+        k = min(max(int(np.rint(-depth / INSIDE * ticks)), 1), ticks - 1)
+        return int(best + side * k * tick)
+    if add_touch and own and depth < 0.0:
+        return _grid(side, depth + INSIDE, reference, tick, other if opp else best)
+    anchor = best if own and (add_touch or (join_touch and depth == 0.0)) else reference
     return _grid(side, depth, reference, tick, anchor)
 
 
@@ -188,17 +223,18 @@ def _grid(side: int, depth: float, reference: float, tick: int, anchor: float) -
 
 
 def add_prices(side: np.ndarray, depth: np.ndarray, reference: np.ndarray, tick: int, best: np.ndarray,
-               join_touch: bool, add_touch: bool) -> np.ndarray:
+               other: np.ndarray, join_touch: bool, add_touch: bool) -> np.ndarray:
     """:func:`add_price` of arrays of decoded adds."""
-    return _add_prices(np.asarray(side, np.int64), np.asarray(depth, np.float64), np.asarray(reference, np.float64),
-                       int(tick), np.asarray(best, np.float64), bool(join_touch), bool(add_touch))
+    f64 = lambda x: np.asarray(x, np.float64)  # noqa: E731
+    return _add_prices(np.asarray(side, np.int64), f64(depth), f64(reference), int(tick), f64(best), f64(other),
+                       bool(join_touch), bool(add_touch))
 
 
 @njit(cache=True)
-def _add_prices(side, depth, reference, tick, best, join_touch, add_touch):
+def _add_prices(side, depth, reference, tick, best, other, join_touch, add_touch):
     out = np.empty(len(side), dtype=np.int64)
     for i in range(len(side)):
-        out[i] = add_price(side[i], depth[i], reference[i], tick, best[i], join_touch, add_touch)
+        out[i] = add_price(side[i], depth[i], reference[i], tick, best[i], other[i], join_touch, add_touch)
     return out
 
 
@@ -378,13 +414,13 @@ def decode(st: E.BookState, t: Tables, token: int, u_depth: float, u_volume: flo
     depth = _draw(t.depth_q, t.depth_c, depth_bin, u_depth)
     log_volume = _draw(t.volume_q, t.volume_c, volume_bin, u_volume)
     dt = seconds(_draw(t.dt_q, t.dt_c, dt_bin, u_dt))
-    anchor = reference
-    touch = t.add_touch or (t.join_touch and depth == 0.0)
-    if (action == CANCEL and t.cancel_touch) or (action == ADD and touch):
-        own = best_price(st, side)
-        if own != 0:
-            anchor = float(own)  # from (or, at 0, onto) its side's best quote
-    price = _grid(side, depth, reference, t.tick, anchor)
+    own = float(best_price(st, side))
+    anchor = own if action == CANCEL and t.cancel_touch and own > 0 else reference  # a cancel's, from its touch
+    if action == ADD:
+        price = add_price(side, depth, reference, t.tick, own, float(best_price(st, -side)), t.join_touch,
+                          t.add_touch)
+    else:
+        price = _grid(side, depth, reference, t.tick, anchor)
     amount = np.expm1(log_volume)
     if t.notional:  # currency back to units at this order's price
         amount /= price / t.price_scale

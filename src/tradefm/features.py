@@ -14,7 +14,9 @@ Per order event, using only events up to it:
   ``cancel_from="touch"`` (beyond the paper) a cancel's is measured from the best quote of its own side instead
   (0 = it leaves the best level): a cancel can only remove what rests, so the touch is where it is aimed;
   with ``add_from="touch"`` (beyond the paper) an add's too, so that a passive order is placed by the book it
-  meets (ticks behind its quote) rather than by the reference;
+  meets (bps behind its quote) rather than by the reference, and one inside the spread by the share of the
+  spread it crossed (:func:`~tradefm.codec.depth_of`), so that it decodes inside whatever spread a rollout's book
+  has instead of through it;
   with ``join_touch`` (beyond the paper) a passive add on its side's best quote has depth exactly 0 too, and an
   add that is exactly at the reference without being on the quote moves off 0 by a hair: 0 then always means
   "at the best quote", a value of its own that decoding puts back on the quote (in bps from the reference, 21% of
@@ -177,12 +179,12 @@ def book_mid_before(day: EventDay, upto: int | None = None) -> np.ndarray:
 
 
 @njit(cache=True)
-def _depths(action, side, price, reference, best, aggressive, hit, emptied, cancel_touch, join_touch, clear_touch,
+def _depths(action, side, price, reference, best, aggressive, other, emptied, cancel_touch, join_touch, clear_touch,
             add_touch):
     """:func:`tradefm.codec.depth_of` of every order event of a day."""
     out = np.empty(len(action))
     for i in range(len(action)):
-        out[i] = depth_of(action[i], side[i], price[i], reference[i], best[i], aggressive[i], hit[i], emptied[i],
+        out[i] = depth_of(action[i], side[i], price[i], reference[i], best[i], aggressive[i], other[i], emptied[i],
                           cancel_touch, join_touch, clear_touch, add_touch)
     return out
 
@@ -242,15 +244,14 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
     # before any reference exists (empty book, no trade yet) the order is its own reference: depth 0
     ref_or_own = np.where(known, ref, o_price)
     best = np.where(o_side > 0, bid[rows], ask[rows])  # its side's best quote before it (NaN: that side is empty)
-    hit = np.full(len(rows), np.nan)  # an aggressor's: the best price of the side it hit, and whether it emptied it
-    emptied = np.zeros(len(rows), dtype=bool)
+    other = np.where(o_side > 0, ask[rows], bid[rows])  # the other side's (an aggressor's: the best it hit)
+    emptied = np.zeros(len(rows), dtype=bool)  # an aggressor's: whether it left the level it hit empty
     if len(ex):
         last = ex[np.append(firsts[1:], len(ex)) - 1]  # each aggressor's last execution
-        hit[from_exec] = np.where(g_rest > 0, bid[ex[firsts]], ask[ex[firsts]])
         left = np.where(g_rest > 0, bid_after[last], ask_after[last])  # that side's best once it was done
-        emptied[from_exec] = np.isnan(left) | (g_rest * (hit[from_exec] - left) > 0)
+        emptied[from_exec] = np.isnan(left) | (g_rest * (other[from_exec] - left) > 0)
     depth_bps = _depths(action, o_side.astype(np.int64), o_price.astype(np.float64), ref_or_own, best, from_exec,
-                        hit, emptied, cfg.cancel_from == "touch", cfg.join_touch, cfg.clear_touch,
+                        other, emptied, cfg.cancel_from == "touch", cfg.join_touch, cfg.clear_touch,
                         cfg.add_from == "touch")
     dt = np.diff(o_ts, prepend=o_ts[:1]) / 1e9
     # price level since the open: the reference against the day's first reference, known from where it exists

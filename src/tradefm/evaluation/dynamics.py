@@ -112,7 +112,7 @@ def decoded_placement(day: EventDay, tok: Tokenizer, seed: int = 0) -> dict[str,
     side, best, other, ref, real = side[ok], best[ok], other[ok], ref[ok], flow.price[passive][ok]
     _, _, depth_bin, _, _ = tok.decompose(ids[passive][ok])
     depth = tok.depth.value(depth_bin, np.random.default_rng(seed))
-    decoded = add_prices(side, depth, ref, inst.tick_size, best, tok.features.join_touch,
+    decoded = add_prices(side, depth, ref, inst.tick_size, best, other, tok.features.join_touch,
                          tok.features.add_from == "touch")  # as decoding prices them
     crosses = np.where(side > 0, decoded >= other, decoded <= other)  # False where the other side is empty
     return {"real": placement(side * (best - real) / inst.tick_size),

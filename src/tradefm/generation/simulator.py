@@ -174,7 +174,8 @@ def _event(st: E.BookState, b: int, t: Tables, tokens, due, u, ucur, ts, next_id
         amount = filled if filled > 0 else size
         after = best_price(st, -side)
         depth = depth_of(ADD, side, price, reference, float(own) if own != 0 else np.nan, filled > 0,
-                         float(hit), after != hit, t.cancel_touch, t.join_touch, t.clear_touch, t.add_touch)
+                         float(hit) if hit != 0 else np.nan, after != hit, t.cancel_touch, t.join_touch,
+                         t.clear_touch, t.add_touch)
         volume = order_volume(t, amount, price, size_units(t, vwap[b, R_UNIT]))
         tokens[b] = token_of(ADD, 0 if side > 0 else 1, depth, np.log1p(volume), dt, t.depth_edges,
                              t.volume_edges, t.dt_edges, t.radix)
