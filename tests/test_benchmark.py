@@ -32,10 +32,12 @@ def test_a_source_drawn_like_the_real_windows_scores_near_the_floor_and_a_shifte
     inst = ["a"] * 3 + ["b"] * 3
     sources = {bm.MODEL: [[_samples(rng)] for _ in range(6)], bm.HAWKES: [[_samples(rng, 0.5)] for _ in range(6)]}
     floor = [_samples(rng) for _ in range(6)]
-    rows, means, headline = bm.measure(real, inst, sources, floor, inst, n_boot=30, seed=1)
+    rows, means, headline, floor_ratio = bm.measure(real, inst, sources, floor, inst, n_boot=30, seed=1)
     assert set(rows) == {"a", "b", bm.ALL} and set(rows[bm.ALL]) == {bm.MODEL, bm.HAWKES, bm.FLOOR}
     value, low, high = headline[bm.ALL]
     assert value < 0.5 and low <= value <= high < 1.0  # like the real flow: far below the shifted source
+    f, f_low, f_high = floor_ratio[bm.ALL]  # the floor is real flow too: the same ratio, within the noise
+    assert f < 0.5 and f_low < f_high < 1.0 and abs(f - value) < 0.15
     for m in DISTRIBUTIONS:
         v, lo, hi = rows[bm.ALL][bm.HAWKES][m]["KS"]
         assert lo <= v <= hi and v > 0.1

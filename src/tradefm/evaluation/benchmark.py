@@ -17,7 +17,9 @@ One window of minutes holds a few dozen independent 10 s returns, so one window 
 - ``part="val"`` scores the validation part instead (the floor then being the test part's windows), so that
   settings such as the sampling are chosen without looking at the test part;
 - **the headline**: the model's mean KS over the distribution rows divided by Compound Hawkes', with its
-  interval from the same resamples; and row by row, whether the model is ahead of Compound Hawkes or inside the
+  interval from the same resamples, beside the same ratio for the floor (what real flow from another part of the
+  day scores: a ratio a generator need not beat, since the scored windows disagree with any other real flow as
+  much); and row by row, whether the model is ahead of Compound Hawkes or inside the
   floor's interval, and which stylized facts each source shows.
 
 A day whose book file shows only the touch (LOBSTER level 1) is skipped: its flow leaves out every event behind
@@ -240,11 +242,13 @@ class Benchmark:
     mean_ks: dict[str, dict[str, tuple[float, float, float]]]  # group -> source -> mean KS
     facts: dict[str, dict[str, object]] = field(default_factory=dict)  # source -> stylized facts (pooled)
     skipped: dict[str, str] = field(default_factory=dict)  # day -> why
+    floor_headline: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # the floor's, as headline
 
     def to_json(self) -> dict:
         """Plain JSON: intervals as [value, low, high], a missing value (no sample) as null."""
         return _plain({"config": asdict(self.config), "windows": self.windows, "floor_windows": self.floor_windows,
-                       "headline": self.headline, "mean_ks": self.mean_ks, "rows": self.rows,
+                       "headline": self.headline, "floor_headline": self.floor_headline, "mean_ks": self.mean_ks,
+                       "rows": self.rows,
                        "verdicts": {g: verdicts(r) for g, r in self.rows.items() if MODEL in r and HAWKES in r},
                        "facts": self.facts, "skipped": self.skipped})
 
@@ -284,12 +288,12 @@ def _interval(value: float, boots: Sequence[float]) -> tuple[float, float, float
 
 def measure(real: Sequence[Mapping], inst: Sequence[str], sources: Mapping[str, Sequence[Sequence[Mapping]]],
             floor_real: Sequence[Mapping], floor_inst: Sequence[str], n_boot: int, seed: int,
-            progress: bool = False) -> tuple[dict, dict, dict]:
+            progress: bool = False) -> tuple[dict, dict, dict, dict]:
     """Point values and window-bootstrap intervals, per group (each instrument, and ALL): of every (source,
-    metric, stat), of each source's mean KS, and of the headline ratio. ``real[i]`` holds the samples of test
-    window i, ``sources[name][i]`` the samples of each of its rollouts, ``floor_real[j]`` those of validation
-    window j. Each draw resamples windows with replacement within each instrument; the real flow and every
-    source take the same windows."""
+    metric, stat), of each source's mean KS, of the headline ratio, and of the floor's ratio to Compound Hawkes.
+    ``real[i]`` holds the samples of test window i, ``sources[name][i]`` the samples of each of its rollouts,
+    ``floor_real[j]`` those of validation window j. Each draw resamples windows with replacement within each
+    instrument; the real flow and every source take the same windows."""
     from tqdm.auto import tqdm
 
     rng = np.random.default_rng([seed, 16])
@@ -306,6 +310,7 @@ def measure(real: Sequence[Mapping], inst: Sequence[str], sources: Mapping[str, 
     rows: dict = {}
     means: dict = {}
     headline: dict = {}
+    floor_ratio: dict = {}
     bar = tqdm(total=len(groups) * (n_boot + 1), desc="bootstrap", unit="draw", disable=not progress)
     for group, idx in groups.items():
         fidx = floor_groups.get(group, np.zeros(0, dtype=int))
@@ -336,8 +341,11 @@ def measure(real: Sequence[Mapping], inst: Sequence[str], sources: Mapping[str, 
         if MODEL in point and HAWKES in point:
             headline[group] = _interval(ratio(point[MODEL], point[HAWKES]),
                                         [ratio(b[MODEL], b[HAWKES]) for b in boots])
+        if FLOOR in point and HAWKES in point:
+            floor_ratio[group] = _interval(ratio(point[FLOOR], point[HAWKES]),
+                                           [ratio(b[FLOOR], b[HAWKES]) for b in boots])
     bar.close()
-    return rows, means, headline
+    return rows, means, headline, floor_ratio
 
 
 # ---------------------------------------------------------------- the run
@@ -489,9 +497,10 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
         raise InputError("no day could be evaluated: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     say(f"{len(real)} windows of {cfg.minutes:g} minutes on {scored_days} day(s), {cfg.rollouts} rollouts of each "
         f"source per window; bootstrap over windows ({cfg.n_boot} draws)")
-    rows, means, headline = measure(real, inst, sources, floor_real, floor_inst, cfg.n_boot, cfg.seed, progress)
+    rows, means, headline, floor_ratio = measure(real, inst, sources, floor_real, floor_inst, cfg.n_boot, cfg.seed,
+                                                 progress)
     facts = {source: _facts(d, books[source]) for source, d in kept.items()}
-    return Benchmark(cfg, windows, floor_windows, rows, headline, means, facts, skipped)
+    return Benchmark(cfg, windows, floor_windows, rows, headline, means, facts, skipped, floor_ratio)
 
 
 # ---------------------------------------------------------------- verdicts
@@ -566,7 +575,8 @@ def markdown(b: Benchmark) -> str:
     for g, h in b.headline.items():
         lines.append(f"- **{g}**: TradeFM mean KS ÷ Compound Hawkes mean KS = **{_cell(h)}** "
                      f"(TradeFM {_cell(b.mean_ks[g][MODEL])}, Compound Hawkes {_cell(b.mean_ks[g][HAWKES])}"
-                     + (f", real vs real {_cell(b.mean_ks[g][FLOOR])}" if FLOOR in b.mean_ks[g] else "") + ")")
+                     + (f", real vs real {_cell(b.mean_ks[g][FLOOR])}" if FLOOR in b.mean_ks[g] else "") + ")"
+                     + (f"; the floor's own ratio {_cell(b.floor_headline[g])}" if g in b.floor_headline else ""))
     names = list(b.rows[group])
     if MODEL in b.rows[group] and HAWKES in b.rows[group]:
         v = verdicts(b.rows[group])
