@@ -186,6 +186,24 @@ def test_relative_volume_is_the_same_in_any_size_unit(aapl: EventDay) -> None:
     assert not np.allclose(np.expm1(raw.log_volume), np.expm1(base.log_volume))
 
 
+def test_a_coarser_clock_floors_every_timestamp_first(aapl: EventDay) -> None:
+    """``resolution_ns`` reads the day as a millisecond feed would record it: the same events as flooring the
+    timestamps by hand, every dt a whole number of milliseconds, and more of them simultaneous."""
+    ms = 1_000_000
+    flow = order_flow(aapl, FeatureConfig(resolution_ns=ms))
+    t = aapl.table
+    floored = t.set_column(t.schema.get_field_index("ts"), t.schema.field("ts"),
+                           pa.array(t.column("ts").to_numpy() // ms * ms))
+    by_hand = order_flow(_with_table(aapl, floored))
+    for name in FIELDS:
+        np.testing.assert_array_equal(getattr(flow, name), getattr(by_hand, name), err_msg=name)
+    assert np.all(flow.ts % ms == 0)
+    raw = order_flow(aapl)
+    assert np.mean(flow.dt == 0) > np.mean(raw.dt == 0) + 0.2  # about half of AAPL's gaps are under 1 ms
+    with pytest.raises(ValueError, match="resolution_ns"):
+        FeatureConfig(resolution_ns=-1)
+
+
 def test_bad_config() -> None:
     with pytest.raises(ValueError, match="reference"):
         FeatureConfig(reference="last")

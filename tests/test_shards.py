@@ -54,6 +54,39 @@ def test_same_input_same_tokens(store: str, tmp_path) -> None:
         assert f.read_bytes() == (tmp_path / "b" / f.relative_to(tmp_path / "a")).read_bytes()
 
 
+def test_a_coarser_clock_adds_training_shards_only(store: str, tmp_path) -> None:
+    """``--augment-clock`` writes each training part again as a millisecond feed records it: the tokens a
+    tokenizer with that clock gives, beside the day as recorded; validation and test stay as recorded."""
+    from dataclasses import replace
+
+    from tradefm.shards import tokenize
+    from tradefm.tokenizer import Tokenizer
+
+    tok = tmp_path / "tok.json"
+    main(["fit-tokenizer", store, "--out", str(tok)])
+    plain, aug = tmp_path / "plain", tmp_path / "aug"
+    main(["tokenize", store, "--tokenizer", str(tok), "--out", str(plain)])
+    assert main(["tokenize", store, "--tokenizer", str(tok), "--out", str(aug), "--augment-clock", "1000000"]) == 0
+    p, a = (json.loads((d / "manifest.json").read_text()) for d in (plain, aug))
+    extra = [f for f in a["files"] if "clock_ns" in f]
+    assert a["clocks"] == [1_000_000] and {f["split"] for f in extra} == {"train"}
+    assert len(extra) == 2 and [f for f in a["files"] if "clock_ns" not in f] == p["files"]
+    for f in p["files"]:
+        assert (plain / f["path"]).read_bytes() == (aug / f["path"]).read_bytes()
+    assert a["counts"]["train"] == p["counts"]["train"] + sum(f["tokens"] for f in extra)
+    t = Tokenizer.load(tok)
+    ms = replace(t, features=replace(t.features, resolution_ns=1_000_000))
+    again = tokenize(store, ms, tmp_path / "ms", progress=False)
+    for f in extra:
+        twin = next(g for g in again["files"] if g["split"] == "train" and g["instrument"] == f["instrument"])
+        np.testing.assert_array_equal(load_shard(aug, f)[0], load_shard(tmp_path / "ms", twin)[0])
+        dt = t.decompose(np.asarray(load_shard(aug, f)[0]))[4]
+        same = next(g for g in p["files"] if g["split"] == "train" and g["instrument"] == f["instrument"])
+        assert np.mean(dt == 1) > np.mean(t.decompose(np.asarray(load_shard(plain, same)[0]))[4] == 1) + 0.2
+    with pytest.raises(ValueError, match="clocks"):
+        tokenize(store, t, tmp_path / "bad", clocks=[0], progress=False)
+
+
 def test_split_cut_is_by_time() -> None:
     ts = np.arange(100) ** 2  # events thin out over the day
     cut = SplitConfig(val_from=0.5, test_from=0.75).cut(ts)

@@ -89,11 +89,12 @@ def _features(name: str, pairs: list[str]):
             if value.lower() not in ("true", "false", "1", "0"):
                 raise InputError(f"--feature {key} wants true or false, got {value!r}")
             overrides[key] = value.lower() in ("true", "1")
-        elif kind == "float":
+        elif kind in ("float", "int"):
             try:
-                overrides[key] = float(value)
+                overrides[key] = float(value) if kind == "float" else int(value)
             except ValueError:
-                raise InputError(f"--feature {key} wants a number, got {value!r}") from None
+                raise InputError(f"--feature {key} wants {'a' if kind == 'float' else 'a whole'} number, "
+                                 f"got {value!r}") from None
         else:
             overrides[key] = value
     return features(name, **overrides)
@@ -116,7 +117,8 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     from .shards import tokenize
     from .tokenizer import Tokenizer
 
-    manifest = tokenize(args.events, Tokenizer.load(args.tokenizer), args.out, _splits(args), workers=args.workers)
+    manifest = tokenize(args.events, Tokenizer.load(args.tokenizer), args.out, _splits(args), workers=args.workers,
+                        clocks=args.augment_clock)
     counts = ", ".join(f"{k} {v:,}" for k, v in manifest["counts"].items() if v)
     print(f"{len(manifest['files'])} shards, tokens per split: {counts} -> {args.out}/manifest.json")
     return 0
@@ -505,6 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("events")
     s.add_argument("--tokenizer", required=True)
     s.add_argument("--out", required=True)
+    s.add_argument("--augment-clock", type=int, action="append", default=[], metavar="NS",
+                   help="also write each training part as a feed with this clock records it (timestamps floored to "
+                        "NS nanoseconds; 1000000: milliseconds, as Bitstamp and Binance), repeatable; docs/TOKENS.md")
     split_options(s)
     s.set_defaults(func=cmd_tokenize)
 

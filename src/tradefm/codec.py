@@ -56,6 +56,8 @@ class FeatureConfig:
     clear_touch: bool = False  # an aggressor at the opposite best level has depth CLEAR or TAKE (not the paper's)
     hidden: bool = True  # executions of hidden orders are aggressors too (False: left out, the book never shows them)
     clock: bool = False  # also give the model the half hour of the local day (not in the paper; MarS has one)
+    resolution_ns: int = 0  # timestamps floored to this clock before any feature (0: as recorded); 1_000_000 puts
+    # every venue on one millisecond clock, as coarse as the common feeds', so dt means the same on all of them
 
     def __post_init__(self) -> None:
         if self.reference not in ("vwap", "mid"):
@@ -67,6 +69,8 @@ class FeatureConfig:
             raise InputError(f"volume must be 'size', 'notional' or 'relative', not {self.volume!r}")
         if not self.half_life_s > 0:
             raise InputError("half_life_s must be positive")
+        if not self.resolution_ns >= 0:
+            raise InputError("resolution_ns must be 0 (as recorded) or a positive number of nanoseconds")
 
 
 # named feature settings: "paper" is TradeFM's own; "book" adds the book context the demo uses (the spread as a

@@ -198,6 +198,8 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
     price = t.column("price").to_numpy()
     size = t.column("size").to_numpy()
     ts = t.column("ts").to_numpy()
+    if cfg.resolution_ns > 1:
+        ts = ts // cfg.resolution_ns * cfg.resolution_ns
     market = ~t.column("snapshot").to_numpy()
     kind_u8 = kind.astype(np.uint8)
     is_exec = (_IS_EXEC if cfg.hidden else _IS_VISIBLE_EXEC)[kind_u8] & market & (side != 0)

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
 from datetime import date
 from itertools import groupby
 from pathlib import Path
@@ -215,32 +215,46 @@ def _write(path: Path, array: np.ndarray) -> None:
         array.tofile(tmp)
 
 
-def _tokenize_day(shared: tuple[Tokenizer, Path, SplitConfig], path: Path) -> list[dict]:
+def _tokenize_day(shared: tuple[Tokenizer, Path, SplitConfig, tuple[int, ...]], path: Path) -> list[dict]:
     """Write one symbol-day's shard files; return their manifest entries."""
-    tokenizer, out, splits = shared
-    venue, symbol, date, key, flow = _flow(path, tokenizer.features)
-    tokens, ctx = tokenizer.encode(flow, key)
+    tokenizer, out, splits, clocks = shared
+    day = read_day(path, columns=COLUMNS)
+    venue, symbol, date = day.instrument.venue, day.instrument.symbol, day.date
+    key, stem = f"{venue}/{symbol}", f"{venue}-{symbol.replace('/', '-')}-{date}"
     files = []
-    for split, part in splits.parts(venue, symbol, date, flow.ts).items():
-        n = part.stop - part.start
-        if n <= 0:
-            continue
-        stem = f"{venue}-{symbol.replace('/', '-')}-{date}"
-        _write(out / split / f"{stem}.tokens.bin", tokens[part])
-        _write(out / split / f"{stem}.context.bin", ctx[part])
-        files.append({"split": split, "instrument": key, "date": date, "tokens": n,
-                      "path": f"{split}/{stem}.tokens.bin", "context": f"{split}/{stem}.context.bin",
-                      "first_ts": int(flow.ts[part.start]), "last_ts": int(flow.ts[part.stop - 1])})
+    for clock in (0, *clocks):  # the day as recorded, then its training part as each coarser clock records it
+        features = replace(tokenizer.features, resolution_ns=clock) if clock else tokenizer.features
+        flow = order_flow(day, features)
+        tokens, ctx = tokenizer.encode(flow, key)
+        for split, part in splits.parts(venue, symbol, date, flow.ts).items():
+            n = part.stop - part.start
+            if n <= 0 or (clock and split != "train"):
+                continue
+            name = f"{stem}.clock{clock}" if clock else stem
+            _write(out / split / f"{name}.tokens.bin", tokens[part])
+            _write(out / split / f"{name}.context.bin", ctx[part])
+            files.append({"split": split, "instrument": key, "date": date, "tokens": n,
+                          "path": f"{split}/{name}.tokens.bin", "context": f"{split}/{name}.context.bin",
+                          "first_ts": int(flow.ts[part.start]), "last_ts": int(flow.ts[part.stop - 1]),
+                          **({"clock_ns": clock} if clock else {})})
     return files
 
 
 def tokenize(events_dir: str | Path, tokenizer: Tokenizer, out: str | Path, splits: SplitConfig | None = None,
-             progress: bool = True, workers: Workers = 1) -> dict:
+             progress: bool = True, workers: Workers = 1, clocks: Sequence[int] = ()) -> dict:
     """Write token and context shards for every symbol-day, and the manifest (one day a task: the files are
-    the same with any number of workers)."""
+    the same with any number of workers). Each clock of ``clocks`` (ns) also writes every training part as a
+    feed with that clock would record it (timestamps floored): a model that has seen both reads a coarser
+    feed's simultaneous events, as on Bitstamp's and Binance's millisecond clocks, without losing the finer one."""
+    clocks = tuple(clocks)
+    if any(not isinstance(c, int) or c <= 1 for c in clocks):
+        raise InputError(f"clocks are whole numbers of nanoseconds above 1, not {list(clocks)}")
+    if tokenizer.features.resolution_ns and any(c <= tokenizer.features.resolution_ns for c in clocks):
+        raise InputError(f"the tokenizer already floors timestamps to {tokenizer.features.resolution_ns} ns: "
+                         "an added clock must be coarser")
     splits, out = splits or SplitConfig(), Path(out)
     files, counts = [], dict.fromkeys(SPLITS, 0)
-    for entries in map_tasks(_tokenize_day, _days(events_dir), (tokenizer, out, splits), workers, "tokenize",
+    for entries in map_tasks(_tokenize_day, _days(events_dir), (tokenizer, out, splits, clocks), workers, "tokenize",
                              progress):
         for entry in entries:
             files.append(entry)
@@ -250,7 +264,8 @@ def tokenize(events_dir: str | Path, tokenizer: Tokenizer, out: str | Path, spli
                 "radix": list(tokenizer.config.radix),
                 "token_dtype": tokenizer.token_dtype.name, "context_fields": list(tokenizer.context_fields),
                 "context_sizes": list(tokenizer.context_sizes),
-                "splits": asdict(splits), "counts": counts, "files": files, "events_dir": str(events_dir)}
+                "splits": asdict(splits), "counts": counts, "files": files, "events_dir": str(events_dir),
+                "clocks": list(clocks)}
     with atomic_path(out / "manifest.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=1))
     return manifest
@@ -288,7 +303,7 @@ def token_stats(root: str | Path, tokenizer: Tokenizer) -> dict[str, dict]:
     if manifest["tokenizer_hash"] != tokenizer.hash:
         raise InputError(f"{root}: shards were made by tokenizer {manifest['tokenizer_hash']}, not {tokenizer.hash}")
     by_inst: dict[str, list[np.ndarray]] = defaultdict(list)
-    for entry in manifest["files"]:
+    for entry in (e for e in manifest["files"] if "clock_ns" not in e):  # the days as recorded
         by_inst[entry["instrument"]].append(np.asarray(load_shard(root, entry, manifest["token_dtype"])[0]))
     out = {}
     for inst, parts in sorted(by_inst.items()):
