@@ -223,6 +223,8 @@ def _tokenize_day(shared: tuple[Tokenizer, Path, SplitConfig, tuple[int, ...]], 
     key, stem = f"{venue}/{symbol}", f"{venue}-{symbol.replace('/', '-')}-{date}"
     files = []
     for clock in (0, *clocks):  # the day as recorded, then its training part as each coarser clock records it
+        if clock and not any(f["split"] == "train" for f in files):
+            break  # a held-out day: nothing to train on at any clock
         features = replace(tokenizer.features, resolution_ns=clock) if clock else tokenizer.features
         flow = order_flow(day, features)
         tokens, ctx = tokenizer.encode(flow, key)
