@@ -310,7 +310,7 @@ def measure(real: Sequence[Mapping], inst: Sequence[str], sources: Mapping[str, 
     rows: dict = {}
     means: dict = {}
     headline: dict = {}
-    floor_ratio: dict = {}
+    floor_headline: dict = {}
     bar = tqdm(total=len(groups) * (n_boot + 1), desc="bootstrap", unit="draw", disable=not progress)
     for group, idx in groups.items():
         fidx = floor_groups.get(group, np.zeros(0, dtype=int))
@@ -338,14 +338,11 @@ def measure(real: Sequence[Mapping], inst: Sequence[str], sources: Mapping[str, 
         rows[group] = {name: {m: {s: _interval(point[name][m][s], [b[name][m][s] for b in boots])
                                   for s in _stats_of(m)} for m in METRICS} for name in point}
         means[group] = {name: _interval(mean_ks(point[name]), [mean_ks(b[name]) for b in boots]) for name in point}
-        if MODEL in point and HAWKES in point:
-            headline[group] = _interval(ratio(point[MODEL], point[HAWKES]),
-                                        [ratio(b[MODEL], b[HAWKES]) for b in boots])
-        if FLOOR in point and HAWKES in point:
-            floor_ratio[group] = _interval(ratio(point[FLOOR], point[HAWKES]),
-                                           [ratio(b[FLOOR], b[HAWKES]) for b in boots])
+        for name, into in ((MODEL, headline), (FLOOR, floor_headline)):  # the model's ratio, and the floor's
+            if name in point and HAWKES in point:
+                into[group] = _interval(ratio(point[name], point[HAWKES]), [ratio(b[name], b[HAWKES]) for b in boots])
     bar.close()
-    return rows, means, headline, floor_ratio
+    return rows, means, headline, floor_headline
 
 
 # ---------------------------------------------------------------- the run
@@ -497,10 +494,10 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
         raise InputError("no day could be evaluated: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     say(f"{len(real)} windows of {cfg.minutes:g} minutes on {scored_days} day(s), {cfg.rollouts} rollouts of each "
         f"source per window; bootstrap over windows ({cfg.n_boot} draws)")
-    rows, means, headline, floor_ratio = measure(real, inst, sources, floor_real, floor_inst, cfg.n_boot, cfg.seed,
-                                                 progress)
+    rows, means, headline, floor_headline = measure(real, inst, sources, floor_real, floor_inst, cfg.n_boot,
+                                                    cfg.seed, progress)
     facts = {source: _facts(d, books[source]) for source, d in kept.items()}
-    return Benchmark(cfg, windows, floor_windows, rows, headline, means, facts, skipped, floor_ratio)
+    return Benchmark(cfg, windows, floor_windows, rows, headline, means, facts, skipped, floor_headline)
 
 
 # ---------------------------------------------------------------- verdicts
