@@ -163,6 +163,15 @@ CASES: list[Case] = [
      "empty.json: not a tokenizer file"),
     ("tokenize with a folder as tokenizer", lambda g, b, t: ["tokenize", str(g["events"]), "--tokenizer",
                                                              str(b["folder"]), "--out", str(t / "s")], "a_folder"),
+    ("tokenize with a copy that changes what a token means", lambda g, b, t: [
+        "tokenize", str(g["events"]), "--tokenizer", str(g["tok"]), "--out", str(t / "s"), "--augment", "volume=size"],
+     "--augment wants KEY=VALUE with KEY one of resolution_ns, size_jitter"),
+    ("tokenize with a jitter out of range", lambda g, b, t: [
+        "tokenize", str(g["events"]), "--tokenizer", str(g["tok"]), "--out", str(t / "s"), "--augment",
+        "size_jitter=5"], "size_jitter must be between 0"),
+    ("tokenize with a clock no coarser than recorded", lambda g, b, t: [
+        "tokenize", str(g["events"]), "--tokenizer", str(g["tok"]), "--out", str(t / "s"), "--augment",
+        "resolution_ns=1,size_jitter=0.3"], "coarser than the tokenizer's"),
     ("tokenize a store with a corrupt day", lambda g, b, t: ["tokenize", str(_store_with(t, b["corrupt_parquet"])),
                                                              "--tokenizer", str(g["tok"]), "--out", str(t / "s")],
      "events.parquet: not a readable Parquet file"),

@@ -8,7 +8,7 @@ import pytest
 
 from tradefm.codec import ADD, BUY, CANCEL, SELL, FeatureConfig
 from tradefm.events import EventDay, Kind
-from tradefm.features import book_before, order_flow
+from tradefm.features import book_before, order_factor, order_flow
 from tradefm.readers import read
 
 from .conftest import data_file
@@ -202,6 +202,27 @@ def test_a_coarser_clock_floors_every_timestamp_first(aapl: EventDay) -> None:
     assert np.mean(flow.dt == 0) > np.mean(raw.dt == 0) + 0.2  # about half of AAPL's gaps are under 1 ms
     with pytest.raises(ValueError, match="resolution_ns"):
         FeatureConfig(resolution_ns=-1)
+
+
+def test_size_jitter_smears_round_lots_and_nothing_else(aapl: EventDay) -> None:
+    """``size_jitter`` reads the day as a feed without round lots: each order's volume times one factor in
+    [e^-j, e^j] on all its events, the same on every run; every other feature as recorded."""
+    j = 0.35
+    raw, jit = order_flow(aapl), order_flow(aapl, FeatureConfig(size_jitter=j))
+    for name in FIELDS:
+        if name not in ("log_volume", "recent_volume"):
+            np.testing.assert_array_equal(getattr(jit, name), getattr(raw, name), err_msg=name)
+    factor = np.expm1(jit.log_volume) / np.expm1(raw.log_volume)
+    assert np.all((factor >= np.exp(-j) - 1e-9) & (factor <= np.exp(j) + 1e-9))
+    assert np.std(np.log(factor)) == pytest.approx(j / np.sqrt(3), rel=0.05)  # uniform in log
+    f = order_factor(np.array([7, 7, 8], dtype=np.int64), j)  # one factor per order, whatever its event
+    assert f[0] == f[1] != f[2]
+    # AAPL's modal order is a round lot of 100 shares; jittered, hardly any volume is a whole round lot
+    share = [np.mean(np.isclose(np.expm1(f.log_volume), 100)) for f in (raw, jit)]
+    assert share[0] > 0.3 and share[1] < 0.01, share
+    np.testing.assert_array_equal(order_flow(aapl, FeatureConfig(size_jitter=j)).log_volume, jit.log_volume)
+    with pytest.raises(ValueError, match="size_jitter"):
+        FeatureConfig(size_jitter=-0.1)
 
 
 def test_bad_config() -> None:

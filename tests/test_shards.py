@@ -55,7 +55,7 @@ def test_same_input_same_tokens(store: str, tmp_path) -> None:
 
 
 def test_a_coarser_clock_adds_training_shards_only(store: str, tmp_path) -> None:
-    """``--augment-clock`` writes each training part again as a millisecond feed records it: the tokens a
+    """``--augment resolution_ns=...`` writes each training part again as a millisecond feed records it: the tokens a
     tokenizer with that clock gives, beside the day as recorded; validation and test stay as recorded."""
     from dataclasses import replace
 
@@ -66,11 +66,12 @@ def test_a_coarser_clock_adds_training_shards_only(store: str, tmp_path) -> None
     main(["fit-tokenizer", store, "--out", str(tok)])
     plain, aug = tmp_path / "plain", tmp_path / "aug"
     main(["tokenize", store, "--tokenizer", str(tok), "--out", str(plain)])
-    assert main(["tokenize", store, "--tokenizer", str(tok), "--out", str(aug), "--augment-clock", "1000000"]) == 0
+    ms = ["--augment", "resolution_ns=1000000"]
+    assert main(["tokenize", store, "--tokenizer", str(tok), "--out", str(aug), *ms]) == 0
     p, a = (json.loads((d / "manifest.json").read_text()) for d in (plain, aug))
-    extra = [f for f in a["files"] if "clock_ns" in f]
-    assert a["clocks"] == [1_000_000] and {f["split"] for f in extra} == {"train"}
-    assert len(extra) == 2 and [f for f in a["files"] if "clock_ns" not in f] == p["files"]
+    extra = [f for f in a["files"] if "augment" in f]
+    assert a["augment"] == [{"resolution_ns": 1_000_000}] and {f["split"] for f in extra} == {"train"}
+    assert len(extra) == 2 and [f for f in a["files"] if "augment" not in f] == p["files"]
     for f in p["files"]:
         assert (plain / f["path"]).read_bytes() == (aug / f["path"]).read_bytes()
     assert a["counts"]["train"] == p["counts"]["train"] + sum(f["tokens"] for f in extra)
@@ -83,8 +84,8 @@ def test_a_coarser_clock_adds_training_shards_only(store: str, tmp_path) -> None
         dt = t.decompose(np.asarray(load_shard(aug, f)[0]))[4]
         same = next(g for g in p["files"] if g["split"] == "train" and g["instrument"] == f["instrument"])
         assert np.mean(dt == 1) > np.mean(t.decompose(np.asarray(load_shard(plain, same)[0]))[4] == 1) + 0.2
-    with pytest.raises(ValueError, match="clocks"):
-        tokenize(store, t, tmp_path / "bad", clocks=[0], progress=False)
+    with pytest.raises(ValueError, match="coarser"):
+        tokenize(store, t, tmp_path / "bad", augment=[{"resolution_ns": 0}], progress=False)
 
 
 def test_split_cut_is_by_time() -> None:

@@ -72,32 +72,39 @@ def _workers(text: str) -> Workers:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _features(name: str, pairs: list[str]):
-    """A named feature preset with ``KEY=VALUE`` overrides (``--feature cancel_from=reference``)."""
+def _feature_values(flag: str, pairs: list[str], allowed: tuple[str, ...] | None = None) -> dict[str, object]:
+    """``KEY=VALUE`` pairs of :class:`~tradefm.codec.FeatureConfig` fields (``allowed`` ones only), typed."""
     from dataclasses import fields
 
-    from .codec import FeatureConfig, features
+    from .codec import FeatureConfig
 
-    kinds = {f.name: f.type for f in fields(FeatureConfig)}
+    kinds = {f.name: f.type for f in fields(FeatureConfig) if allowed is None or f.name in allowed}
     overrides: dict[str, object] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or key not in kinds:
-            raise InputError(f"--feature wants KEY=VALUE with KEY one of {', '.join(kinds)}, got {pair!r}")
+            raise InputError(f"{flag} wants KEY=VALUE with KEY one of {', '.join(kinds)}, got {pair!r}")
         kind = kinds[key]
         if kind == "bool":
             if value.lower() not in ("true", "false", "1", "0"):
-                raise InputError(f"--feature {key} wants true or false, got {value!r}")
+                raise InputError(f"{flag} {key} wants true or false, got {value!r}")
             overrides[key] = value.lower() in ("true", "1")
         elif kind in ("float", "int"):
             try:
                 overrides[key] = float(value) if kind == "float" else int(value)
             except ValueError:
-                raise InputError(f"--feature {key} wants {'a' if kind == 'float' else 'a whole'} number, "
+                raise InputError(f"{flag} {key} wants {'a' if kind == 'float' else 'a whole'} number, "
                                  f"got {value!r}") from None
         else:
             overrides[key] = value
-    return features(name, **overrides)
+    return overrides
+
+
+def _features(name: str, pairs: list[str]):
+    """A named feature preset with ``KEY=VALUE`` overrides (``--feature cancel_from=reference``)."""
+    from .codec import features
+
+    return features(name, **_feature_values("--feature", pairs))
 
 
 def cmd_fit_tokenizer(args: argparse.Namespace) -> int:
@@ -114,11 +121,12 @@ def cmd_fit_tokenizer(args: argparse.Namespace) -> int:
 
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
-    from .shards import tokenize
+    from .shards import AUGMENTABLE, tokenize
     from .tokenizer import Tokenizer
 
+    augment = [_feature_values("--augment", copy.split(","), AUGMENTABLE) for copy in args.augment]
     manifest = tokenize(args.events, Tokenizer.load(args.tokenizer), args.out, _splits(args), workers=args.workers,
-                        clocks=args.augment_clock)
+                        augment=augment)
     counts = ", ".join(f"{k} {v:,}" for k, v in manifest["counts"].items() if v)
     print(f"{len(manifest['files'])} shards, tokens per split: {counts} -> {args.out}/manifest.json")
     return 0
@@ -507,9 +515,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("events")
     s.add_argument("--tokenizer", required=True)
     s.add_argument("--out", required=True)
-    s.add_argument("--augment-clock", type=int, action="append", default=[], metavar="NS",
-                   help="also write each training part as a feed with this clock records it (timestamps floored to "
-                        "NS nanoseconds; 1000000: milliseconds, as Bitstamp and Binance), repeatable; docs/TOKENS.md")
+    s.add_argument("--augment", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                   help="also write each training part as another feed records it, repeatable: resolution_ns=1000000 "
+                        "(a millisecond clock, as Bitstamp's and Binance's), size_jitter=0.35 (sizes without round "
+                        "lots, as crypto's), or both in one copy; docs/TOKENS.md")
     split_options(s)
     s.set_defaults(func=cmd_tokenize)
 

@@ -58,6 +58,8 @@ class FeatureConfig:
     clock: bool = False  # also give the model the half hour of the local day (not in the paper; MarS has one)
     resolution_ns: int = 0  # timestamps floored to this clock before any feature (0: as recorded); 1_000_000 puts
     # every venue on one millisecond clock, as coarse as the common feeds', so dt means the same on all of them
+    size_jitter: float = 0.0  # each order's size (in the volume feature) times exp(U(-j, j)), drawn from its id:
+    # the same flow as a feed without round lots records it, as crypto sizes are (a training copy, TOKENS.md)
 
     def __post_init__(self) -> None:
         if self.reference not in ("vwap", "mid"):
@@ -71,6 +73,8 @@ class FeatureConfig:
             raise InputError("half_life_s must be positive")
         if not self.resolution_ns >= 0:
             raise InputError("resolution_ns must be 0 (as recorded) or a positive number of nanoseconds")
+        if not 0 <= self.size_jitter <= 2:
+            raise InputError(f"size_jitter must be between 0 (sizes as recorded) and 2, not {self.size_jitter}")
 
 
 # named feature settings: "paper" is TradeFM's own; "book" adds the book context the demo uses (the spread as a

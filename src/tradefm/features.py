@@ -189,6 +189,16 @@ def _depths(action, side, price, reference, best, aggressive, other, emptied, ca
     return out
 
 
+def order_factor(key: np.ndarray, width: float) -> np.ndarray:
+    """exp(U(-width, width)) per key (an order's id), from a hash of it: the same order keeps its factor on
+    every event, and the same day gives the same factors on every run."""
+    x = key.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # splitmix64's finaliser: a uniform 64-bit value
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    u = ((x ^ (x >> np.uint64(31))) >> np.uint64(11)).astype(np.float64) / 2.0**53
+    return np.exp(width * (2.0 * u - 1.0))
+
+
 def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
     """Turn one symbol-day of canonical events into order events with causal features."""
     cfg = config or FeatureConfig()
@@ -263,6 +273,10 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
         level_change[known] = (ref[known] - opening) / opening
     inst = day.instrument
     volume = o_size / inst.size_scale
+    if cfg.size_jitter:
+        # an aggressor's row is its first execution, whose id is the resting order's: its time tells it apart
+        key = t.column("order_id").to_numpy()[rows].view(np.uint64) ^ np.where(from_exec, o_ts, 0).view(np.uint64)
+        volume = volume * order_factor(key, cfg.size_jitter)
     log_unit = np.zeros(len(rows))
     if cfg.volume == "relative":
         log_unit = running_unit(np.maximum(volume, 1.0 / inst.size_scale))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import date
 from itertools import groupby
@@ -215,48 +215,66 @@ def _write(path: Path, array: np.ndarray) -> None:
         array.tofile(tmp)
 
 
-def _tokenize_day(shared: tuple[Tokenizer, Path, SplitConfig, tuple[int, ...]], path: Path) -> list[dict]:
+# what a training copy may change: how a feed records the same flow, never what a token means
+AUGMENTABLE = ("resolution_ns", "size_jitter")
+
+
+def _tokenize_day(shared: tuple[Tokenizer, Path, SplitConfig, tuple[dict, ...]], path: Path) -> list[dict]:
     """Write one symbol-day's shard files; return their manifest entries."""
-    tokenizer, out, splits, clocks = shared
+    tokenizer, out, splits, augment = shared
     day = read_day(path, columns=COLUMNS)
     venue, symbol, date = day.instrument.venue, day.instrument.symbol, day.date
     key, stem = f"{venue}/{symbol}", f"{venue}-{symbol.replace('/', '-')}-{date}"
     files = []
-    for clock in (0, *clocks):  # the day as recorded, then its training part as each coarser clock records it
-        if clock and not any(f["split"] == "train" for f in files):
-            break  # a held-out day: nothing to train on at any clock
-        features = replace(tokenizer.features, resolution_ns=clock) if clock else tokenizer.features
-        flow = order_flow(day, features)
+    for i, changes in enumerate(({}, *augment)):  # the day as recorded, then its training part as each copy
+        if i and not any(f["split"] == "train" for f in files):
+            break  # a held-out day: nothing to train on in any copy
+        flow = order_flow(day, replace(tokenizer.features, **changes))
         tokens, ctx = tokenizer.encode(flow, key)
         for split, part in splits.parts(venue, symbol, date, flow.ts).items():
             n = part.stop - part.start
-            if n <= 0 or (clock and split != "train"):
+            if n <= 0 or (i and split != "train"):
                 continue
-            name = f"{stem}.clock{clock}" if clock else stem
+            name = f"{stem}.aug{i}" if i else stem
             _write(out / split / f"{name}.tokens.bin", tokens[part])
             _write(out / split / f"{name}.context.bin", ctx[part])
             files.append({"split": split, "instrument": key, "date": date, "tokens": n,
                           "path": f"{split}/{name}.tokens.bin", "context": f"{split}/{name}.context.bin",
                           "first_ts": int(flow.ts[part.start]), "last_ts": int(flow.ts[part.stop - 1]),
-                          **({"clock_ns": clock} if clock else {})})
+                          **({"augment": changes} if i else {})})
     return files
 
 
+def _augmentations(tokenizer: Tokenizer, augment: Sequence[Mapping[str, object]]) -> tuple[dict, ...]:
+    """The training copies, checked: each changes only :data:`AUGMENTABLE` fields, to a valid value, and a
+    clock only to a coarser one than the tokenizer's."""
+    out = []
+    for changes in augment:
+        changes = dict(changes)
+        wrong = [k for k in changes if k not in AUGMENTABLE]
+        if not changes or wrong:
+            raise InputError(f"an augmented copy changes {' or '.join(AUGMENTABLE)}, not {wrong or 'nothing'}")
+        own = tokenizer.features.resolution_ns
+        if "resolution_ns" in changes and (not isinstance(changes["resolution_ns"], int)
+                                           or changes["resolution_ns"] <= max(own, 1)):
+            raise InputError(f"an augmented clock is a whole number of nanoseconds coarser than the tokenizer's "
+                             f"({own or 1} ns), not {changes['resolution_ns']!r}")
+        replace(tokenizer.features, **changes)  # a bad value is the config's own one-line error
+        out.append(changes)
+    return tuple(out)
+
+
 def tokenize(events_dir: str | Path, tokenizer: Tokenizer, out: str | Path, splits: SplitConfig | None = None,
-             progress: bool = True, workers: Workers = 1, clocks: Sequence[int] = ()) -> dict:
+             progress: bool = True, workers: Workers = 1, augment: Sequence[Mapping[str, object]] = ()) -> dict:
     """Write token and context shards for every symbol-day, and the manifest (one day a task: the files are
-    the same with any number of workers). Each clock of ``clocks`` (ns) also writes every training part as a
-    feed with that clock would record it (timestamps floored): a model that has seen both reads a coarser
-    feed's simultaneous events, as on Bitstamp's and Binance's millisecond clocks, without losing the finer one."""
-    clocks = tuple(clocks)
-    if any(not isinstance(c, int) or c <= 1 for c in clocks):
-        raise InputError(f"clocks are whole numbers of nanoseconds above 1, not {list(clocks)}")
-    if tokenizer.features.resolution_ns and any(c <= tokenizer.features.resolution_ns for c in clocks):
-        raise InputError(f"the tokenizer already floors timestamps to {tokenizer.features.resolution_ns} ns: "
-                         "an added clock must be coarser")
+    the same with any number of workers). Each entry of ``augment`` (feature changes, e.g. ``{"resolution_ns":
+    1_000_000}``) also writes every training part as another feed would record it: timestamps floored to a
+    coarser clock, or sizes without round lots. A model that has seen both reads such a feed zero-shot, as
+    Bitstamp's millisecond clock and crypto sizes, without losing the recorded one."""
+    augment = _augmentations(tokenizer, augment)
     splits, out = splits or SplitConfig(), Path(out)
     files, counts = [], dict.fromkeys(SPLITS, 0)
-    for entries in map_tasks(_tokenize_day, _days(events_dir), (tokenizer, out, splits, clocks), workers, "tokenize",
+    for entries in map_tasks(_tokenize_day, _days(events_dir), (tokenizer, out, splits, augment), workers, "tokenize",
                              progress):
         for entry in entries:
             files.append(entry)
@@ -267,7 +285,7 @@ def tokenize(events_dir: str | Path, tokenizer: Tokenizer, out: str | Path, spli
                 "token_dtype": tokenizer.token_dtype.name, "context_fields": list(tokenizer.context_fields),
                 "context_sizes": list(tokenizer.context_sizes),
                 "splits": asdict(splits), "counts": counts, "files": files, "events_dir": str(events_dir),
-                "clocks": list(clocks)}
+                "augment": list(augment)}
     with atomic_path(out / "manifest.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=1))
     return manifest
@@ -305,7 +323,7 @@ def token_stats(root: str | Path, tokenizer: Tokenizer) -> dict[str, dict]:
     if manifest["tokenizer_hash"] != tokenizer.hash:
         raise InputError(f"{root}: shards were made by tokenizer {manifest['tokenizer_hash']}, not {tokenizer.hash}")
     by_inst: dict[str, list[np.ndarray]] = defaultdict(list)
-    for entry in (e for e in manifest["files"] if "clock_ns" not in e):  # the days as recorded
+    for entry in (e for e in manifest["files"] if "augment" not in e):  # the days as recorded
         by_inst[entry["instrument"]].append(np.asarray(load_shard(root, entry, manifest["token_dtype"])[0]))
     out = {}
     for inst, parts in sorted(by_inst.items()):
