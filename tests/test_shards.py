@@ -66,8 +66,8 @@ def test_a_coarser_clock_adds_training_shards_only(store: str, tmp_path) -> None
     main(["fit-tokenizer", store, "--out", str(tok)])
     plain, aug = tmp_path / "plain", tmp_path / "aug"
     main(["tokenize", store, "--tokenizer", str(tok), "--out", str(plain)])
-    ms = ["--augment", "resolution_ns=1000000"]
-    assert main(["tokenize", store, "--tokenizer", str(tok), "--out", str(aug), *ms]) == 0
+    copy = ["--augment", "resolution_ns=1000000"]
+    assert main(["tokenize", store, "--tokenizer", str(tok), "--out", str(aug), *copy]) == 0
     p, a = (json.loads((d / "manifest.json").read_text()) for d in (plain, aug))
     extra = [f for f in a["files"] if "augment" in f]
     assert a["augment"] == [{"resolution_ns": 1_000_000}] and {f["split"] for f in extra} == {"train"}
