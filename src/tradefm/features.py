@@ -57,6 +57,7 @@ import numpy as np
 from numba import njit
 
 from .book import OrderBook
+from .book.beyond import keyed_uniforms
 from .codec import BUY, SELL, FeatureConfig, depth_of, next_unit, units_of, utc_offset_ns
 from .events import EventDay, Kind
 
@@ -192,10 +193,7 @@ def _depths(action, side, price, reference, best, aggressive, other, emptied, ca
 def order_factor(key: np.ndarray, width: float) -> np.ndarray:
     """exp(U(-width, width)) per key (an order's id), from a hash of it: the same order keeps its factor on
     every event, and the same day gives the same factors on every run."""
-    x = key.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # splitmix64's finaliser: a uniform 64-bit value
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    u = ((x ^ (x >> np.uint64(31))) >> np.uint64(11)).astype(np.float64) / 2.0**53
+    u = keyed_uniforms(np.ascontiguousarray(key, dtype=np.uint64))
     return np.exp(width * (2.0 * u - 1.0))
 
 

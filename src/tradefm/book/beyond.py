@@ -15,6 +15,7 @@ from itertools import pairwise
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from . import engine as E
 from .engine import kernel
@@ -71,14 +72,29 @@ def seeds(seed: int, n: int) -> np.ndarray:
 
 
 @kernel
-def _uniform(rng: np.ndarray, b: int) -> float:
-    """splitmix64: a uniform in [0, 1) from market ``b``'s state, which it advances."""
-    z = rng[b] + np.uint64(0x9E3779B97F4A7C15)
-    rng[b] = z
+def mix64(z: np.uint64) -> float:
+    """splitmix64's finaliser as a uniform in [0, 1): well spread from any 64-bit state or key."""
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     z = z ^ (z >> np.uint64(31))
     return (z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@kernel
+def _uniform(rng: np.ndarray, b: int) -> float:
+    """splitmix64: a uniform in [0, 1) from market ``b``'s state, which it advances."""
+    z = rng[b] + np.uint64(0x9E3779B97F4A7C15)
+    rng[b] = z
+    return mix64(z)
+
+
+@njit(cache=True)
+def keyed_uniforms(keys: np.ndarray) -> np.ndarray:
+    """A uniform in [0, 1) per 64-bit key, the same for the same key on every run (no state to carry)."""
+    out = np.empty(len(keys))
+    for i in range(len(keys)):
+        out[i] = mix64(np.uint64(keys[i]) * np.uint64(0x9E3779B97F4A7C15))
+    return out
 
 
 @kernel
