@@ -225,6 +225,26 @@ def test_size_jitter_smears_round_lots_and_nothing_else(aapl: EventDay) -> None:
         FeatureConfig(size_jitter=-0.1)
 
 
+def test_the_feed_kind_tells_a_full_book_from_trades_only(aapl: EventDay) -> None:
+    """``book_feed`` is whether the feed has shown a resting order by each event: from the first event on a
+    LOBSTER day (its start snapshot), never on Binance's trade stream, and causal on a day cut short."""
+    from tradefm.readers import binance
+
+    full = order_flow(aapl)
+    assert full.book_feed.all()
+    (trades,) = binance.read(data_file("binance/hftbacktest_ws_capture/usdm/btcusdt_20240808.gz"))
+    flow = order_flow(trades)
+    assert len(flow) > 1000 and not flow.book_feed.any() and flow.aggressive.all()
+    # a trades-only start and a first add later: 0 before it, 1 from it on
+    t = aapl.table
+    kinds = t.column("kind").to_numpy().copy()
+    snap = t.column("snapshot").to_numpy()
+    first = int(np.argmax(~snap & np.isin(kinds, [Kind.EXECUTE, Kind.EXECUTE_HIDDEN])))
+    keep = np.flatnonzero(~snap)[np.flatnonzero(~snap) >= first]  # no snapshot, from an execution on
+    cut = order_flow(_with_table(aapl, t.take(pa.array(keep))))
+    assert not cut.book_feed[0] and cut.book_feed[-1] and np.all(np.diff(cut.book_feed.astype(int)) >= 0)
+
+
 def test_bad_config() -> None:
     with pytest.raises(ValueError, match="reference"):
         FeatureConfig(reference="last")

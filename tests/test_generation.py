@@ -392,6 +392,27 @@ def test_relative_volume_decodes_into_the_instruments_own_sizes(setup) -> None:
     assert float(ro.sim.vwap[0, R_UNIT]) == held
 
 
+def test_the_feed_kind_ends_the_context_in_training_and_in_rollouts(setup) -> None:
+    """With ``feed=True`` (and the clock before it) the last context field is the feed's kind: 1 on a LOBSTER
+    day, and 1 in every row a rollout measures, whose book is whole."""
+    from tradefm.features import FeatureConfig
+    from tradefm.generation.rollout import Rollouts
+
+    _, _, day, start = setup
+    features = FeatureConfig(clock=True, feed=True)
+    tok = Tokenizer.fit({"nasdaq/GOOG": [order_flow(day, features)]}, features=features)
+    _, ctx = tok.encode(order_flow(day, features), "nasdaq/GOOG")
+    assert tok.context_fields[-2:] == ("clock", "feed") and tok.context_sizes[-1] == 2 and ctx.shape[1] == 8
+    assert (ctx[:, 7] == 1).all()
+    ro = Rollouts(None, tok, day, start, rollouts=2, seed=0)
+    for token in ro.real_tokens[:100]:
+        rows = ro.sim.step(np.full(2, token, dtype=np.int64))
+        assert rows.shape[1] == 8 and (rows[:, 7] == 1).all() and (rows[:, 6] > 0).all()
+    days = generate(TradeFM(preset("tiny", layers=2, context=64, context_fields=tok.context_sizes)), tok, day, start,
+                    events=60, rollouts=2, seed=0)
+    assert len(days) == 2
+
+
 def test_the_clock_is_the_local_half_hour_in_training_and_in_rollouts(setup) -> None:
     """With ``clock=True`` every token carries the half hour of the venue's local day (New York for Nasdaq), read
     off its own timestamp: in the tokens a model trains on, and in the context rows a rollout measures for the

@@ -24,6 +24,7 @@ def synthetic_flow(n: int, seed: int = 0, **override: np.ndarray) -> OrderFlow:
         log_volume=np.log1p(rng.integers(1, 500, n)), level_change=rng.normal(0, 0.01, n),
         flag=np.zeros(n, np.int8), reference=np.full(n, 1050.0), recent_volume=rng.exponential(2000, n),
         recent_events=rng.poisson(30, n).astype(float), spread_bps=rng.uniform(0.5, 10, n), log_unit=np.zeros(n),
+        book_feed=np.ones(n, bool),
     )
     cols.update(override)
     return OrderFlow(**cols, notional=float(n))
@@ -118,7 +119,7 @@ def test_a_setting_newer_than_the_file_format_keeps_older_files_loading(tok: Tok
     hash differs and the file round-trips."""
     from dataclasses import replace
 
-    assert "clock" not in tok.to_dict()["features"] and "add_from" not in tok.to_dict()["features"]
+    assert not {"clock", "add_from", "feed", "size_jitter", "resolution_ns"} & set(tok.to_dict()["features"])
     touch = replace(tok, features=replace(tok.features, add_from="touch"))
     assert touch.to_dict()["features"]["add_from"] == "touch" and touch.hash != tok.hash
     clocked = replace(tok, features=replace(tok.features, clock=True))

@@ -517,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--augment", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
                    help="also write each training part as another feed records it, repeatable: resolution_ns=1000000 "
-                        "(a millisecond clock, as Bitstamp's and Binance's), size_jitter=0.35 (sizes without round "
+                        "(a millisecond clock, as Bitstamp's and Binance's), size_jitter=0.7 (sizes without round "
                         "lots, as crypto's), or both in one copy; docs/TOKENS.md")
     split_options(s)
     s.set_defaults(func=cmd_tokenize)

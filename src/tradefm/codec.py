@@ -58,6 +58,7 @@ class FeatureConfig:
     clock: bool = False  # also give the model the half hour of the local day (not in the paper; MarS has one)
     resolution_ns: int = 0  # timestamps floored to this clock before any feature (0: as recorded); 1_000_000 puts
     # every venue on one millisecond clock, as coarse as the common feeds', so dt means the same on all of them
+    feed: bool = False  # also give the model the feed's kind: the full book, or trades only (not in the paper)
     size_jitter: float = 0.0  # each order's size (in the volume feature) times exp(U(-j, j)), drawn from its id:
     # the same flow as a feed without round lots records it, as crypto sizes are (a training copy, TOKENS.md)
 
@@ -280,6 +281,7 @@ class Tables(NamedTuple):
     tier: int
     clock: bool
     utc_offset: int  # ns, the day's (clock=True)
+    feed: bool  # the context ends with the feed's kind (a rollout's is a full book)
 
 
 def tables(tok, key: str, instrument, utc_offset: int = 0) -> Tables:
@@ -296,7 +298,7 @@ def tables(tok, key: str, instrument, utc_offset: int = 0) -> Tables:
                   regime["activity"], arr(tok.spread.edges),
                   f.cancel_from == "touch", f.add_from == "touch", f.join_touch, f.clear_touch, f.volume == "notional",
                   f.volume == "relative", f.reference == "mid", f.book_context, int(instrument.tick_size),
-                  int(instrument.size_scale), int(instrument.price_scale), tier, f.clock, int(utc_offset))
+                  int(instrument.size_scale), int(instrument.price_scale), tier, f.clock, int(utc_offset), f.feed)
 
 
 @kernel

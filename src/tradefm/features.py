@@ -41,6 +41,10 @@ Per order event, using only events up to it:
   clock (the half hour of the local day, :func:`~tradefm.codec.clock_bin`) is read off its timestamp: a session's
   tempo follows the clock (busy open and close, quiet lunch), which a model can otherwise only guess from its own
   trailing activity;
+- ``book_feed`` (the context field ``feed`` with ``feed``, beyond the paper): whether the feed has shown any resting
+  order by the event (an add, a cancel, a snapshot row), so a full-book feed and a trades-only one (Binance's
+  trade stream, a vendor's trades schema) are told apart: from the trades alone every event is an aggressor,
+  and a model that cannot tell the feeds apart learns that of a full book too;
 - ``recent_volume`` and ``recent_events``: the order volume (same unit as ``log_volume``) and the number of order
   events in the ``window_s`` seconds before the event: the raw material of the volume and activity regimes a
   user can ask a rollout for (the paper's controllable indicator tokens).
@@ -95,6 +99,7 @@ class OrderFlow:
     recent_events: np.ndarray  # float64: order events in the trailing window before the event
     spread_bps: np.ndarray  # float64: the book's spread before the event, bps of its mid (NaN without book context)
     log_unit: np.ndarray  # float64: the running unit's EW log size over earlier events (volume="relative"; else 0)
+    book_feed: np.ndarray  # bool: the feed has shown a resting order (an add, cancel or snapshot row) by the event
     notional: float  # traded value of the day, currency units (for the liquidity tier)
     utc_offset: int = 0  # ns: the venue's UTC offset that day (clock=True; else 0)
 
@@ -289,5 +294,6 @@ def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
         level_change=level_change, flag=np.zeros(len(rows), dtype=np.int8), reference=ref,
         recent_volume=recent_volume, recent_events=recent_events, notional=notional,
         spread_bps=spread_bps(bid[rows], ask[rows]) if cfg.book_context else np.full(len(rows), np.nan),
-        log_unit=log_unit, utc_offset=utc_offset_ns(inst.timezone, day.date) if cfg.clock else 0,
+        log_unit=log_unit, book_feed=np.maximum.accumulate(_IS_ORDER[kind_u8])[rows],
+        utc_offset=utc_offset_ns(inst.timezone, day.date) if cfg.clock else 0,
     )

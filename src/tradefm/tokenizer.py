@@ -50,7 +50,7 @@ from .features import OrderFlow
 VERSION = 7
 # feature settings newer than the file format: written only when not at their default, so that files from before
 # them keep their hash
-_NEWER = ("clock", "add_from", "resolution_ns", "size_jitter")
+_NEWER = ("clock", "add_from", "resolution_ns", "size_jitter", "feed")
 QUANTILES = 33  # per bin, the calibration values' quantiles that decoding draws a value from
 FIELDS = ("action", "side", "depth", "volume", "dt")
 _DEFAULT_FEATURES = FeatureConfig()
@@ -565,15 +565,16 @@ class Tokenizer:
 
     @property
     def context_fields(self) -> tuple[str, ...]:
-        """The context fields of each token: :data:`CONTEXT`, and the clock when the features have it."""
-        return self.CONTEXT + (("clock",) if self.features.clock else ())
+        """The context fields of each token: :data:`CONTEXT`, and the clock and the feed's kind when the features
+        have them."""
+        return self.CONTEXT + (("clock",) if self.features.clock else ()) + (("feed",) if self.features.feed else ())
 
     @property
     def context_sizes(self) -> tuple[int, ...]:
         """The vocabulary of each context field, in :attr:`context_fields` order (what the model embeds)."""
         c = self.config
         return ((c.tiers, c.level_bins, 2, c.regimes, c.regimes, len(self.spread.edges) + 1)
-                + ((CLOCK_BINS,) if self.features.clock else ()))
+                + ((CLOCK_BINS,) if self.features.clock else ()) + ((2,) if self.features.feed else ()))
 
     def regimes(self, recent_volume: np.ndarray, recent_events: np.ndarray, instrument: str | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -605,6 +606,8 @@ class Tokenizer:
         ctx[:, 5] = self.spread_bin(flow.spread_bps)
         if self.features.clock:
             ctx[:, 6] = clock_of(flow.ts, flow.utc_offset)
+        if self.features.feed:
+            ctx[:, -1] = flow.book_feed
         return tokens, ctx
 
     def spread_bin(self, spread_bps: np.ndarray) -> np.ndarray:

@@ -106,6 +106,8 @@ def _context(st: E.BookState, t: Tables, reference: float, opening: float, now: 
     row[5] = bin_of(t.spread_edges, np.log(max(spread, SPREAD_FLOOR_BPS))) if spread == spread else 0
     if t.clock:
         row[6] = clock_bin(now, t.utc_offset)
+    if t.feed:
+        row[6 + t.clock] = 1  # the engine's book is whole: a full-book feed
 
 
 @kernel
@@ -298,7 +300,8 @@ class Simulator:
         self.rngs = [np.random.default_rng([seed, r]) for r in range(rollouts)]
         self.u = np.stack([g.random((BLOCK, 3)) for g in self.rngs])
         self.ucur = np.zeros(rollouts, dtype=np.int64)
-        self.ctx = np.zeros((rollouts, 6 + tables.clock), dtype=np.int64)  # the tokenizer's context fields
+        # the tokenizer's context fields
+        self.ctx = np.zeros((rollouts, 6 + tables.clock + tables.feed), dtype=np.int64)
         self.no_orders = np.zeros((rollouts, 5), dtype=np.int64)
         self.everyone, self.need = np.arange(rollouts), np.zeros(rollouts, dtype=np.int64)
         self._steps_left = 0
