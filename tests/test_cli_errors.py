@@ -165,7 +165,7 @@ CASES: list[Case] = [
                                                              str(b["folder"]), "--out", str(t / "s")], "a_folder"),
     ("tokenize with a copy that changes what a token means", lambda g, b, t: [
         "tokenize", str(g["events"]), "--tokenizer", str(g["tok"]), "--out", str(t / "s"), "--augment", "volume=size"],
-     "--augment wants KEY=VALUE with KEY one of resolution_ns, size_jitter"),
+     "--augment wants KEY=VALUE with KEY one of resolution_ns, trades_only, size_jitter"),
     ("tokenize with a jitter out of range", lambda g, b, t: [
         "tokenize", str(g["events"]), "--tokenizer", str(g["tok"]), "--out", str(t / "s"), "--augment",
         "size_jitter=5"], "size_jitter must be between 0"),

@@ -245,6 +245,16 @@ def test_the_feed_kind_tells_a_full_book_from_trades_only(aapl: EventDay) -> Non
     assert not cut.book_feed[0] and cut.book_feed[-1] and np.all(np.diff(cut.book_feed.astype(int)) >= 0)
 
 
+def test_trades_only_reads_a_day_as_a_trades_feed_shows_it(aapl: EventDay) -> None:
+    """``trades_only`` keeps the executions only: every order event an aggressor, no share of them lost, none
+    at a time the full day has no aggressor, and a feed kind of trades only throughout."""
+    full, trades = order_flow(aapl), order_flow(aapl, FeatureConfig(trades_only=True))
+    assert trades.aggressive.all() and not trades.book_feed.any() and full.book_feed.all()
+    assert trades.size.sum() == full.size[full.aggressive].sum()
+    assert np.isin(trades.ts, full.ts[full.aggressive]).all() and np.isfinite(trades.depth_bps).all()
+    assert 0.8 * full.aggressive.sum() < len(trades) <= full.aggressive.sum()  # a trades feed merges more
+
+
 def test_bad_config() -> None:
     with pytest.raises(ValueError, match="reference"):
         FeatureConfig(reference="last")

@@ -59,6 +59,7 @@ class FeatureConfig:
     resolution_ns: int = 0  # timestamps floored to this clock before any feature (0: as recorded); 1_000_000 puts
     # every venue on one millisecond clock, as coarse as the common feeds', so dt means the same on all of them
     feed: bool = False  # also give the model the feed's kind: the full book, or trades only (not in the paper)
+    trades_only: bool = False  # read only the day's executions, as a trades feed shows the same flow (a copy)
     size_jitter: float = 0.0  # each order's size (in the volume feature) times exp(U(-j, j)), drawn from its id:
     # the same flow as a feed without round lots records it, as crypto sizes are (a training copy, TOKENS.md)
 

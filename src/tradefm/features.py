@@ -55,7 +55,7 @@ back to the book mid before the day's first execution; ``reference="mid"`` uses 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numba import njit
@@ -205,6 +205,9 @@ def order_factor(key: np.ndarray, width: float) -> np.ndarray:
 def order_flow(day: EventDay, config: FeatureConfig | None = None) -> OrderFlow:
     """Turn one symbol-day of canonical events into order events with causal features."""
     cfg = config or FeatureConfig()
+    if cfg.trades_only:  # the same flow as a trades feed shows it: no book, only what traded
+        kinds, snap = day.table.column("kind").to_numpy().astype(np.uint8), day.table.column("snapshot").to_numpy()
+        day = replace(day, table=day.table.filter(_IS_EXEC[kinds] & ~snap))
     t = day.table
     kind = t.column("kind").to_numpy()
     side = t.column("side").to_numpy()

@@ -216,7 +216,7 @@ def _write(path: Path, array: np.ndarray) -> None:
 
 
 # what a training copy may change: how a feed records the same flow, never what a token means
-AUGMENTABLE = ("resolution_ns", "size_jitter")
+AUGMENTABLE = ("resolution_ns", "size_jitter", "trades_only")
 
 
 def _tokenize_day(shared: tuple[Tokenizer, Path, SplitConfig, tuple[dict, ...]], path: Path) -> list[dict]:

@@ -50,7 +50,7 @@ from .features import OrderFlow
 VERSION = 7
 # feature settings newer than the file format: written only when not at their default, so that files from before
 # them keep their hash
-_NEWER = ("clock", "add_from", "resolution_ns", "size_jitter", "feed")
+_NEWER = ("clock", "add_from", "resolution_ns", "size_jitter", "feed", "trades_only")
 QUANTILES = 33  # per bin, the calibration values' quantiles that decoding draws a value from
 FIELDS = ("action", "side", "depth", "volume", "dt")
 _DEFAULT_FEATURES = FeatureConfig()
