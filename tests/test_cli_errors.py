@@ -166,6 +166,12 @@ CASES: list[Case] = [
     ("tokenize with a copy that changes what a token means", lambda g, b, t: [
         "tokenize", str(g["events"]), "--tokenizer", str(g["tok"]), "--out", str(t / "s"), "--augment", "volume=size"],
      "--augment wants KEY=VALUE with KEY one of resolution_ns, trades_only, size_jitter"),
+    ("tokenize with an unknown copy preset", lambda g, b, t: [
+        "tokenize", str(g["events"]), "--tokenizer", str(g["tok"]), "--out", str(t / "s"), "--augment", "crypto"],
+     "--augment wants a preset (feeds) or KEY=VALUE pairs, got 'crypto'"),
+    ("tokenize with a trades-only copy and no feed kind", lambda g, b, t: [
+        "tokenize", str(g["events"]), "--tokenizer", str(g["tok"]), "--out", str(t / "s"), "--augment", "feeds"],
+     "a trades_only copy needs a tokenizer with the feed's kind"),
     ("tokenize with a jitter out of range", lambda g, b, t: [
         "tokenize", str(g["events"]), "--tokenizer", str(g["tok"]), "--out", str(t / "s"), "--augment",
         "size_jitter=5"], "size_jitter must be between 0"),

@@ -88,6 +88,30 @@ def test_a_coarser_clock_adds_training_shards_only(store: str, tmp_path) -> None
         tokenize(store, t, tmp_path / "bad", augment=[{"resolution_ns": 0}], progress=False)
 
 
+def test_the_feeds_preset_writes_a_book_copy_and_a_trades_copy(store: str, tmp_path) -> None:
+    """``--features universal --augment feeds``: each training part once more as a crypto book feed records it
+    and once as its trades feed does. The feed's kind is the last context field: 1 but in the trades copy, whose
+    tokens are all adds (the aggressors), far fewer than the part's order events."""
+    from tradefm.shards import AUGMENTS
+    from tradefm.tokenizer import Tokenizer
+
+    tok, out = tmp_path / "tok.json", tmp_path / "shards"
+    assert main(["fit-tokenizer", store, "--out", str(tok), "--features", "universal"]) == 0
+    assert main(["tokenize", store, "--tokenizer", str(tok), "--out", str(out), "--augment", "feeds"]) == 0
+    m, t = json.loads((out / "manifest.json").read_text()), Tokenizer.load(tok)
+    assert m["augment"] == [dict(c) for c in AUGMENTS["feeds"]] and m["context_fields"][-1] == "feed"
+    for f in m["files"]:
+        tokens, ctx = load_shard(out, f)
+        trades = f.get("augment", {}).get("trades_only", False)
+        assert (ctx[:, -1] == (0 if trades else 1)).all()
+        action = t.decompose(np.asarray(tokens))[0]
+        if trades:
+            recorded = next(g for g in m["files"] if g["path"] == f["path"].replace(".aug2", ""))
+            assert f["split"] == "train" and (action == 0).all() and f["tokens"] < recorded["tokens"] / 2
+    copies = [f for f in m["files"] if "augment" in f]
+    assert len(copies) == 4 and {f["path"].split(".")[-3] for f in copies} == {"aug1", "aug2"}
+
+
 def test_split_cut_is_by_time() -> None:
     ts = np.arange(100) ** 2  # events thin out over the day
     cut = SplitConfig(val_from=0.5, test_from=0.75).cut(ts)

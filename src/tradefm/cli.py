@@ -121,10 +121,14 @@ def cmd_fit_tokenizer(args: argparse.Namespace) -> int:
 
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
-    from .shards import AUGMENTABLE, tokenize
+    from .shards import AUGMENTABLE, AUGMENTS, tokenize
     from .tokenizer import Tokenizer
 
-    augment = [_feature_values("--augment", copy.split(","), AUGMENTABLE) for copy in args.augment]
+    augment = []
+    for copy in args.augment:
+        if "=" not in copy and copy not in AUGMENTS:
+            raise InputError(f"--augment wants a preset ({', '.join(AUGMENTS)}) or KEY=VALUE pairs, got {copy!r}")
+        augment += AUGMENTS.get(copy) or [_feature_values("--augment", copy.split(","), AUGMENTABLE)]
     manifest = tokenize(args.events, Tokenizer.load(args.tokenizer), args.out, _splits(args), workers=args.workers,
                         augment=augment)
     counts = ", ".join(f"{k} {v:,}" for k, v in manifest["counts"].items() if v)
@@ -501,8 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("fit-tokenizer", help="fit the universal bins on the calibration window of an event store")
     s.add_argument("events", help="event store folder (from ingest)")
     s.add_argument("--out", required=True, help="tokenizer JSON file")
-    s.add_argument("--features", choices=("paper", "book"), default="paper",
-                   help="feature preset: the paper's, or with book context (docs/TOKENS.md)")
+    s.add_argument("--features", choices=("paper", "book", "universal"), default="paper",
+                   help="feature preset: the paper's, with book context, or for many venues (docs/TOKENS.md)")
     s.add_argument("--feature", action="append", default=[], metavar="KEY=VALUE",
                    help="override one preset field, e.g. volume=relative (sizes in a running unit: one set of bins "
                    "for shares, contracts and coins), half_life_s=5, cancel_from=reference")
@@ -515,10 +519,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("events")
     s.add_argument("--tokenizer", required=True)
     s.add_argument("--out", required=True)
-    s.add_argument("--augment", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
-                   help="also write each training part as another feed records it, repeatable: resolution_ns=1000000 "
-                        "(a millisecond clock, as Bitstamp's and Binance's), size_jitter=0.7 (sizes without round "
-                        "lots, as crypto's), or both in one copy; docs/TOKENS.md")
+    s.add_argument("--augment", action="append", default=[], metavar="feeds|KEY=VALUE[,KEY=VALUE]",
+                   help="also write each training part as another feed records it, one copy each, repeatable: "
+                        "resolution_ns=1000000 (a millisecond clock, as Bitstamp's and Binance's), size_jitter=0.7 "
+                        "(sizes without round lots, as crypto's), trades_only=true (its trades alone), several in "
+                        "one copy, or the preset feeds (both kinds of crypto feed); docs/TOKENS.md")
     split_options(s)
     s.set_defaults(func=cmd_tokenize)
 

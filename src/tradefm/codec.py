@@ -85,6 +85,9 @@ class FeatureConfig:
 FEATURES: dict[str, FeatureConfig] = {
     "paper": FeatureConfig(),
     "book": FeatureConfig(book_context=True, cancel_from="touch", join_touch=True, clear_touch=True, hidden=False),
+    # the paper's, in a size unit every venue shares and with the feed's kind: for pretraining across venues
+    # (with ``tradefm tokenize --augment feeds``; docs/TOKENS.md)
+    "universal": FeatureConfig(volume="relative", feed=True),
 }
 
 

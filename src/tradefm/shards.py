@@ -217,6 +217,9 @@ def _write(path: Path, array: np.ndarray) -> None:
 
 # what a training copy may change: how a feed records the same flow, never what a token means
 AUGMENTABLE = ("resolution_ns", "size_jitter", "trades_only")
+_COARSE = {"resolution_ns": 1_000_000, "size_jitter": 0.7}  # a millisecond clock, sizes without round lots
+# named sets of copies: "feeds", each training part as a crypto venue's book feed and as its trades feed show it
+AUGMENTS: dict[str, tuple[dict, ...]] = {"feeds": (_COARSE, {**_COARSE, "trades_only": True})}
 
 
 def _tokenize_day(shared: tuple[Tokenizer, Path, SplitConfig, tuple[dict, ...]], path: Path) -> list[dict]:
@@ -259,6 +262,9 @@ def _augmentations(tokenizer: Tokenizer, augment: Sequence[Mapping[str, object]]
                                            or changes["resolution_ns"] <= max(own, 1)):
             raise InputError(f"an augmented clock is a whole number of nanoseconds coarser than the tokenizer's "
                              f"({own or 1} ns), not {changes['resolution_ns']!r}")
+        if changes.get("trades_only") and not tokenizer.features.feed:
+            raise InputError("a trades_only copy needs a tokenizer with the feed's kind (--feature feed=true, or "
+                             "--features universal): without it the model takes a trades feed for a full book's")
         replace(tokenizer.features, **changes)  # a bad value is the config's own one-line error
         out.append(changes)
     return tuple(out)
