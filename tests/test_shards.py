@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from tradefm.cli import main
+from tradefm.codec import FEATURES
+from tradefm.features import order_flow
 from tradefm.shards import SplitConfig, load_shard
 
 from .conftest import data_file
@@ -79,11 +81,17 @@ def test_a_coarser_clock_adds_training_shards_only(store: str, tmp_path) -> None
     ms = replace(t, features=replace(t.features, resolution_ns=1_000_000))
     again = tokenize(store, ms, tmp_path / "ms", progress=False)
     for f in extra:
-        twin = next(g for g in again["files"] if g["split"] == "train" and g["instrument"] == f["instrument"])
-        np.testing.assert_array_equal(load_shard(aug, f)[0], load_shard(tmp_path / "ms", twin)[0])
+        # the copy is the millisecond day's tokens up to the recorded training part's end (features are causal)
+        same = [g for g in p["files"] if g["instrument"] == f["instrument"]]
+        train_end = min(g["first_ts"] for g in same if g["split"] != "train")
+        assert f["last_ts"] < train_end
+        twin = np.concatenate([load_shard(tmp_path / "ms", g)[0] for g in sorted(
+            (g for g in again["files"] if g["instrument"] == f["instrument"]), key=lambda g: g["first_ts"])])
+        np.testing.assert_array_equal(load_shard(aug, f)[0], twin[:f["tokens"]])
         dt = t.decompose(np.asarray(load_shard(aug, f)[0]))[4]
-        same = next(g for g in p["files"] if g["split"] == "train" and g["instrument"] == f["instrument"])
-        assert np.mean(dt == 1) > np.mean(t.decompose(np.asarray(load_shard(plain, same)[0]))[4] == 1) + 0.2
+        recorded = next(g for g in same if g["split"] == "train")
+        assert np.mean(dt == 1) > np.mean(t.decompose(np.asarray(load_shard(plain, recorded)[0]))[4] == 1) + 0.2
+        assert f["tokens"] > 0.8 * recorded["tokens"]  # no more than what merges under a coarser clock is lost
     with pytest.raises(ValueError, match="coarser"):
         tokenize(store, t, tmp_path / "bad", augment=[{"resolution_ns": 0}], progress=False)
 
@@ -108,8 +116,36 @@ def test_the_feeds_preset_writes_a_book_copy_and_a_trades_copy(store: str, tmp_p
         if trades:
             recorded = next(g for g in m["files"] if g["path"] == f["path"].replace(".aug2", ""))
             assert f["split"] == "train" and (action == 0).all() and f["tokens"] < recorded["tokens"] / 2
+            # cut where the recorded part ends, not by its own (narrower) span: no trade of validation time
+            val = next(g for g in m["files"] if g["instrument"] == f["instrument"] and g["split"] == "val")
+            assert recorded["last_ts"] < val["first_ts"] and f["last_ts"] < val["first_ts"]
     copies = [f for f in m["files"] if "augment" in f]
     assert len(copies) == 4 and {f["path"].split(".")[-3] for f in copies} == {"aug1", "aug2"}
+
+
+def test_a_copy_ends_where_the_recorded_training_part_does(tmp_path) -> None:
+    """A day whose trades begin late (none in its first 40%): by its own span, the trades-only copy would be cut
+    at 0.4 + 0.7 x 0.6 of the day, deep in validation time. It ends where the recorded training part does."""
+    from dataclasses import replace
+
+    from tradefm.events import Kind, read_day, write_day
+    from tradefm.readers import read
+    from tradefm.shards import tokenize
+    from tradefm.tokenizer import Tokenizer
+
+    day = next(read(data_file("lobster/LOBSTER_SampleFile_AAPL_2012-06-21_1.zip")))
+    t = day.table
+    ts, kind = t.column("ts").to_numpy(), t.column("kind").to_numpy()
+    early = ts < ts[0] + 0.4 * (ts[-1] - ts[0])
+    trade = np.isin(kind, [Kind.EXECUTE, Kind.EXECUTE_HIDDEN, Kind.TRADE])
+    write_day(replace(day, table=t.filter(~(early & trade))), tmp_path / "events")
+    late = read_day(next((tmp_path / "events").rglob("*.parquet")))
+    features = FEATURES["universal"]
+    tok = Tokenizer.fit({"nasdaq/AAPL": [order_flow(late, features)]}, features=features)
+    m = tokenize(tmp_path / "events", tok, tmp_path / "shards", augment=[{"trades_only": True}], progress=False)
+    val = next(f for f in m["files"] if f["split"] == "val")
+    (copy,) = [f for f in m["files"] if "augment" in f]
+    assert copy["first_ts"] >= ts[0] + 0.4 * (ts[-1] - ts[0]) and copy["last_ts"] < val["first_ts"]
 
 
 def test_split_cut_is_by_time() -> None:

@@ -23,6 +23,7 @@ from itertools import groupby
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from .events import InputError, atomic_path, list_days, read_day, read_json
@@ -229,22 +230,33 @@ def _tokenize_day(shared: tuple[Tokenizer, Path, SplitConfig, tuple[dict, ...]],
     venue, symbol, date = day.instrument.venue, day.instrument.symbol, day.date
     key, stem = f"{venue}/{symbol}", f"{venue}-{symbol.replace('/', '-')}-{date}"
     files = []
-    for i, changes in enumerate(({}, *augment)):  # the day as recorded, then its training part as each copy
-        if i and not any(f["split"] == "train" for f in files):
-            break  # a held-out day: nothing to train on in any copy
-        flow = order_flow(day, replace(tokenizer.features, **changes))
-        tokens, ctx = tokenizer.encode(flow, key)
-        for split, part in splits.parts(venue, symbol, date, flow.ts).items():
-            n = part.stop - part.start
-            if n <= 0 or (i and split != "train"):
-                continue
-            name = f"{stem}.aug{i}" if i else stem
-            _write(out / split / f"{name}.tokens.bin", tokens[part])
-            _write(out / split / f"{name}.context.bin", ctx[part])
-            files.append({"split": split, "instrument": key, "date": date, "tokens": n,
-                          "path": f"{split}/{name}.tokens.bin", "context": f"{split}/{name}.context.bin",
-                          "first_ts": int(flow.ts[part.start]), "last_ts": int(flow.ts[part.stop - 1]),
-                          **({"augment": changes} if i else {})})
+
+    def write(split: str, name: str, flow: OrderFlow, tokens: np.ndarray, ctx: np.ndarray, part: slice,
+              changes: dict) -> None:
+        _write(out / split / f"{name}.tokens.bin", tokens[part])
+        _write(out / split / f"{name}.context.bin", ctx[part])
+        files.append({"split": split, "instrument": key, "date": date, "tokens": part.stop - part.start,
+                      "path": f"{split}/{name}.tokens.bin", "context": f"{split}/{name}.context.bin",
+                      "first_ts": int(flow.ts[part.start]), "last_ts": int(flow.ts[part.stop - 1]),
+                      **({"augment": changes} if changes else {})})
+
+    flow = order_flow(day, tokenizer.features)
+    tokens, ctx = tokenizer.encode(flow, key)
+    parts = splits.parts(venue, symbol, date, flow.ts)
+    for split, part in parts.items():
+        if part.stop > part.start:
+            write(split, stem, flow, tokens, ctx, part, {})
+    train = parts.get("train", slice(0, 0))
+    if not augment or train.stop == 0:
+        return files  # a held-out day: nothing to train on in any copy
+    # a copy holds the events before the recorded training part's end, as its own feed would show them: cut by its
+    # own timestamps, a feed of trades only (or a coarser clock) would move the cut into validation time
+    head = day if train.stop == len(flow) else replace(day, table=day.table.filter(
+        pc.less(day.table.column("ts"), int(flow.ts[train.stop]))))
+    for i, changes in enumerate(augment, 1):
+        copy = order_flow(head, replace(tokenizer.features, **changes))
+        if len(copy):
+            write("train", f"{stem}.aug{i}", copy, *tokenizer.encode(copy, key), slice(0, len(copy)), changes)
     return files
 
 
