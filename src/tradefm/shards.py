@@ -2,14 +2,16 @@
 
 ``OUT/<split>/<venue>-<symbol>-<date>.tokens.bin`` holds the token ids (uint16 while the vocabulary fits),
 ``....context.bin`` a [n, fields] uint8 array (liquidity tier, price-level bin, market/participant flag, volume and
-activity regimes, spread bin, and the clock with ``clock=True``), in the spirit of nanoGPT's ``train.bin``. Each
-file belongs to one split, so no training window can cross a split boundary. ``manifest.json`` names the
-tokenizer (hash), the sources and the counts per split.
+activity regimes, spread bin, the clock with ``clock=True`` and the feed's kind with ``feed=True``), in the spirit
+of nanoGPT's ``train.bin``. Each file belongs to one split, so no training window can cross a split boundary.
+``manifest.json`` names the tokenizer (hash), the sources and the counts per split.
 
 Splits: a held-out venue or symbol sends whole days to ``test_venue`` / ``test_symbol``; every other day is cut
 by time, the first ``val_from`` of its session to ``train``, then ``val``, and from ``test_from`` on ``test``, or,
 with dates for ``val_from`` and ``test_from``, goes whole to the split its date falls in (a temporal holdout).
-Features are computed on the whole day first (they are causal), so the cut changes no token.
+Features are computed on the whole day first (they are causal), so the cut changes no token. Training copies
+(``OUT/train/....augK.tokens.bin``) are the day's events before its training part ends, read as another feed
+would show them.
 """
 
 from __future__ import annotations
