@@ -67,11 +67,18 @@ def test_training_learns_and_saves_a_complete_model(shards: Path, tmp_path: Path
     assert model.cfg.context == 32  # the trained length (seq_len, the preset's 64), which rollouts keep to
     assert (run / "tensorboard").is_dir()
     assert main(["perplexity", str(run / "model"), str(shards), "--split", "val"]) == 0
-    from tradefm.evaluation.perplexity import FIELDS, perplexity
+    from tradefm.evaluation.perplexity import FIELDS, perplexity, table
 
     for row in perplexity(model, shards, ("val",), progress=False):  # the loss split by field sums to it
         assert set(row.fields) == set(FIELDS) and all(v > 0 for v in row.fields.values())
         assert sum(row.fields.values()) == pytest.approx(row.loss, rel=1e-4)
+    rows = perplexity(model, shards, ("val", "test"), progress=False)  # every row against the pooled test split
+    home, val = (next(r for r in rows if r.group == "all" and r.split == s) for s in ("test", "val"))
+    assert home.tokens == sum(r.tokens for r in rows if r.split == "test" and "/" in r.group)
+    md = table(rows)
+    assert "x in domain" in md.splitlines()[0]
+    assert f"| {home.ppl:.1f} | {home.ppl_low:.1f}-{home.ppl_high:.1f} | 1.00 |" in md
+    assert f"| {val.ppl:.1f} | {val.ppl_low:.1f}-{val.ppl_high:.1f} | {val.ppl / home.ppl:.2f} |" in md
 
 
 def test_a_tokens_loss_splits_by_field_as_the_chain_rule_says() -> None:

@@ -42,6 +42,7 @@ class Perplexity:
 
 
 FIELDS = ("action_side", "depth", "volume", "dt")  # the chain rule's order: the id's digits, most significant first
+ALL = "all"  # every instrument pooled: its test split is the in-domain perplexity held-out markets are read against
 
 
 def field_nll(logits: torch.Tensor, target: torch.Tensor, radix: Sequence[int]) -> torch.Tensor:
@@ -128,7 +129,7 @@ def perplexity(model: TradeFM, shards: str | Path, splits: tuple[str, ...] = ("v
         tokens, ctx = load_shard(root, f, manifest["token_dtype"])
         windows = window_nll(model, tokens, ctx, manifest["radix"])
         scored = -uni[tokens[1:].astype(np.int64)].sum()
-        for key in ((f["instrument"], f["split"]), (f["instrument"].split("/")[0], f["split"])):
+        for key in ((f["instrument"], f["split"]), (f["instrument"].split("/")[0], f["split"]), (ALL, f["split"])):
             groups[key] += windows
             uni_nll[key] += scored
     rng = np.random.default_rng(seed)
@@ -144,9 +145,12 @@ def perplexity(model: TradeFM, shards: str | Path, splits: tuple[str, ...] = ("v
 
 
 def table(rows: list[Perplexity]) -> str:
-    """Markdown: a row per group and split, with the loss split by field (nats per token)."""
-    lines = ["| group | split | tokens | loss (nats) | perplexity | 95% CI | unigram perplexity | action, side | depth "
-             "| volume | dt |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    """Markdown: a row per group and split, with the loss split by field (nats per token), and each perplexity
+    as a multiple of the in-domain one (every instrument's test split pooled) where that was scored."""
+    home = next((r.ppl for r in rows if r.group == ALL and r.split == "test"), None)
+    lines = ["| group | split | tokens | loss (nats) | perplexity | 95% CI | x in domain | unigram perplexity "
+             "| action, side | depth | volume | dt |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r.group} | {r.split} | {r.tokens:,} | {r.loss:.3f} | {r.ppl:.1f} | {r.ppl_low:.1f}-{r.ppl_high:.1f}"
-              f" | {r.unigram_ppl:.1f} | " + " | ".join(f"{r.fields[f]:.3f}" for f in FIELDS) + " |" for r in rows]
+              f" | {f'{r.ppl / home:.2f}' if home else ''} | {r.unigram_ppl:.1f} | "
+              + " | ".join(f"{r.fields[f]:.3f}" for f in FIELDS) + " |" for r in rows]
     return "\n".join(lines)
