@@ -413,6 +413,33 @@ def test_the_feed_kind_ends_the_context_in_training_and_in_rollouts(setup) -> No
     assert len(days) == 2
 
 
+def test_a_participants_order_is_stamped_on_the_tokenizers_clock(setup) -> None:
+    """With ``resolution_ns`` a participant's own order gets the wait a feed of that clock would record: one in
+    the same millisecond as the event before it is simultaneous, as every real one is in the training tokens."""
+    from dataclasses import replace
+
+    from tradefm.features import FeatureConfig
+    from tradefm.generation.rollout import Rollouts
+    from tradefm.generation.simulator import P_PRICE, P_SIDE, P_SIZE, P_TS, P_VALID
+
+    _, _, day, start = setup
+    ms = 1_000_000
+    tok = Tokenizer.fit({"nasdaq/GOOG": [order_flow(day, FeatureConfig(resolution_ns=ms))]},
+                        features=FeatureConfig(resolution_ns=ms))
+    waits = []
+    for t in (tok, replace(tok, features=replace(tok.features, resolution_ns=0))):  # the same bins, either clock
+        ro = Rollouts(None, t, day, start, rollouts=1, seed=0)
+        now = int(ro.sim.ts[0])
+        due = np.zeros((1, 5), dtype=np.int64)
+        due[0, [P_VALID, P_TS, P_SIDE, P_SIZE, P_PRICE]] = 1, now - now % ms + ms - 1, 1, 100, 0  # this ms's last ns
+        assert due[0, P_TS] - now > 100_000
+        tokens = np.zeros(1, dtype=np.int64)
+        ro.sim.step(tokens, due)
+        waits.append(int(t.decompose(tokens)[4][0]))
+    simultaneous = t.decompose(tok.encode(order_flow(day, tok.features), "nasdaq/GOOG")[0])[4].min()
+    assert waits[0] == simultaneous < waits[1]
+
+
 def test_the_clock_is_the_local_half_hour_in_training_and_in_rollouts(setup) -> None:
     """With ``clock=True`` every token carries the half hour of the venue's local day (New York for Nasdaq), read
     off its own timestamp: in the tokens a model trains on, and in the context rows a rollout measures for the

@@ -286,6 +286,7 @@ class Tables(NamedTuple):
     clock: bool
     utc_offset: int  # ns, the day's (clock=True)
     feed: bool  # the context ends with the feed's kind (a rollout's is a full book)
+    resolution_ns: int  # the clock a participant's own order is stamped on in its token (0: as it arrives)
 
 
 def tables(tok, key: str, instrument, utc_offset: int = 0) -> Tables:
@@ -302,7 +303,8 @@ def tables(tok, key: str, instrument, utc_offset: int = 0) -> Tables:
                   regime["activity"], arr(tok.spread.edges),
                   f.cancel_from == "touch", f.add_from == "touch", f.join_touch, f.clear_touch, f.volume == "notional",
                   f.volume == "relative", f.reference == "mid", f.book_context, int(instrument.tick_size),
-                  int(instrument.size_scale), int(instrument.price_scale), tier, f.clock, int(utc_offset), f.feed)
+                  int(instrument.size_scale), int(instrument.price_scale), tier, f.clock, int(utc_offset), f.feed,
+                  int(f.resolution_ns))
 
 
 @kernel

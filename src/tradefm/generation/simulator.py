@@ -152,7 +152,8 @@ def _event(st: E.BookState, b: int, t: Tables, tokens, due, u, ucur, ts, next_id
     if due[b, P_VALID]:  # the participant acts now; the model's sample is set aside
         side, size, limit = due[b, P_SIDE], due[b, P_SIZE], due[b, P_PRICE]
         now = max(ts[b], due[b, P_TS])
-        dt = (now - ts[b]) / 1e9
+        r = max(t.resolution_ns, 1)  # its token's wait as the tokenizer's clock would stamp it
+        dt = (now // r - ts[b] // r) * r / 1e9
         ts[b] = now
         reference = _reference(st, t, vwap, b)
         _context(st, t, reference, opening, now, window, rts, rv, rhead, rlen, rsum, b, 1, ctx[b])
