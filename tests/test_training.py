@@ -67,7 +67,7 @@ def test_training_learns_and_saves_a_complete_model(shards: Path, tmp_path: Path
     assert model.cfg.context == 32  # the trained length (seq_len, the preset's 64), which rollouts keep to
     assert (run / "tensorboard").is_dir()
     assert main(["perplexity", str(run / "model"), str(shards), "--split", "val"]) == 0
-    from tradefm.evaluation.perplexity import FIELDS, perplexity, table
+    from tradefm.evaluation.perplexity import FIELDS, perplexity, plot, table
 
     for row in perplexity(model, shards, ("val",), progress=False):  # the loss split by field sums to it
         assert set(row.fields) == set(FIELDS) and all(v > 0 for v in row.fields.values())
@@ -79,6 +79,10 @@ def test_training_learns_and_saves_a_complete_model(shards: Path, tmp_path: Path
     assert "x in domain" in md.splitlines()[0]
     assert f"| {home.ppl:.1f} | {home.ppl_low:.1f}-{home.ppl_high:.1f} | 1.00 |" in md
     assert f"| {val.ppl:.1f} | {val.ppl_low:.1f}-{val.ppl_high:.1f} | {val.ppl / home.ppl:.2f} |" in md
+    a, b = plot(rows, tmp_path / "a.png"), plot(rows, tmp_path / "b.png")  # the same rows, the same bytes
+    assert a.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and a.read_bytes() == b.read_bytes()
+    with pytest.raises(ValueError, match="nothing to plot"):
+        plot([r for r in rows if r.split == "val"], tmp_path / "c.png")
 
 
 def test_a_tokens_loss_splits_by_field_as_the_chain_rule_says() -> None:

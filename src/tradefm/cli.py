@@ -170,7 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_perplexity(args: argparse.Namespace) -> int:
-    from .evaluation.perplexity import perplexity, table
+    from .evaluation.perplexity import perplexity, plot, table
     from .model import TradeFM
     from .shards import SPLITS
 
@@ -179,6 +179,8 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
         raise InputError(f"--split {', '.join(unknown)}: not a split (choose from {', '.join(SPLITS)})")
     rows = perplexity(TradeFM.from_pretrained(args.model), args.shards, splits)
     print(table(rows))
+    if args.plot:
+        print(f"plot -> {plot(rows, args.plot)}")
     return 0
 
 
@@ -541,6 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="a folder saved by training (model.safetensors + config.json)")
     s.add_argument("shards")
     s.add_argument("--split", action="append", default=[], help="splits to score (default: all but train)")
+    s.add_argument("--plot", metavar="PNG", help="also draw each venue against the in-domain perplexity")
     s.set_defaults(func=cmd_perplexity)
 
     s = sub.add_parser("generate", help="closed-loop rollouts of a model from a real book (Parquet + LOBSTER CSV)")

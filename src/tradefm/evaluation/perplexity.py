@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..events import InputError
+from ..events import InputError, atomic_path
 from ..model import TradeFM
 from ..shards import load_shard, read_manifest
 
@@ -154,3 +154,40 @@ def table(rows: list[Perplexity]) -> str:
               f" | {f'{r.ppl / home:.2f}' if home else ''} | {r.unigram_ppl:.1f} | "
               + " | ".join(f"{r.fields[f]:.3f}" for f in FIELDS) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def plot(rows: list[Perplexity], path: str | Path) -> Path:
+    """A PNG of each venue's perplexity on its scored tokens (test, held-out symbols, held-out venues), with its
+    interval and its unigram, against the in-domain perplexity and three times it: how far from home each market
+    is, at a glance."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .report import PNG_META
+
+    shown = [r for r in rows if r.group != ALL and "/" not in r.group and r.split != "val"]
+    if not shown:
+        raise InputError("nothing to plot: no test or held-out split was scored")
+    home = next((r.ppl for r in rows if r.group == ALL and r.split == "test"), None)
+    fig = Figure(figsize=(1.2 + 1.1 * len(shown), 4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    x = np.arange(len(shown))
+    ppl = np.array([r.ppl for r in shown])
+    err = np.array([[r.ppl - r.ppl_low for r in shown], [r.ppl_high - r.ppl for r in shown]])
+    ax.bar(x, ppl, yerr=err, capsize=4, color=["C0" if r.split == "test" else "C1" for r in shown])
+    ax.scatter(x, [r.unigram_ppl for r in shown], marker="_", s=600, color="k", label="unigram", zorder=3)
+    if home:
+        ax.axhline(home, color="C2", lw=1, label=f"in domain ({home:,.0f})")
+        ax.axhline(3 * home, color="C2", lw=1, ls="--", label="3x in domain")
+    ax.set_yscale("log")
+    ax.set_xticks(x, [f"{r.group}\n{r.split}" for r in shown], fontsize=8)
+    ax.set_ylabel("perplexity (95% interval)")
+    ax.set_title("blue: in domain (test), orange: never seen in training", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, metadata=PNG_META)
+    return path
+

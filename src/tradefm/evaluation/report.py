@@ -48,7 +48,7 @@ FLOOR = "real vs real"
 DECODED = "real tokens, decoded"  # the real window's own tokens decoded closed loop: what a perfect model would give
 REFERENCES = (DECODED, FLOOR)  # columns that measure the data and the tokens, not generators: never bold
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
-_PNG_META = {"Software": None}  # no library version in the files: the same plot gives the same bytes
+PNG_META = {"Software": None}  # no library version in the files: the same plot gives the same bytes
 
 
 def _fmt(row: MetricRow | None, bold: bool) -> str:
@@ -114,7 +114,7 @@ def markdown_table(title: str, columns: Mapping[str, Sequence[MetricRow]], about
 
 def _save(fig: Figure, path: Path) -> None:
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=100, metadata=_PNG_META)
+    fig.savefig(path, dpi=100, metadata=PNG_META)
 
 
 def _hist_lines(ax: object, data: Mapping[str, np.ndarray], bins: np.ndarray, log: bool = False) -> None:
