@@ -177,6 +177,8 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
     splits = tuple(args.split) or ("val", "test", "test_symbol", "test_venue")
     if unknown := [s for s in splits if s not in SPLITS]:
         raise InputError(f"--split {', '.join(unknown)}: not a split (choose from {', '.join(SPLITS)})")
+    if args.plot:  # a plot that cannot be written fails now, not after the scoring
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
     rows = perplexity(TradeFM.from_pretrained(args.model), args.shards, splits)
     print(table(rows))
     if args.plot:
