@@ -289,8 +289,8 @@ def tokenize(events_dir: str | Path, tokenizer: Tokenizer, out: str | Path, spli
     """Write token and context shards for every symbol-day, and the manifest (one day a task: the files are
     the same with any number of workers). Each entry of ``augment`` (feature changes, e.g. ``{"resolution_ns":
     1_000_000}``) also writes every training part as another feed would record it: timestamps floored to a
-    coarser clock, or sizes without round lots. A model that has seen both reads such a feed zero-shot, as
-    Bitstamp's millisecond clock and crypto sizes, without losing the recorded one."""
+    coarser clock, sizes without round lots, or its trades only. A model that has seen both reads such a feed
+    zero-shot, as Bitstamp's millisecond clock and crypto sizes, without losing the recorded one."""
     augment = _augmentations(tokenizer, augment)
     splits, out = splits or SplitConfig(), Path(out)
     files, counts = [], dict.fromkeys(SPLITS, 0)

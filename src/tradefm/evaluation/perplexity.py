@@ -144,10 +144,15 @@ def perplexity(model: TradeFM, shards: str | Path, splits: tuple[str, ...] = ("v
     return rows
 
 
+def in_domain(rows: list[Perplexity]) -> float | None:
+    """The in-domain perplexity: every instrument's test split pooled (None where no test split was scored)."""
+    return next((r.ppl for r in rows if r.group == ALL and r.split == "test"), None)
+
+
 def table(rows: list[Perplexity]) -> str:
     """Markdown: a row per group and split, with the loss split by field (nats per token), and each perplexity
     as a multiple of the in-domain one (every instrument's test split pooled) where that was scored."""
-    home = next((r.ppl for r in rows if r.group == ALL and r.split == "test"), None)
+    home = in_domain(rows)
     lines = ["| group | split | tokens | loss (nats) | perplexity | 95% CI | x in domain | unigram perplexity "
              "| action, side | depth | volume | dt |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r.group} | {r.split} | {r.tokens:,} | {r.loss:.3f} | {r.ppl:.1f} | {r.ppl_low:.1f}-{r.ppl_high:.1f}"
@@ -168,7 +173,7 @@ def plot(rows: list[Perplexity], path: str | Path) -> Path:
     shown = [r for r in rows if r.group != ALL and "/" not in r.group and r.split != "val"]
     if not shown:
         raise InputError("nothing to plot: no test or held-out split was scored")
-    home = next((r.ppl for r in rows if r.group == ALL and r.split == "test"), None)
+    home = in_domain(rows)
     fig = Figure(figsize=(1.2 + 1.1 * len(shown), 4))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
