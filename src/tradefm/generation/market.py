@@ -207,9 +207,10 @@ def _int32_ids(ids: np.ndarray) -> np.ndarray:
 def lobster_files(day: EventDay, depth: int = 10, window: int = 0) -> tuple[str, str]:
     """A day as LOBSTER message and orderbook CSV text (seconds after midnight in the venue's zone; prices and
     sizes as they are; empty levels, and with ``window`` > 0 the levels beyond a feed's window, as LOBSTER's dummy
-    prices), for tools that read LOBSTER. Order ids beyond
-    int32 (a rollout's own, from 2**40) are renumbered above the day's largest smaller id, in order: tools that
-    read ids as int32 (LOB-Bench's loader does) keep every order apart."""
+    prices), for tools that read LOBSTER. The book is kept to the feed's window (``notes["levels"]``), as every
+    replay keeps it: a level-N day's reveals bring back levels the book dropped, not ones it still holds. Order ids
+    beyond int32 (a rollout's own, from 2**40) are renumbered above the day's largest smaller id, in order: tools
+    that read ids as int32 (LOB-Bench's loader does) keep every order apart."""
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
@@ -217,7 +218,7 @@ def lobster_files(day: EventDay, depth: int = 10, window: int = 0) -> tuple[str,
     market = ~t.column("snapshot").to_numpy()
     midnight = datetime.fromisoformat(day.date).replace(tzinfo=ZoneInfo(day.instrument.timezone))
     base = int(midnight.timestamp()) * 1_000_000_000
-    book = OrderBook(replay=True)
+    book = OrderBook(replay=True, depth=int(day.notes.get("levels", 0) or 0))
     cols = [t.column(c).to_numpy() for c in ("kind", "side", "price", "size", "order_id")]
     cols[4] = _int32_ids(cols[4])
     rows = np.flatnonzero(market)
