@@ -74,7 +74,7 @@ class MarketSimulator:
         if task not in ("execution", "market_making"):
             raise InputError(f"task must be 'execution' or 'market_making', not {task!r}")
         d = self.day(day)
-        key = f"{d.instrument.venue}/{d.instrument.symbol}/{d.date}"
+        key = f"{d.instrument.key}/{d.date}"
         if key not in self._sources:
             self._sources[key] = Source((self.model, self.tokenizer), d, run=self.run)
         source = self._sources[key]

@@ -504,7 +504,7 @@ def decode_order(tok, token: int, book, reference: float, instrument, next_id: i
     :class:`~tradefm.tokenizer.Tokenizer` ``tok``: a seeded draw of each value in its bin (three uniforms from
     ``rng``, as a rollout draws them), or the bins' medians without one; ``log_unit``: the running unit's state
     (``OrderFlow.log_unit``) with ``volume="relative"``. ``None`` when it decodes to nothing."""
-    t = tables(tok, key or f"{instrument.venue}/{instrument.symbol}", instrument)
+    t = tables(tok, key or instrument.key, instrument)
     u = rng.random(3) if rng is not None else np.full(3, -1.0)
     kind, side, price, size, oid, dt = decode(book.state, t, int(token), u[0], u[1], u[2], float(reference),
                                               int(next_id), size_units(t, float(log_unit)))

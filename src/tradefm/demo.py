@@ -88,7 +88,7 @@ def run(data: str | None, out: str | Path, steps: int = 300, minutes: float = 10
     # a level-1 file is not a symbol's order flow: it leaves out every event behind the touch (all of AAPL's adds
     # are at or inside the spread there), so such days are held out of training, as an unseen-symbol test
     days = {p: read_day(p) for p in list_days(out / "events")}
-    shallow = sorted({d.instrument.symbol for d in days.values() if int(d.notes.get("levels", 0) or 0) == 1})
+    shallow = sorted({d.instrument.symbol for d in days.values() if d.levels == 1})
     splits = SplitConfig(holdout_symbols=tuple(s for s in shallow if s != symbol))
     if splits.holdout_symbols:
         _say(f"held out of training (level-1 files only): {', '.join(splits.holdout_symbols)}")

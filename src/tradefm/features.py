@@ -159,7 +159,7 @@ def book_after(day: EventDay, upto: int | None = None) -> tuple[np.ndarray, np.n
     t = day.table
     n = t.num_rows if upto is None else min(upto, t.num_rows)
     cols = [t.column(c).to_numpy()[:n].astype(np.int64) for c in ("kind", "side", "price", "size", "order_id")]
-    depth = int(day.notes.get("levels", 0) or 0)
+    depth = day.levels
     _, touch = OrderBook(replay=True, depth=depth).apply_many(*cols)
     out = np.full((t.num_rows, 2), np.nan)
     out[:n] = np.where(touch[:, [0, 2]] > 0, touch[:, [0, 2]], np.nan)

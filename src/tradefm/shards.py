@@ -134,7 +134,7 @@ def iter_flows(events_dir: str | Path, features: FeatureConfig, progress: bool =
 def _flow(path: Path, features: FeatureConfig) -> tuple[str, str, str, str, OrderFlow]:
     day = read_day(path, columns=COLUMNS)
     inst = day.instrument
-    return inst.venue, inst.symbol, day.date, f"{inst.venue}/{inst.symbol}", order_flow(day, features)
+    return inst.venue, inst.symbol, day.date, inst.key, order_flow(day, features)
 
 
 def _take(flow: OrderFlow, part: slice) -> OrderFlow:
@@ -230,7 +230,7 @@ def _tokenize_day(shared: tuple[Tokenizer, Path, SplitConfig, tuple[dict, ...]],
     tokenizer, out, splits, augment = shared
     day = read_day(path, columns=COLUMNS)
     venue, symbol, date = day.instrument.venue, day.instrument.symbol, day.date
-    key, stem = f"{venue}/{symbol}", f"{venue}-{symbol.replace('/', '-')}-{date}"
+    key, stem = day.instrument.key, f"{venue}-{symbol.replace('/', '-')}-{date}"
     files = []
 
     def write(split: str, name: str, flow: OrderFlow, tokens: np.ndarray, ctx: np.ndarray, part: slice,

@@ -99,7 +99,7 @@ def classify(day: EventDay) -> Classified:
     ts = t.column("ts").to_numpy().astype(np.int64)
     snap = t.column("snapshot").to_numpy()
     tick = day.instrument.tick_size
-    book = OrderBook(replay=True, depth=int(day.notes.get("levels", 0) or 0))
+    book = OrderBook(replay=True, depth=day.levels)
     _, touch = book.apply_many(kind, side, price, size, oid)
     after = touch[:, [0, 2]]
     before = np.zeros_like(after)

@@ -161,7 +161,7 @@ class Source:
 
     @property
     def key(self) -> str:
-        return f"{self.day.instrument.venue}/{self.day.instrument.symbol} {self.day.date}"
+        return f"{self.day.instrument.key} {self.day.date}"
 
     def hawkes(self):
         """Compound Hawkes parameters fitted on the training part of the day (fitted once), and the day's

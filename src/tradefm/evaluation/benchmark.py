@@ -375,8 +375,8 @@ def _plan(days: Sequence[EventDay], splits: SplitConfig, cfg: BenchmarkConfig, s
     other = next(p for p in PARTS if p != cfg.part)
     deep = []
     for day in days:
-        if int(day.notes.get("levels", 0) or 0) == 1:
-            skipped[f"{day.instrument.venue}/{day.instrument.symbol} {day.date}"] = \
+        if day.levels == 1:
+            skipped[f"{day.instrument.key} {day.date}"] = \
                 "a level-1 file: its flow leaves out every event behind the touch"
         else:
             deep.append(day)
@@ -384,7 +384,7 @@ def _plan(days: Sequence[EventDay], splits: SplitConfig, cfg: BenchmarkConfig, s
     if not splits.by_date:
         parts = {"test": (splits.test_from, 1.0), "val": (splits.val_from, splits.test_from)}
         for day in deep:
-            name = f"{day.instrument.venue}/{day.instrument.symbol} {day.date}"
+            name = f"{day.instrument.key} {day.date}"
             scored, versus = (starts(day, parts[p], cfg.windows, cfg.minutes) for p in (cfg.part, other))
             if not scored:
                 skipped[name] = f"its {cfg.part} part is shorter than one window of {cfg.minutes:g} minutes"
@@ -396,7 +396,7 @@ def _plan(days: Sequence[EventDay], splits: SplitConfig, cfg: BenchmarkConfig, s
     trained: dict[str, list[EventDay]] = {}
     for day in sorted(deep, key=lambda d: d.date):
         inst = day.instrument
-        name, part = f"{inst.venue}/{inst.symbol}", splits.whole_day(inst.venue, inst.symbol, day.date)
+        name, part = inst.key, splits.whole_day(inst.venue, inst.symbol, day.date)
         if part == "train":
             trained.setdefault(name, []).append(day)
         elif part in (cfg.part, other):
@@ -471,7 +471,7 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
             inst.append(name)
             if lob_bench is not None:
                 write_lob_bench(lob_bench, len(real) - 1, kept["real"][-1], window(day, start - length, start), made,
-                                int(day.notes.get("levels", 0) or 0))
+                                day.levels)
                 written.setdefault(name, []).append((len(real) - 1, day, start))
             for source, rollouts in made.items():
                 sources[source].append([keep(source, d) for d in rollouts])
@@ -488,7 +488,7 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
             if lob_bench is not None and w < len(written[p.name]):  # its scored twin, with the floor as its rollout
                 i, twin_day, twin = written[p.name][w]
                 write_lob_bench(lob_bench, i, kept["real"][i], window(twin_day, twin - length, twin),
-                                {FLOOR: [other]}, int(twin_day.notes.get("levels", 0) or 0))
+                                {FLOOR: [other]}, twin_day.levels)
     bar.close()
     if not real:
         raise InputError("no day could be evaluated: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))

@@ -84,7 +84,7 @@ def control_response(model: TradeFM, tok: Tokenizer, day: EventDay, start: int, 
     position of a window carries the setting."""
     inst = day.instrument
     flow = order_flow(day, tok.features)
-    ids, ctx = tok.encode(flow, f"{inst.venue}/{inst.symbol}")
+    ids, ctx = tok.encode(flow, inst.key)
     inside = (flow.ts >= start) & (flow.ts < end)
     width = model.cfg.context
     n = int(inside.sum()) // width * width

@@ -96,7 +96,7 @@ def decoded_placement(day: EventDay, tok: Tokenizer, seed: int = 0) -> dict[str,
     (a passive add turned marketable)."""
     flow = order_flow(day, tok.features)
     inst = day.instrument
-    ids, _ = tok.encode(flow, f"{inst.venue}/{inst.symbol}")
+    ids, _ = tok.encode(flow, inst.key)
     t = day.table
     kind = t.column("kind").to_numpy()
     rows = np.flatnonzero(np.isin(kind, (Kind.ADD, Kind.MODIFY)) & ~t.column("snapshot").to_numpy())

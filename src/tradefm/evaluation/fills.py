@@ -91,7 +91,7 @@ class FlowReplay:
         self.ts, self.kind, self.side, self.price, self.size, self.oid = (
             t.column(c).to_numpy()[a:b] for c in ("ts", "kind", "side", "price", "size", "order_id"))
         self.snap = snap_all[a:b]
-        levels = int(day.notes.get("levels", 0) or 0)
+        levels = day.levels
         self.market = Market(day, self.start, depth=levels, refill=False, real=real)  # the feed's reveals follow
         self.market.book.depth = levels  # keep to the feed's window, as the replay does
         exec_kinds = (Kind.EXECUTE, Kind.EXECUTE_HIDDEN) if hidden else (Kind.EXECUTE,)

@@ -88,7 +88,7 @@ def book_series(day: EventDay) -> dict[str, np.ndarray]:
     ask size) / (bid + ask) at level 1), ``touch_volume`` (bid + ask size at level 1, in shares/contracts/coins)."""
     t = day.table
     n = t.num_rows
-    book = OrderBook(replay=True, depth=int(day.notes.get("levels", 0) or 0))
+    book = OrderBook(replay=True, depth=day.levels)
     _, touch = book.apply_many(*(t.column(c).to_numpy() for c in ("kind", "side", "price", "size", "order_id")))
     market = np.flatnonzero(~t.column("snapshot").to_numpy())
     after = np.r_[market[1:] - 1, n - 1] if len(market) else market
@@ -299,7 +299,7 @@ def compare_samples(real: Mapping[str, np.ndarray], generated: Mapping[str, np.n
 
 def _tier(tiers: Mapping[str, object], day: EventDay) -> object | None:
     inst = day.instrument
-    return tiers.get(f"{inst.venue}/{inst.symbol}", tiers.get(inst.symbol))
+    return tiers.get(inst.key, tiers.get(inst.symbol))
 
 
 def compare(real: EventDay | Sequence[EventDay], generated: Sequence[EventDay], seed: int = 0,

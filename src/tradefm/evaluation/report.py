@@ -249,7 +249,7 @@ def write_report(out_dir: str | Path, real: EventDay, generated: Mapping[str, Se
     if floor_pair is not None:
         columns[FLOOR] = compare(floor_pair[0], [floor_pair[1]], seed=seed, n_boot=n_boot)
     inst = real.instrument
-    title = f"Realism: {inst.venue}/{inst.symbol} {real.date}"
+    title = f"Realism: {inst.key} {real.date}"
     about = (f"Real window {_span(real)}, {len(real_series['ts'])} market events. Generators (rollouts pooled): "
              + ", ".join(f"{n} ({len(d)} rollouts, {sum(len(s['ts']) for s in gen_series[n])} events)"
                          for n, d in generated.items())

@@ -71,6 +71,11 @@ class Instrument:
         if not self.symbol or not self.venue:
             raise ValueError("Instrument needs a symbol and a venue")
 
+    @property
+    def key(self) -> str:
+        """``venue/symbol``: the name a tokenizer files an instrument's bins and tiers under."""
+        return f"{self.venue}/{self.symbol}"
+
 
 @dataclass
 class EventDay:
@@ -89,6 +94,11 @@ class EventDay:
     @property
     def num_events(self) -> int:
         return self.table.num_rows
+
+    @property
+    def levels(self) -> int:
+        """The feed's window: a level-N file's N (its books show N levels a side), 0 for a full book."""
+        return int(self.notes.get("levels", 0) or 0)
 
 
 def empty_table() -> pa.Table:

@@ -32,7 +32,7 @@ def books_at(day: EventDay, starts: Iterable[int]) -> dict[int, OrderBook]:
     t = day.table
     ts = t.column("ts").to_numpy()
     cols = [t.column(c).to_numpy() for c in ("kind", "side", "price", "size", "order_id")]
-    book = OrderBook(replay=True, depth=int(day.notes.get("levels", 0) or 0))
+    book = OrderBook(replay=True, depth=day.levels)
     out, done = {}, 0
     for start in sorted(set(int(s) for s in starts)):
         n = int(np.searchsorted(ts, start, side="left"))
@@ -62,7 +62,7 @@ class Market:
                 self._record(start_ts, Kind.ADD, side, price, size, 0, 0)
                 self.book.apply(Kind.ADD, side, price, size, 0)
                 self.snapshot += 1
-        window = int(day.notes.get("levels", 0) or 0) if refill else 0
+        window = day.levels if refill else 0
         self.beyond = beyond.of(real.levels(1), real.levels(-1), window)
         self.rng = beyond.seeds(seed, 1)
         self._scratch = np.zeros((beyond.room(self.beyond), len(_COLUMNS)), dtype=np.int64)
@@ -207,7 +207,7 @@ def _int32_ids(ids: np.ndarray) -> np.ndarray:
 def lobster_files(day: EventDay, depth: int = 10, window: int = 0) -> tuple[str, str]:
     """A day as LOBSTER message and orderbook CSV text (seconds after midnight in the venue's zone; prices and
     sizes as they are; empty levels, and with ``window`` > 0 the levels beyond a feed's window, as LOBSTER's dummy
-    prices), for tools that read LOBSTER. The book is kept to the feed's window (``notes["levels"]``), as every
+    prices), for tools that read LOBSTER. The book is kept to the feed's window (:attr:`EventDay.levels`), as every
     replay keeps it: a level-N day's reveals bring back levels the book dropped, not ones it still holds. Order ids
     beyond int32 (a rollout's own, from 2**40) are renumbered above the day's largest smaller id, in order: tools
     that read ids as int32 (LOB-Bench's loader does) keep every order apart."""
@@ -218,7 +218,7 @@ def lobster_files(day: EventDay, depth: int = 10, window: int = 0) -> tuple[str,
     market = ~t.column("snapshot").to_numpy()
     midnight = datetime.fromisoformat(day.date).replace(tzinfo=ZoneInfo(day.instrument.timezone))
     base = int(midnight.timestamp()) * 1_000_000_000
-    book = OrderBook(replay=True, depth=int(day.notes.get("levels", 0) or 0))
+    book = OrderBook(replay=True, depth=day.levels)
     cols = [t.column(c).to_numpy() for c in ("kind", "side", "price", "size", "order_id")]
     cols[4] = _int32_ids(cols[4])
     rows = np.flatnonzero(market)

@@ -166,7 +166,7 @@ class Rollouts:
         self.sampling = sampling or Sampling()
         self.participant = participant
         self.inst = day.instrument
-        self.key = f"{self.inst.venue}/{self.inst.symbol}"
+        self.key = self.inst.key
         if rollouts < 1:
             raise InputError("need at least one rollout")
         starts = np.asarray(start_ts, dtype=np.int64)
