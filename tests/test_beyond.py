@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -53,6 +55,27 @@ def test_sweeps_and_cancels_keep_the_window_full(day) -> None:
     assert (t.column("kind").to_numpy()[reveal] == Kind.ADD).all()
     assert kept.events == int((~snap).sum())  # reveals are no events
     assert set(t.column("size").to_numpy()[reveal].tolist()) <= set(kept.beyond.sizes.tolist())
+
+
+def test_an_add_behind_the_deepest_level_finds_the_levels_in_front_of_it(day) -> None:
+    """A passive add far behind a side's deepest level (where a level-N feed shows nothing) meets the depth beyond
+    the window: levels are revealed up to its price, so it never rests as a lone level behind a hole that would
+    open the spread once the levels before it are gone. Without refill it rests alone."""
+    start, tick = _start(day), day.instrument.tick_size
+    for side in (1, -1):
+        kept, thin = Market(day, start), Market(day, start, refill=False)
+        widest = int(kept.beyond.gaps.max())
+        for m in (kept, thin):
+            deepest = m.book.levels(side)[-1][0]
+            m.limit(start, side, deepest - side * 4 * widest, 100)
+        prices = [p for p, _, _ in kept.book.levels(side)]
+        assert deepest - side * 4 * widest in prices
+        assert max(abs(a - b) for a, b in pairwise(prices)) <= widest
+        thin_prices = [p for p, _, _ in thin.book.levels(side)]
+        assert abs(thin_prices[-1] - thin_prices[-2]) > 3 * widest >= tick
+        t = kept.to_day("x").table
+        assert int((np.asarray(t.column("src_type").to_pylist()) == "reveal").sum()) >= 4
+        assert kept.events == 1
 
 
 def test_reveals_are_seeded_and_use_only_the_book_before_the_start(day) -> None:

@@ -6,7 +6,9 @@ inside the window, so a book seeded from such a feed and driven by such messages
 decoded) loses volume to cancels and trades that nothing replaces, until a side runs empty, which the real book
 never does. :func:`top_up` plays the feed's part: whenever a side shows fewer than N levels it reveals one beyond
 the deepest, its distance from that level and its size drawn together from the levels the real book showed at
-the start (no later data), as anonymous volume. A full-depth feed (``levels`` 0) has nothing beyond.
+the start (no later data), as anonymous volume. What an aggressor sweeps (:func:`cover`) and what lies in front
+of an add placed beyond the deepest level (:func:`reach`) are revealed the same way. A full-depth feed
+(``levels`` 0) has nothing beyond.
 """
 
 from __future__ import annotations
@@ -163,8 +165,28 @@ def cover(st: E.BookState, beyond: Beyond, rng: np.ndarray, b: int, log: np.ndar
     return n
 
 
-COVER = 5  # windows an aggressor may reach into beyond the visible ones
-ROOM = 2 + COVER  # windows of reveals one step may add: a top-up of both sides and a cover of one
+@kernel
+def reach(st: E.BookState, beyond: Beyond, rng: np.ndarray, b: int, log: np.ndarray, n: int, ts: int, side: int,
+          price: int) -> int:
+    """Before a passive add on ``side`` behind that side's deepest level: the real book holds levels between them
+    (a level-N feed shows none of them, nor such an add), so levels are revealed behind the deepest until one is at
+    or behind ``price`` (up to ``COVER`` windows of them). Without them the add would rest as a lone level, and the
+    hole in front of it would open the spread once the levels before it are gone."""
+    if beyond.levels == 0:
+        return n
+    s = 0 if side > 0 else 1
+    for _ in range(COVER * beyond.levels):
+        if st.meta[E.M_NLV_BID + s] == 0 or side * (st.levels[s, 0, E.L_PRICE] - price) <= 0:
+            break
+        k = _reveal(st, beyond, rng, b, s, log, n, ts)
+        if k < 0:
+            break
+        n = k
+    return n
+
+
+COVER = 5  # windows an aggressor, or an add behind the deepest level, may reach into beyond the visible ones
+ROOM = 2 + COVER  # windows of reveals one step may add: a top-up of both sides and a cover or reach of one
 
 
 @kernel
@@ -173,4 +195,4 @@ def room(beyond: Beyond) -> int:
     return ROOM * beyond.levels + 2
 
 
-__all__ = ["COVER", "NONE", "REVEAL", "ROOM", "Beyond", "cover", "of", "room", "seeds", "stack", "top_up"]
+__all__ = ["COVER", "NONE", "REVEAL", "ROOM", "Beyond", "cover", "of", "reach", "room", "seeds", "stack", "top_up"]

@@ -71,17 +71,14 @@ class Market:
         self.snapshot = len(self.rows["ts"])  # the opening book: the feed's levels and those revealed behind them
         self.next_id = 1 << 40  # far above real ids, so a generated id never meets a recorded one
 
-    def _top_up(self, side: int = 0, size: int = 0) -> None:
-        """Reveal what the window needs after an event, or (``side``, ``size``) what an aggressor of ``size``
-        meets on ``side`` before it trades."""
+    def _top_up(self, reveal=beyond.top_up, *args: int) -> None:
+        """Reveal the depth beyond the window: what the window needs after an event (:func:`beyond.top_up`), or
+        before one, what an aggressor meets (``beyond.cover, side, size``) or what lies in front of an add
+        (``beyond.reach, side, price``)."""
         if not self.beyond.levels:
             return
         self.book._reserve(beyond.room(self.beyond))
-        st = self.book.state
-        if side:
-            n = beyond.cover(st, self.beyond, self.rng, 0, self._scratch, 0, self.ts, side, size)
-        else:
-            n = beyond.top_up(st, self.beyond, self.rng, 0, self._scratch, 0, self.ts)
+        n = reveal(self.book.state, self.beyond, self.rng, 0, self._scratch, 0, self.ts, *args)
         for row in self._scratch[:n]:
             for c, v in zip(_COLUMNS, row, strict=True):
                 self.rows[c].append(int(v))
@@ -115,7 +112,9 @@ class Market:
         bid, ask = self.book.best()
         hit = ask if side > 0 else bid
         if hit is not None and (price >= hit if side > 0 else price <= hit):
-            self._top_up(-side, size)
+            self._top_up(beyond.cover, -side, size)
+        else:
+            self._top_up(beyond.reach, side, price)
         fills = self.book.add(oid, side, price, size)
         for f in fills:
             self._record(self.ts, Kind.EXECUTE, -side, f.price, f.size, max(f.maker_id, 0), flag)
@@ -130,7 +129,7 @@ class Market:
     def market(self, ts: int, side: int, size: int, flag: int = 0) -> list:
         """A market order: trades what the other side holds, the rest is dropped."""
         self.ts = max(self.ts, ts)
-        self._top_up(-side, size)
+        self._top_up(beyond.cover, -side, size)
         fills = self.book.market(side, size, order_id=self.new_id())
         for f in fills:
             self._record(self.ts, Kind.EXECUTE, -side, f.price, f.size, max(f.maker_id, 0), flag)

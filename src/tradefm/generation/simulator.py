@@ -162,6 +162,8 @@ def _event(st: E.BookState, b: int, t: Tables, tokens, due, u, ucur, ts, next_id
         st.meta[E.M_ADDED] += size
         if limit == 0 or (hit != 0 and (limit >= hit if side > 0 else limit <= hit)):
             nlog[b] = beyond.cover(st, deep, rng, b, lg, nlog[b], now, -side, size)
+        else:
+            nlog[b] = beyond.reach(st, deep, rng, b, lg, nlog[b], now, side, limit)
         left = E._match(st, next_id[b], side, limit, size)  # limit 0 is MARKET: no price limit
         filled, worst = 0, 0
         for f in range(st.meta[E.M_NFILL]):
@@ -208,6 +210,8 @@ def _event(st: E.BookState, b: int, t: Tables, tokens, due, u, ucur, ts, next_id
         st.meta[E.M_ADDED] += size
         if marketable:
             nlog[b] = beyond.cover(st, deep, rng, b, lg, nlog[b], now, -side, size)
+        else:
+            nlog[b] = beyond.reach(st, deep, rng, b, lg, nlog[b], now, side, price)
         left = E._match(st, next_id[b], side, price, size)
         nlog[b] = _fills(st, lg, nlog[b], now, side, 0, vwap, last, b, lam)
         if left > 0 and marketable:
