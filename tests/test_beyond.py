@@ -136,16 +136,13 @@ def test_a_real_window_in_lobster_layout_is_the_files_own_orderbook(day) -> None
     """A real window written back as LOBSTER files (LOB-Bench's real and conditioning data) shows the orderbook rows
     LOBSTER recorded for the same messages: the book is kept to the feed's window, as every replay keeps it, so a
     reveal does not add a level the book still held."""
-    import io
-    import zipfile
-
     from tradefm.evaluation.metrics import window
     from tradefm.generation.market import lobster_files
+    from tradefm.readers import lobster
 
-    n = day.notes["levels"]
-    with zipfile.ZipFile(data_file(f"lobster/LOBSTER_SampleFile_{day.instrument.symbol}_{day.date}_{n}.zip")) as z:
-        name = next(f for f in z.namelist() if "orderbook" in f)
-        recorded = np.loadtxt(io.TextIOWrapper(z.open(name)), delimiter=",", dtype=np.int64)
+    n = day.levels
+    files = lobster.find(data_file(f"lobster/LOBSTER_SampleFile_{day.instrument.symbol}_{day.date}_{n}.zip"))[0]
+    recorded = np.concatenate(list(lobster.iter_orderbook(files)))
     start = _start(day, 0.7)
     real = window(day, start, start + 60 * 10**9)
     _, book = lobster_files(real, n)
