@@ -95,7 +95,8 @@ def test_bitstamp_two_files_match_the_dedicated_reader(bitstamp_pair):
         assert r["size"] == full["size"] - taker_volume[oid] and r["ts"] >= full["ts"]
     filled = [oid for oid in takers if oid in theirs_add and oid not in first]
     assert len(filled) == ours.notes["takers_filled_on_entry"] == 127
-    assert kinds(a, snapshot=False) == {"ADD": 150_370 - 127, "DELETE": 150_080, "EXECUTE": 284}
+    assert kinds(a, snapshot=False) == {"ADD": 150_370 - 127, "DELETE": 150_080 + 2, "EXECUTE": 284}
+    assert ours.notes["stale_orders_deleted"] == theirs.notes["stale_orders_deleted"] == 2  # [sessions] stale_after
     assert kinds(a, snapshot=True) == kinds(b, snapshot=True)
     assert ours.notes["synthetic_deletes_dropped"] == theirs.notes["synthetic_deletes_dropped"] == 6_518
 
@@ -277,6 +278,8 @@ size = "q"
         (("venue = \"v\"", "venue = \"v\"\ntimezone = \"Mars/Olympus\""), "instrument.timezone", "Mars/Olympus",
          "unknown time zone"),
         (("ts = \"t\"\n", ""), "events.columns.ts", None, "required"),
+        (("[events]", "[sessions]\nstale_after = \"soon\"\n[events]"), "sessions.stale_after", "soon",
+         "a duration is"),
     ],
 )
 def test_a_wrong_mapping_names_the_key_and_the_column(tmp_path, capsys, edit, key, value, reason):

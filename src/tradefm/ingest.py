@@ -13,6 +13,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from . import readers
+from .book.stale import crossed_time
 from .events import EventDay, Kind, day_path, write_day_file
 from .parallel import Workers, map_tasks
 
@@ -27,8 +28,12 @@ def _span(day: EventDay) -> str:
     return f"{a}-{b} UTC"
 
 
+CROSSED_WARN = 0.01  # a replayed book crossed for more of the day than this is worth a word
+
+
 def summarize(day: EventDay) -> dict[str, object]:
-    """What a symbol-day holds: events by kind, snapshot and reveal records, its time span, bad rows skipped."""
+    """What a symbol-day holds: events by kind, snapshot and reveal records, its time span, bad rows skipped, the
+    orders a lossy capture never removed, and how much of the day its replayed book is crossed."""
     t = day.table
     snap = t.column("snapshot").to_numpy()
     kinds = Counter(Kind(k).name.lower() for k in t.column("kind").to_numpy()[~snap])
@@ -37,7 +42,8 @@ def summarize(day: EventDay) -> dict[str, object]:
     return {"symbol": day.instrument.symbol, "venue": day.instrument.venue, "date": day.date,
             "events": int((~snap).sum()), "snapshot": int(snap.sum()) - reveals, "reveals": reveals,
             "span": _span(day),
-            "kinds": dict(sorted(kinds.items())), "bad_rows": int(day.notes.get("bad_rows", 0))}
+            "kinds": dict(sorted(kinds.items())), "bad_rows": int(day.notes.get("bad_rows", 0)),
+            "stale": int(day.notes.get("stale_orders_deleted", 0)), "crossed": round(crossed_time(day), 6)}
 
 
 def describe(s: dict[str, object], note: str = "") -> str:
@@ -45,7 +51,10 @@ def describe(s: dict[str, object], note: str = "") -> str:
     kinds = " ".join(f"{k}={v}" for k, v in s["kinds"].items())
     return (f"{Path(str(s['source'])).name}: {s['symbol']} {s['date']} {s['events']:,} events "
             f"(+{s['snapshot']} snapshot" + (f", {s['reveals']:,} reveals" if s["reveals"] else "")
-            + f") {s['span']}  {kinds}" + (f"  skipped {s['bad_rows']} bad rows" if s["bad_rows"] else "") + note)
+            + f") {s['span']}  {kinds}" + (f"  skipped {s['bad_rows']} bad rows" if s["bad_rows"] else "")
+            + (f"  {s['stale']} stale orders deleted" if s.get("stale") else "")
+            + (f"  warning: the book is crossed {s['crossed']:.0%} of the time (an auction, or a capture that missed"
+               " deletes: stale_after in docs/DATA.md)" if s.get("crossed", 0) > CROSSED_WARN else "") + note)
 
 
 def _ingest_source(shared: tuple[Path, str | None, bool, dict], task: tuple[int, str]) -> list[dict]:

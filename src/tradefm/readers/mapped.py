@@ -11,8 +11,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..book.stale import drop_stale
 from ..events import BadInputError, EventDay
-from .generic import read_events, sources
+from .generic import in_sessions, read_events, sources
 from .mapping import load_mapping
 from .order_trade import read_pair
 
@@ -34,6 +35,11 @@ def read(path: Path, *, skip_bad: bool = False, mapping: str | Path | Mapping[st
     spec = load_mapping(mapping)
     for files, name_symbol, name_date in sources(Path(path), spec):
         if spec.layout == "events":
-            yield from read_events(files["events"], spec, name_symbol, name_date, skip_bad)
+            days = read_events(files["events"], spec, name_symbol, name_date, skip_bad)
         else:
-            yield from read_pair(files["orders"], files["trades"], spec, name_symbol, name_date, skip_bad)
+            days = read_pair(files["orders"], files["trades"], spec, name_symbol, name_date, skip_bad)
+        for day in days:
+            if spec.stale_after_ns is None:
+                yield day
+            else:  # only continuous trading: an auction's book crosses until its uncross
+                yield drop_stale(day, spec.stale_after_ns, in_sessions(day.table.column("ts").to_numpy(), spec))

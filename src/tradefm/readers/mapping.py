@@ -80,6 +80,7 @@ class FeedMapping:
     outside: str = "mark"
     leading_snapshot: bool = False
     trailing_deletes: str = "keep"
+    stale_after_ns: int | None = None  # a book crossed this long in continuous trading: the feed missed deletes
 
     def error(self, key: str, value: object, reason: str) -> BadInputError:
         return BadInputError(self.path, "mapping", key, value, reason)
@@ -205,6 +206,17 @@ def _check_timezone(keys: _Keys, k: str, tz: str) -> None:
         raise keys.err(k, tz, "unknown time zone (an IANA name such as Asia/Shanghai)") from None
 
 
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s)\s*$")
+
+
+def _duration(keys: _Keys, k: str, text: str) -> int:
+    """'500ms', '1s', '2.5 s' -> nanoseconds."""
+    m = _DURATION_RE.match(text)
+    if not m:
+        raise keys.err(k, text, "a duration is a number and a unit: '500ms', '1s' (ns, us, ms, s)")
+    return round(float(m.group(1)) * NS_PER[m.group(2)])
+
+
 def _tod(keys: _Keys, k: str, text: str) -> int:
     m = _TOD_RE.match(text.strip())
     if not m or int(m.group(1)) > 24 or int(m.group(2)) > 59:
@@ -298,7 +310,8 @@ def _build(data: dict[str, Any], path: str) -> FeedMapping:
     time = _time(top.table("time", ("unit", "format", "date", "timezone")), instrument["timezone"])
     continuous: list[tuple[int, int]] = []
     outside = "mark"
-    ses = top.table("sessions", ("continuous", "outside"))
+    stale_after = None
+    ses = top.table("sessions", ("continuous", "outside", "stale_after"))
     if ses is not None:
         windows = ses.get("continuous", list, [])
         for w in windows:
@@ -309,6 +322,9 @@ def _build(data: dict[str, Any], path: str) -> FeedMapping:
                 raise ses.err("continuous", w, "a window must end after it starts")
             continuous.append((a, b))
         outside = ses.get("outside", str, "drop" if continuous else "mark", OUTSIDE)
+        text = ses.get("stale_after", str)
+        if text is not None:
+            stale_after = _duration(ses, "stale_after", text)
     kw: dict[str, Any] = {}
     if layout == "events":
         for other in ("orders", "trades"):
@@ -336,4 +352,4 @@ def _build(data: dict[str, Any], path: str) -> FeedMapping:
         if kw["sizes"] == "remaining" and "kind" not in kw["orders"].columns:
             raise o.err("columns.kind", None, "sizes = \"remaining\" needs the action column (add / change / delete)")
     return FeedMapping(path=path, layout=layout, instrument=instrument, time=time, continuous=tuple(continuous),
-                       outside=outside, **kw)
+                       outside=outside, stale_after_ns=stale_after, **kw)
