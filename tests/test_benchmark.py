@@ -240,3 +240,29 @@ def test_with_splits_by_date_whole_days_are_scored_per_instrument(tiny_run, tmp_
     val = bm.run(model, tok, list(days.values()), splits, bm.preset("demo", part="val", **small), progress=False,
                  say=print)
     assert inside("2012-06-22", val.windows["nasdaq/GOOG"]) and inside("2012-06-25", val.floor_windows["nasdaq/GOOG"])
+
+
+def test_a_model_folder_is_scored_by_the_splits_it_was_trained_on(tmp_path) -> None:
+    """A model trained by ``tradefm train`` and given on its own (``benchmark OUT/model``): its splits come from
+    the shards its train_config.json names, so a model trained on a temporal holdout is never scored on its own
+    training days; without those shards' manifest, one line says the splits are unknown."""
+    out = tmp_path / "run"
+    (out / "model").mkdir(parents=True)
+    (out / "model" / "tokenizer.json").write_text("{}")
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    manifest = {"splits": {"val_from": "2012-06-21", "test_from": "2012-06-22", "holdout_symbols": [],
+                           "holdout_venues": []}, "events_dir": str(tmp_path / "events")}
+    (shards / "manifest.json").write_text(json.dumps(manifest))
+    (out / "train_config.json").write_text(json.dumps({"shards": str(shards), "out": str(out)}))
+    for given in (out, out / "model"):
+        found = bm.find_run(given)
+        assert found.splits == SplitConfig(val_from="2012-06-21", test_from="2012-06-22")
+        assert found.events == tmp_path / "events" and found.model == out / "model"
+    from tradefm.env.core import _splits
+
+    with pytest.raises(InputError, match="split by date"):
+        _splits(out / "model")
+    (shards / "manifest.json").unlink()
+    with pytest.raises(InputError, match="splits to score by are unknown"):
+        bm.find_run(out / "model")

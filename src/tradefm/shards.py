@@ -111,6 +111,37 @@ class SplitConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
 
 
+def run_manifest(folder: str | Path) -> Path | None:
+    """The shard manifest a run folder, or a model folder, was trained from: ``shards/manifest.json`` or
+    ``manifest.json`` in it, else the ``shards`` named by the ``train_config.json`` that training writes beside
+    the model (so a model scored on its own is held to the splits it was trained on)."""
+    folder = Path(folder)
+    for m in (folder / "shards" / "manifest.json", folder / "manifest.json"):
+        if m.exists():
+            return m
+    for cfg in (folder / "train_config.json", folder.parent / "train_config.json",
+                folder / "model" / "train_config.json"):
+        if cfg.exists():
+            shards = read_json(cfg, "a training configuration")
+            shards = shards.get("shards") if isinstance(shards, dict) else None
+            m = (cfg.parent / shards / "manifest.json") if isinstance(shards, str) else None
+            if m is not None and m.exists():
+                return m
+            raise InputError(f"{cfg}: the shards it trained on ({shards}) have no manifest.json: the splits to "
+                             "score by are unknown")
+    return None
+
+
+def manifest_splits(manifest: Path) -> SplitConfig:
+    """The splits a shard manifest was cut by."""
+    m = read_json(manifest, "a shard manifest")
+    raw = m.get("splits", {}) if isinstance(m, dict) else None
+    try:
+        return SplitConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    except (AttributeError, TypeError) as e:
+        raise InputError(f"{manifest}: its splits are not a split configuration ({e})") from None
+
+
 def day_date(path: Path) -> str:
     """A store file's date, from its partition folder (``date=YYYY-MM-DD``): known without opening it."""
     return path.parent.name.removeprefix("date=")

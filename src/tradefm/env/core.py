@@ -225,19 +225,22 @@ def _load_model(model: Any) -> tuple[Any, Any, Path | None]:
     from ..model import TradeFM
     from ..tokenizer import Tokenizer
 
-    path, run = model_folder(model)
-    return TradeFM.from_pretrained(path).eval(), Tokenizer.load(path / "tokenizer.json"), run
+    path, run = model_folder(model)  # a model folder alone still names its splits (its train_config.json)
+    return TradeFM.from_pretrained(path).eval(), Tokenizer.load(path / "tokenizer.json"), run or path
 
 
 def _splits(run: Path | None) -> tuple[float, float]:
-    import json
+    """The fractions of the day a run's shards were cut at (the default ones for no run)."""
+    from ..shards import SplitConfig, manifest_splits, run_manifest
 
-    from ..shards import SplitConfig
-
-    if run is not None and (run / "shards" / "manifest.json").exists():
-        s = json.loads((run / "shards" / "manifest.json").read_text()).get("splits", {})
-        return float(s.get("val_from", SplitConfig.val_from)), float(s.get("test_from", SplitConfig.test_from))
-    return SplitConfig.val_from, SplitConfig.test_from
+    manifest = run_manifest(run) if run is not None else None
+    if manifest is None:
+        return SplitConfig.val_from, SplitConfig.test_from
+    s = manifest_splits(manifest)
+    if s.by_date:
+        raise InputError(f"{run} was split by date ({s.val_from}, {s.test_from}); an environment cuts one day by "
+                         "fractions of its session: give splits=(val_from, test_from) and a day")
+    return float(s.val_from), float(s.test_from)
 
 
 def _default_day(run: Path | None) -> Path:
