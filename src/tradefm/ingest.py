@@ -43,7 +43,9 @@ def summarize(day: EventDay) -> dict[str, object]:
             "events": int((~snap).sum()), "snapshot": int(snap.sum()) - reveals, "reveals": reveals,
             "span": _span(day),
             "kinds": dict(sorted(kinds.items())), "bad_rows": int(day.notes.get("bad_rows", 0)),
-            "stale": int(day.notes.get("stale_orders_deleted", 0)), "crossed": round(crossed_time(day), 6)}
+            "stale": int(day.notes.get("stale_orders_deleted", 0)),
+            # a level-N feed (LOBSTER) ships its own book rows, which its reader replays against: no second replay
+            "crossed": 0.0 if day.levels else round(crossed_time(day), 6)}
 
 
 def describe(s: dict[str, object], note: str = "") -> str:

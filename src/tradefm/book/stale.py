@@ -6,7 +6,8 @@ it, which a continuous market never allows. The book then stays crossed for the 
 capture: one missed delete crossed 92% of its states for 27 minutes), and every book feature, the spread, the
 rollouts' starting books and the baselines' fits read a market that never was.
 
-:func:`drop_stale` replays a day and, where the book has stayed crossed for longer than ``after_ns`` of feed
+:func:`drop_stale` replays a day and, where the book has stayed crossed (or locked, bid and ask at one price:
+a continuous market trades that too) for longer than ``after_ns`` of feed
 time during continuous trading, takes the crossed touch level whose newest order is older and deletes its
 orders, repeating until the book no longer crosses. The feed's own ordering is the evidence: the side that was
 there first was traded or cancelled through. A taker that rests for an instant before its fills arrive, or a
