@@ -26,6 +26,34 @@ def test_ingest_writes_one_parquet_per_symbol_day(tmp_path, capsys) -> None:
     assert "GOOG 2012-06-21 49,482 events" in out.err + out.out
 
 
+def test_a_folder_of_feeds_is_searched_and_each_file_read_by_its_reader(tmp_path, capsys) -> None:
+    """A user points ingest at where the downloads are: zips, a websocket capture folder, DBN files with their
+    definitions beside them, and files that are no feed."""
+    feeds = tmp_path / "downloads"
+    (feeds / "nasdaq").mkdir(parents=True)
+    for name in ("GOOG_2012-06-21_1", "AMZN_2012-06-21_1"):
+        (feeds / "nasdaq" / f"{name}.zip").symlink_to(data_file(f"lobster/LOBSTER_SampleFile_{name}.zip"))
+    (feeds / "binance").symlink_to(data_file("binance/hftbacktest_ws_capture/spot"), target_is_directory=True)
+    for name in ("orderbooks_mbo_2024-05-08T00-00-00_2024-05-08T00-00-02.dbn.zst", "orderbooks_definition.dbn.zst"):
+        (feeds / name).symlink_to(data_file(f"databento/{name}"))
+    (feeds / "README.md").write_text("where these came from\n")
+    (feeds / ".DS_Store").write_bytes(b"\0")
+    out = tmp_path / "events"
+    assert main(["ingest", str(feeds), "--out", str(out)]) == 0
+    days = {p.relative_to(out).parent.as_posix() for p in list_days(out)}
+    assert days == {f"venue={v}/symbol={s}/date={d}" for v, s, d in [
+        ("nasdaq", "GOOG", "2012-06-21"), ("nasdaq", "AMZN", "2012-06-21"), ("cme", "ESM4", "2024-05-08"),
+        ("binance", "BTCUSDT", "2024-08-08"), ("binance", "BTCUSDT", "2024-08-09"),
+        ("binance", "ETHUSDT", "2024-08-08"), ("binance", "ETHUSDT", "2024-08-09")]}
+    (es,) = [p for p in list_days(out) if "ESM4" in str(p)]
+    assert read_day(es).notes["tick_from"] == "definition min_price_increment"
+    said = capsys.readouterr()
+    assert "set aside 2 files" in said.out + said.err and "README.md (no known format)" in said.out + said.err
+    only = tmp_path / "lobster_only"
+    assert main(["ingest", str(feeds), "--format", "lobster", "--out", str(only)]) == 0
+    assert {read_day(p).instrument.venue for p in list_days(only)} == {"nasdaq"}
+
+
 def test_bad_input_stops_with_a_located_error_and_leaves_nothing(tmp_path, capsys) -> None:
     src = data_file("lobster/fixture_aapl_level10_999")
     bad = tmp_path / "bad"

@@ -118,7 +118,7 @@ CASES: list[Case] = [
     ("ingest an empty file", lambda g, b, t: ["ingest", str(b["empty"]), "--out", str(t / "o")],
      "empty.csv: cannot tell the format"),
     ("ingest an empty folder", lambda g, b, t: ["ingest", str(b["folder"]), "--out", str(t / "o")],
-     "a_folder: cannot tell the format"),
+     "a_folder: no file of a known format"),
     ("ingest a garbage CSV as LOBSTER", lambda g, b, t: ["ingest", str(b["garbage_csv"]), "--format", "lobster",
                                                          "--out", str(t / "o")], "garbage.csv"),
     ("ingest a garbage LOBSTER message file", lambda g, b, t: ["ingest", str(b["lobster_garbage"]), "--out",

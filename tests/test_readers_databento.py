@@ -106,6 +106,17 @@ def test_definition_gives_the_tick():
     assert day.notes["tick_from"] == "definition min_price_increment"
 
 
+def test_a_definition_file_beside_the_data_gives_the_tick(tmp_path):
+    """As Databento's downloads ship them; without one the tick is the prices' gcd."""
+    assert next(databento.read(data_file(MBO))).notes["tick_from"] == "definition min_price_increment"
+    alone = tmp_path / Path(MBO).name
+    alone.symlink_to(data_file(MBO))
+    day = next(databento.read(alone))
+    assert day.notes["tick_from"] == "gcd of observed prices" and day.instrument.tick_size == 250_000_000
+    assert databento.not_events(data_file(DEFINITION)).startswith("instrument definitions")
+    assert databento.not_events(data_file(MBO)) is None
+
+
 def test_trades_and_mbp1_agree():
     """120 trades over 23:58-00:02 UTC: two UTC days by default, one CME trade date with session='cme'."""
     days = list(databento.read(data_file(TRADES)))

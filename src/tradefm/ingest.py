@@ -59,31 +59,46 @@ def describe(s: dict[str, object], note: str = "") -> str:
                " deletes: stale_after in docs/DATA.md)" if s.get("crossed", 0) > CROSSED_WARN else "") + note)
 
 
-def _ingest_source(shared: tuple[Path, str | None, bool, dict], task: tuple[int, str]) -> list[dict]:
+def _ingest_source(shared: tuple[Path, bool, dict], task: tuple[int, readers.Source]) -> list[dict]:
     """Read one source and write each of its symbol-days beside its place in the store, under a name of this
     task's own (``ingest`` then keeps one per symbol-day): sources run in parallel without racing for a file."""
-    out, fmt, skip_bad, options = shared
+    out, skip_bad, options = shared
     number, src = task
     tag = f"{os.getpid()}-{number}"
     rows = []
-    for day in readers.read(src, fmt, skip_bad=skip_bad, **options):
+    for day in readers.read(src.path, src.fmt, skip_bad=skip_bad, **options):
         final = day_path(out, day.instrument.venue, day.instrument.symbol, day.date)
         staged = write_day_file(day, final.with_name(f".{final.stem}.{tag}.staged"))
-        rows.append({"source": src, **summarize(day), "staged": str(staged), "final": str(final)})
+        rows.append({"source": str(src.path), **summarize(day), "staged": str(staged), "final": str(final)})
     return rows
+
+
+def _sources(paths: list[str], fmt: str | None, quiet: bool) -> list[readers.Source]:
+    """Every source the paths hold (folders searched); unless ``quiet``, one line on the files set aside."""
+    found, skipped = [], []
+    for path in paths:
+        f, s = readers.sources(path, fmt)
+        found += f
+        skipped += s
+    if skipped and not quiet:
+        shown = ", ".join(f"{p.name} ({why})" for p, why in skipped[:3])
+        tqdm.write(f"set aside {len(skipped)} file{'s' * (len(skipped) > 1)} that hold no events to read: {shown}"
+                   + (", ..." if len(skipped) > 3 else ""))
+    return found
 
 
 def ingest(sources: list[str], out: Path, fmt: str | None, skip_bad: bool, quiet: bool = False,
            workers: Workers = 1, **options: object) -> list[dict]:
-    """Read every source and write its symbol-days (each written whole or not at all); returns their summaries,
-    with ``source`` and ``path``. Unless ``quiet``, one line per symbol-day read. ``options`` go to the reader
-    (``mapping=`` a feed mapping for the generic one). One source is one task, ``workers`` at a time
-    (:func:`tradefm.parallel.map_tasks`); which source's copy of a symbol-day is kept is decided in source
-    order, so any number of workers writes the same store."""
+    """Read every source (a folder: every file in it that a reader knows) and write its symbol-days (each
+    written whole or not at all); returns their summaries, with ``source`` and ``path``. Unless ``quiet``, one
+    line per symbol-day read. ``options`` go to the reader (``mapping=`` a feed mapping for the generic one).
+    One source is one task, ``workers`` at a time (:func:`tradefm.parallel.map_tasks`); which source's copy of
+    a symbol-day is kept is decided in source order, so any number of workers writes the same store."""
     rows: dict[str, dict] = {}
     staged: list[Path] = []
+    tasks = list(enumerate(_sources(sources, fmt, quiet)))
     try:
-        for found in map_tasks(_ingest_source, list(enumerate(sources)), (Path(out), fmt, skip_bad, options),
+        for found in map_tasks(_ingest_source, tasks, (Path(out), skip_bad, options),
                                workers, "ingest", not quiet, "file"):
             staged += [Path(s["staged"]) for s in found]
             for s in found:

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import NamedTuple
 
 from ..events import EventDay, InputError
 
@@ -32,6 +33,53 @@ def detect(path: str | Path) -> str:
         if reader(fmt).detect(Path(path)):
             return fmt
     raise InputError(f"{path}: cannot tell the format; pass --format ({', '.join(FORMATS)})")
+
+
+class Source(NamedTuple):
+    """One unit a reader reads whole: a file, or a folder such as a websocket capture split over files."""
+
+    path: Path
+    fmt: str
+
+
+def sources(path: str | Path, fmt: str | None = None) -> tuple[list[Source], list[tuple[Path, str]]]:
+    """What a file or folder holds to read, and what it holds that is no source (each with why). A folder that a
+    reader takes whole is one source; any other folder is searched, every file in it read by the reader that
+    knows it (or only by ``fmt``'s), files no reader knows set aside. A mapped feed (``generic``) searches the
+    folder by the mapping's own patterns."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
+    if path.is_file() or fmt == "generic":
+        return [Source(path, fmt or detect(path))], []
+    found: list[Source] = []
+    skipped: list[tuple[Path, str]] = []
+    _walk(path, fmt, found, skipped)
+    if not found:
+        what = f"no {fmt} source" if fmt else f"no file of a known format ({', '.join(FORMATS[:-1])})"
+        raise InputError(f"{path}: {what} in this folder" + ("" if fmt else "; pass --format, or --mapping"))
+    return found, skipped
+
+
+def _walk(folder: Path, fmt: str | None, found: list[Source], skipped: list[tuple[Path, str]]) -> None:
+    formats = [fmt] if fmt else FORMATS[:-1]
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    whole = next((f for f in formats if reader(f).detect(folder)), None)
+    if whole:
+        found.append(Source(folder, whole))
+    for p in entries:
+        if p.is_dir():
+            _walk(p, fmt, found, skipped)
+        elif not whole:
+            f = next((f for f in formats if reader(f).detect(p)), None)
+            if f is None:
+                skipped.append((p, f"not {fmt}" if fmt else "no known format"))
+                continue
+            why = getattr(reader(f), "not_events", None)
+            if why and why(p):
+                skipped.append((p, why(p)))
+            else:
+                found.append(Source(p, f))
 
 
 def read(path: str | Path, fmt: str | None = None, *, skip_bad: bool = False, **options: object) -> Iterator[EventDay]:

@@ -28,10 +28,11 @@ Records flagged ``F_SNAPSHOT`` (the book at the start of the file, after a CLEAR
 trades schema -> TRADE events. mbp-1 / mbp-10 / tbbo are aggregated price levels, not orders: only their trade
 records (action T) become TRADE events and the level updates are counted in ``notes["book_updates_skipped"]``.
 
-The tick comes from a definition file (``definition=`` path, ``min_price_increment`` of the same instrument id),
-else it is the gcd of the observed prices. CME instruments get ``timezone="America/Chicago"`` and, as the feed
-carries no trade date, the UTC date as the day; ``session="cme"`` uses the Globex trade date instead (the
-session that opens at 17:00 Chicago time belongs to the next day).
+The tick comes from a definition file (``definition=`` path, or a ``*definition*.dbn*`` file beside the data;
+``min_price_increment`` of the same instrument id), else it is the gcd of the observed prices. CME
+instruments get ``timezone="America/Chicago"`` and, as the feed carries no trade date, the UTC date as the
+day; ``session="cme"`` uses the Globex trade date instead (the session that opens at 17:00 Chicago time
+belongs to the next day).
 """
 
 from __future__ import annotations
@@ -66,6 +67,34 @@ def detect(path: Path) -> bool:
     if name.endswith(".dbn") or name.endswith(".dbn.zst"):
         return True
     return head_bytes(Path(path), 3) == b"DBN"
+
+
+def _schema(path: Path) -> str | None:
+    """The schema a DBN file's metadata names, or None if it has none to read."""
+    try:
+        meta = next(_records(path))
+    except Exception:  # not DBN, or empty: read() says which
+        return None
+    return str(getattr(getattr(meta, "schema", None), "value", getattr(meta, "schema", None)))
+
+
+def not_events(path: Path) -> str | None:
+    """Why a DBN file found in a folder is not read as events: a schema without orders or trades."""
+    schema = _schema(path)
+    if schema is None or schema == "mbo" or schema in _TRADE_SCHEMAS:
+        return None
+    if schema == "definition":
+        return "instrument definitions (the tick of the DBN files beside it)"
+    return f"schema '{schema}' holds no orders or trades"
+
+
+def _definition_beside(path: Path) -> Path | None:
+    """A definitions file in the same folder: Databento's downloads put ``*.definition.dbn.zst`` beside the
+    data, and a user who downloads one expects its tick to be used."""
+    for p in sorted(path.parent.glob("*definition*.dbn*")):
+        if p != path and p.is_file() and _schema(p) == "definition":
+            return p
+    return None
 
 
 def _records(path: Path) -> Iterator[object]:
@@ -165,6 +194,7 @@ def read(
     dataset = str(meta.dataset)
     venue, timezone = VENUES.get(dataset, (dataset.lower(), "UTC"))
     names = _symbols(meta)
+    definition = definition or _definition_beside(path)
     defs = _definitions(Path(definition)) if definition else {}
     per: dict[int, _Instrument] = {}
     where_list: list[int] = []  # loc -> 1-based record number
