@@ -163,12 +163,13 @@ def test_generate_baseline_evaluate_and_report_commands(tmp_path, capsys) -> Non
     features = Tokenizer.load(tmp_path / "tok.json").features
     assert features.clear_touch and not features.hidden and features.join_touch and features.half_life_s == 5
     torch.manual_seed(0)
-    TradeFM(preset("tiny", layers=2, context=64)).save_pretrained(tmp_path / "model",
+    TradeFM(preset("tiny", layers=2, context=64)).save_pretrained(tmp_path / "out" / "model",
                                                                   Tokenizer.load(tmp_path / "tok.json"))
-    assert main(["generate", str(tmp_path / "model"), "--from", day, "--start", "15:00", "--events", "200",
+    assert main(["generate", str(tmp_path / "out" / "model"), "--from", day, "--start", "15:00", "--events", "200",
                  "--rollouts", "2", "--twap", "sell:500:0.5:5", "--out", str(tmp_path / "gen" / "tradefm")]) == 0
     assert len(list((tmp_path / "gen" / "tradefm").glob("rollout_*/events.parquet"))) == 2
-    assert main(["generate", str(tmp_path / "model"), "--from", day, "--start", "15:00", "--events", "50",
+    # the folder `tradefm train` wrote (its model in model/) stands for the model
+    assert main(["generate", str(tmp_path / "out"), "--from", day, "--start", "15:00", "--events", "50",
                  "--rollouts", "2", "--dtype", "bfloat16", "--out", str(tmp_path / "gen" / "bf16")]) == 0
     assert len(list((tmp_path / "gen" / "bf16").glob("rollout_*/events.parquet"))) == 2
     capsys.readouterr()

@@ -97,6 +97,19 @@ def _wrong_config(good: dict[str, Path], tmp: Path) -> Path:
     return folder
 
 
+def _trades_only(good: dict[str, Path], tmp: Path) -> Path:
+    """The good day's executions alone, as a trades feed shows them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from tradefm.events import Kind, read_day
+
+    day = read_day(good["day"])
+    trades = pc.is_in(day.table.column("kind"), pa.array([int(Kind.EXECUTE), int(Kind.TRADE)], pa.int8()))
+    only = EventDay(day.instrument, day.date, day.table.filter(trades), ["trades"])
+    return write_day(only, tmp / "trades")
+
+
 def _settings(tmp: Path, good: dict[str, Path], **kw: object) -> Path:
     cfg = json.loads(good["config"].read_text())
     cfg.update(shards=str(good["shards"]), out=str(tmp / "run"))
@@ -309,6 +322,9 @@ CASES: list[Case] = [
     ("baseline generate from a start before the session", lambda g, b, t: ["baseline", "generate", str(g["params"]),
                                                                            "--from", str(g["day"]), "--start", "04:00",
                                                                            "--out", str(t / "b")], "outside"),
+    ("baseline generate from a trades-only day", lambda g, b, t: ["baseline", "generate", str(g["params"]),
+                                                                   "--from", str(_trades_only(g, t)), "--out",
+                                                                   str(t / "b")], "a trades-only feed"),
     # benchmark and demo
     ("benchmark a missing run", lambda g, b, t: ["benchmark", str(b["missing"])], "missing.parquet"),
     ("benchmark a folder that is no run", lambda g, b, t: ["benchmark", str(b["folder"])], "a_folder"),

@@ -225,8 +225,25 @@ def test_load_gives_a_simulator_with_rollout_and_env(source, tmp_path) -> None:
     assert env.observation_space.contains(obs)
     vec = sim.env("execution", num_envs=3, background="model", steps=2, events=3)
     assert vec.reset(seed=0)[0].shape == (3, *vec.single_observation_space.shape)
-    with pytest.raises(ValueError, match="neither a run folder"):
+    with pytest.raises(ValueError, match="not a model folder"):
         tradefm.load(tmp_path / "nothing")
+
+
+def test_load_and_rollout_need_no_gymnasium(source, tmp_path) -> None:
+    """Environments are the `agents` extra; loading a model and rolling it out are not."""
+    import subprocess
+    import sys
+
+    from tradefm.events import write_day
+
+    run = tmp_path / "run"
+    source.model.save_pretrained(run / "model" / "model", source.tokenizer)
+    write_day(source.day, run / "events")
+    code = ("import sys; sys.modules['gymnasium'] = None\nimport tradefm\n"
+            "print(len(tradefm.load(sys.argv[1], device='cpu').rollout(start=0.5, events=20, rollouts=1)))")
+    done = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("1")
 
 
 def test_stress_presets_reach_the_rollouts(source) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .events import EventDay, InputError, read_day
+from .runs import default_day, model_folder
 
 
 class MarketSimulator:
@@ -19,7 +20,6 @@ class MarketSimulator:
     def __init__(self, path: str | Path, device: str | None = None, dtype: str = "float32") -> None:
         import torch
 
-        from .env.core import model_folder
         from .model import TradeFM
         from .tokenizer import Tokenizer
 
@@ -35,9 +35,7 @@ class MarketSimulator:
         if isinstance(day, EventDay):
             return day
         if day is None:
-            from .env.core import _default_day
-
-            day = _default_day(self.run)
+            day = default_day(self.run)
         key = str(day)
         if key not in self._days:
             if not Path(day).exists():

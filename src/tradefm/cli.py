@@ -22,6 +22,7 @@ from . import readers
 from .events import EventDay, InputError
 from .ingest import ingest, summarize  # noqa: F401  (the library's names, kept importable from here)
 from .parallel import Workers, parse_workers
+from .runs import model_folder
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -179,7 +180,7 @@ def cmd_perplexity(args: argparse.Namespace) -> int:
         raise InputError(f"--split {', '.join(unknown)}: not a split (choose from {', '.join(SPLITS)})")
     if args.plot:  # a plot that cannot be written fails now, not after the scoring
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-    rows = perplexity(TradeFM.from_pretrained(args.model), args.shards, splits)
+    rows = perplexity(TradeFM.from_pretrained(model_folder(args.model)[0]), args.shards, splits)
     print(table(rows))
     if args.plot:
         print(f"plot -> {plot(rows, args.plot)}")
@@ -266,8 +267,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise InputError(f"--device {device!r}: not a device ({e})") from None
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {device}: no CUDA device here")
-    model = TradeFM.from_pretrained(args.model, device=device, dtype=args.dtype)
-    tok = Tokenizer.load(Path(args.model) / "tokenizer.json")
+    folder, _ = model_folder(args.model)
+    model = TradeFM.from_pretrained(folder, device=device, dtype=args.dtype)
+    tok = Tokenizer.load(folder / "tokenizer.json")
     day = read_day(args.source)
     sampling = _sampling(args, guidance=args.guidance, pace=args.pace)
     control = _control(args.control)
@@ -331,6 +333,9 @@ def cmd_baseline_generate(args: argparse.Namespace) -> int:
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"{args.params}: incomplete {kind} parameters ({type(e).__name__}: {e})") from None
     day = read_day(args.source)
+    if day.trades_only:
+        raise InputError(f"{args.source}: a trades-only feed: the baselines place orders in a book, and no order "
+                         "rests in this day")
     start = _start_ts(day, args.start)
     days = [module.generate(params, day, start, args.minutes * 60, args.seed + k) for k in range(args.rollouts)]
     write_rollouts(days, args.out)
@@ -542,14 +547,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("perplexity", help="loss and perplexity per instrument and venue, with bootstrap CIs")
-    s.add_argument("model", help="a folder saved by training (model.safetensors + config.json)")
+    s.add_argument("model", help="a model folder (model.safetensors, config.json, tokenizer.json), or the run "
+                   "or training out folder holding one")
     s.add_argument("shards")
     s.add_argument("--split", action="append", default=[], help="splits to score (default: all but train)")
     s.add_argument("--plot", metavar="PNG", help="also draw each venue against the in-domain perplexity")
     s.set_defaults(func=cmd_perplexity)
 
     s = sub.add_parser("generate", help="closed-loop rollouts of a model from a real book (Parquet + LOBSTER CSV)")
-    s.add_argument("model", help="a model folder (with tokenizer.json)")
+    s.add_argument("model", help="a model folder (with tokenizer.json), or the run or training out folder holding one")
     _rollout_args(s)
     s.add_argument("--events", type=POSITIVE_INT, default=1000)
     s.add_argument("--device", help="where the model runs: cpu, cuda, cuda:1 (default: cuda when there is one)")
@@ -688,6 +694,9 @@ def cmd_stress(args: argparse.Namespace) -> int:
         stress.preset(name)  # an unknown name is refused before anything runs
     sim = load(args.run, device="cpu")
     day = sim.day(args.day)
+    if day.trades_only:
+        raise InputError(f"{day.instrument.key} {day.date}: a trades-only feed: the stress presets are measured on a "
+                         "book, and no order rests in this day")
     res = stress.effect(sim.model, sim.tokenizer, day, sim.start(day, args.start), names, seconds=args.seconds,
                         rollouts=args.rollouts, seed=args.seed)
     print(stress.markdown(res))

@@ -40,6 +40,7 @@ from gymnasium.vector.utils import batch_space
 
 from ..book import engine as E
 from ..events import EventDay, InputError, read_day
+from ..runs import default_day, model_folder
 from .markets import AGENT, BACKGROUNDS, HawkesMarkets, Markets, ModelMarkets, Order, ReplayMarkets
 
 
@@ -132,7 +133,7 @@ class Source:
         self.model, self.tokenizer, found = _load_model(model)
         run = Path(run) if run is not None else found
         if day is None:
-            day = _default_day(run)
+            day = default_day(run)
         self.day = day if isinstance(day, EventDay) else _read(day)
         if splits is None:
             splits = _splits(run)
@@ -199,22 +200,6 @@ def _read(path: str | Path) -> EventDay:
     return read_day(path)
 
 
-def model_folder(path: str | Path) -> tuple[Path, Path | None]:
-    """(model folder, run folder or None) of a run folder (``model/model`` inside) or a model folder (its
-    ``tokenizer.json`` beside the weights)."""
-    path, run = Path(path), None
-    if (path / "model" / "model" / "tokenizer.json").exists():
-        run, path = path, path / "model" / "model"
-    elif (path / "model" / "tokenizer.json").exists():
-        run, path = path.parent, path / "model"
-    if not (path / "tokenizer.json").exists():
-        raise InputError(f"{path} is neither a run folder (model/model inside) nor a model folder "
-                         f"(tokenizer.json beside the weights)")
-    if run is None and (path.parent.parent / "shards" / "manifest.json").exists():
-        run = path.parent.parent  # RUN/model/model given directly
-    return path, run
-
-
 def _load_model(model: Any) -> tuple[Any, Any, Path | None]:
     """(model, tokenizer, run folder) from a run or model folder (:func:`model_folder`), a (TradeFM,
     Tokenizer) pair, or None."""
@@ -241,27 +226,6 @@ def _splits(run: Path | None) -> tuple[float, float]:
         raise InputError(f"{run} was split by date ({s.val_from}, {s.test_from}); an environment cuts one day by "
                          "fractions of its session: give splits=(val_from, test_from) and a day")
     return float(s.val_from), float(s.test_from)
-
-
-def _default_day(run: Path | None) -> Path:
-    """A run's deepest events file (a level-1 day is no book to trade in)."""
-    if run is None or not (run / "events").exists():
-        raise InputError("give day=EVENTS_PARQUET (or a run folder that holds events/)")
-    import json
-
-    import pyarrow.parquet as pq
-
-    from ..events import list_days
-
-    best, depth = None, -1
-    for p in list_days(run / "events"):
-        meta = json.loads((pq.read_schema(p).metadata or {}).get(b"tradefm", b"{}"))
-        levels = int(meta.get("notes", {}).get("levels", 0) or 0)
-        if levels > depth:
-            best, depth = p, levels
-    if best is None:
-        raise InputError(f"no events files under {run / 'events'}")
-    return best
 
 
 # ---------------------------------------------------------------- the batched core

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from enum import IntEnum
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 class Kind(IntEnum):
@@ -99,6 +100,16 @@ class EventDay:
     def levels(self) -> int:
         """The feed's window: a level-N file's N (its books show N levels a side), 0 for a full book."""
         return int(self.notes.get("levels", 0) or 0)
+
+    @property
+    def trades_only(self) -> bool:
+        """No order ever rests in the day (a trades feed, such as Binance's): there is no book to start from."""
+        return not rests(self.table.column("kind"))
+
+
+def rests(kind: pa.ChunkedArray | pa.Array) -> bool:
+    """Whether a day's ``kind`` column holds any order that rests (an ADD): a book feed, not a trades feed."""
+    return bool(pc.any(pc.equal(kind, int(Kind.ADD))).as_py())
 
 
 def empty_table() -> pa.Table:

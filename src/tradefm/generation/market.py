@@ -222,7 +222,7 @@ def lobster_files(day: EventDay, depth: int = 10, window: int = 0) -> tuple[str,
     cols[4] = _int32_ids(cols[4])
     rows = np.flatnonzero(market)
     book.apply_many(*(c[: rows[0] if len(rows) else len(market)] for c in cols))  # the opening book
-    ends = np.r_[rows[1:], len(market)]  # a message's row, then the levels it revealed
+    ends = np.r_[rows[1:], len(market)] if len(rows) else rows  # a message's row, then the levels it revealed
     msg, ob = [], []
     row = np.zeros(4 * depth, dtype=np.int64)
     stamps = t.column("ts").to_numpy()
