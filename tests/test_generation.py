@@ -477,3 +477,17 @@ def test_the_clock_is_the_local_half_hour_in_training_and_in_rollouts(setup) -> 
     clocked = TradeFM(preset("tiny", layers=2, context=64, context_fields=tok.context_sizes))
     days = generate(clocked, tok, day, start, events=60, rollouts=2, seed=0)
     assert len(days) == 2
+
+
+def test_a_rollout_the_step_cap_stops_before_its_end_says_so(setup) -> None:
+    from tradefm.evaluation.benchmark import CAP_MIN, step_cap
+    from tradefm.evaluation.metrics import window
+
+    model, tok, day, start = setup
+    short = generate(model, tok, day, start, events=5, rollouts=2, seed=0, duration_s=600)
+    assert [d.notes["cut_short"] for d in short] == [True, True]
+    whole = generate(model, tok, day, start, events=2_000, rollouts=2, seed=0, duration_s=1e-3)
+    assert [d.notes["cut_short"] for d in whole] == [False, False]
+    assert step_cap(window(day, start, start + 10**9)) == CAP_MIN  # a second of GOOG: under a thousand events
+    busy = window(day, day.table.column("ts").to_numpy()[0], start)
+    assert step_cap(busy) > CAP_MIN

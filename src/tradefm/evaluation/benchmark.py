@@ -227,6 +227,17 @@ def ratio(a: Mapping[str, Mapping[str, float]], b: Mapping[str, Mapping[str, flo
     return mean_ks(a, rows) / mean_ks(b, rows) if rows else float("nan")
 
 
+CAP_PACE, CAP_MIN, CAP_MAX = 10, 10_000, 200_000
+
+
+def step_cap(real: EventDay) -> int:
+    """The most steps a model's rollout of a window may take: ``CAP_PACE`` times the real window's market
+    events (within ``CAP_MIN``-``CAP_MAX``). A model far faster than the market (an undertrained one) would
+    otherwise run for hours on a fast feed; the rollouts it cuts are counted."""
+    n = int((~real.table.column("snapshot").to_numpy()).sum())
+    return int(min(CAP_MAX, max(CAP_MIN, CAP_PACE * n)))
+
+
 @dataclass
 class Benchmark:
     """What a benchmark run measured; ``rows[group][source][metric][stat] = (value, low, high)``."""
@@ -240,6 +251,7 @@ class Benchmark:
     facts: dict[str, dict[str, object]] = field(default_factory=dict)  # source -> stylized facts (pooled)
     skipped: dict[str, str] = field(default_factory=dict)  # day -> why
     floor_headline: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # the floor's, as headline
+    cut_short: int = 0  # TradeFM rollouts stopped by the step cap (:func:`step_cap`) before the window's end
 
     def to_json(self) -> dict:
         """Plain JSON: intervals as [value, low, high], a missing value (no sample) as null."""
@@ -247,7 +259,7 @@ class Benchmark:
                        "headline": self.headline, "floor_headline": self.floor_headline, "mean_ks": self.mean_ks,
                        "rows": self.rows,
                        "verdicts": {g: verdicts(r) for g, r in self.rows.items() if MODEL in r and HAWKES in r},
-                       "facts": self.facts, "skipped": self.skipped})
+                       "facts": self.facts, "skipped": self.skipped, "cut_short": self.cut_short})
 
 
 def _plain(x: object) -> object:
@@ -442,7 +454,7 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
     written: dict[str, list[tuple[int, EventDay, int]]] = {}  # per instrument, its scored windows in LOB-Bench's
     skipped: dict[str, str] = {}
     plan, floor_plan = _plan(days, splits, cfg, skipped)
-    scored_days = 0
+    scored_days, cut = 0, 0
     bar = tqdm(total=sum(len(p.starts) for p in plan), desc="windows", unit="window", disable=not progress)
     for p in plan:
         name, day, label = p.name, p.day, f"{p.name} {p.day.date}" if splits.by_date else p.name
@@ -459,12 +471,14 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
         for w, start in enumerate(p.starts, before):
             seed = cfg.seed + 1_000 * w
             k = range(cfg.rollouts)
-            made = {MODEL: generate(model, tok, day, start, 200_000, cfg.rollouts, seed, cfg.sampling,
+            real_window = window(day, start, start + length)
+            made = {MODEL: generate(model, tok, day, start, step_cap(real_window), cfg.rollouts, seed, cfg.sampling,
                                     duration_s=cfg.minutes * 60),
                     HAWKES: [hawkes.generate(hp, day, start, cfg.minutes * 60, seed + r) for r in k],
                     ZI: [zero_intelligence.generate(zp, day, start, cfg.minutes * 60, seed + r) for r in k],
                     DECODED: decode_real(tok, day, start, cfg.minutes * 60, cfg.rollouts, seed)}
-            real.append(keep("real", window(day, start, start + length)))
+            cut += sum(bool(d.notes.get("cut_short")) for d in made[MODEL])
+            real.append(keep("real", real_window))
             inst.append(name)
             if lob_bench is not None:
                 write_lob_bench(lob_bench, len(real) - 1, kept["real"][-1], window(day, start - length, start), made,
@@ -494,7 +508,7 @@ def run(model, tok, days: Sequence[EventDay], splits, cfg: BenchmarkConfig, prog
     rows, means, headline, floor_headline = measure(real, inst, sources, floor_real, floor_inst, cfg.n_boot,
                                                     cfg.seed, progress)
     facts = {source: _facts(d, books[source]) for source, d in kept.items()}
-    return Benchmark(cfg, windows, floor_windows, rows, headline, means, facts, skipped, floor_headline)
+    return Benchmark(cfg, windows, floor_windows, rows, headline, means, facts, skipped, floor_headline, cut)
 
 
 # ---------------------------------------------------------------- verdicts
@@ -618,6 +632,9 @@ def markdown(b: Benchmark) -> str:
         for fact in next(iter(checks.values())):
             lines.append(f"| {fact} | " + " | ".join({True: "yes", False: "no", None: "–"}[checks[k][fact]]
                                                      for k in f) + " |")
+    if b.cut_short:
+        lines += ["", f"{b.cut_short} TradeFM rollouts were cut short: they reached {CAP_PACE}x the real window's "
+                  "events before its end (a model far too fast; their windows are scored as far as they go)"]
     if b.skipped:
         lines += ["", "Skipped: " + "; ".join(f"{k} ({v})" for k, v in b.skipped.items())]
     return "\n".join(lines) + "\n"

@@ -346,6 +346,8 @@ class Rollouts:
         days = self.sim.days("tradefm")
         if end is not None:
             days = [_until(d, int(e)) for d, e in zip(days, end, strict=True)]
+            for d, ts, e in zip(days, self.sim.ts.tolist(), end.tolist(), strict=True):
+                d.notes["cut_short"] = bool(ts < e)  # the steps ran out before its clock reached the end
         return days
 
 
