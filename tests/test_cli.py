@@ -49,6 +49,10 @@ def test_a_folder_of_feeds_is_searched_and_each_file_read_by_its_reader(tmp_path
     assert read_day(es).notes["tick_from"] == "definition min_price_increment"
     said = capsys.readouterr()
     assert "set aside 2 files" in said.out + said.err and "README.md (no known format)" in said.out + said.err
+    assert main(["ingest", str(feeds / "nasdaq" / "GOOG_2012-06-21_1.zip"), "--out", str(out)]) == 0
+    said = capsys.readouterr()
+    assert "GOOG 2012-06-21 49,482 events" in said.out
+    assert "(replaces the store's earlier copy, 49,482 events)" in said.out  # a re-read source replaces its day
     only = tmp_path / "lobster_only"
     assert main(["ingest", str(feeds), "--format", "lobster", "--out", str(only)]) == 0
     assert {read_day(p).instrument.venue for p in list_days(only)} == {"nasdaq"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tradefm.events import EventDay, Instrument, InputError, Kind, write_day
+from tradefm.events import EventDay, InputError, Instrument, Kind, write_day
 from tradefm.events.store import table_from_columns
 from tradefm.runs import default_day, model_folder
 

@@ -48,6 +48,13 @@ def summarize(day: EventDay) -> dict[str, object]:
             "crossed": 0.0 if day.levels else round(crossed_time(day), 6)}
 
 
+def _market_events(path: Path) -> int:
+    """A stored day's market events (its snapshot rows left out), from the one column."""
+    import pyarrow.parquet as pq
+
+    return int((~pq.read_table(path, columns=["snapshot"]).column("snapshot").to_numpy()).sum())
+
+
 def describe(s: dict[str, object], note: str = "") -> str:
     """One line for a summary (from :func:`summarize`, with its ``source``)."""
     kinds = " ".join(f"{k}={v}" for k, v in s["kinds"].items())
@@ -109,9 +116,11 @@ def ingest(sources: list[str], out: Path, fmt: str | None, skip_bad: bool, quiet
                     note = f"  (not kept: {Path(kept['source']).name} has more events for this symbol-day)"
                     path.unlink()
                 else:
+                    note = f"  (replaces {Path(kept['source']).name})" if kept else ""
+                    if not kept and final.exists():  # from an earlier run: a re-read source replaces it
+                        note = f"  (replaces the store's earlier copy, {_market_events(final):,} events)"
                     os.replace(path, final)
                     s["path"] = str(final)
-                    note = f"  (replaces {Path(kept['source']).name})" if kept else ""
                     rows[key] = s
                 if not quiet:
                     tqdm.write(describe(s, note))
