@@ -107,3 +107,22 @@ def test_capacity_grows_past_the_initial_arrays() -> None:
     for i in range(1, 1000):
         b.add(i, BID, 1000 - i % 50, 1)
     assert sum(q for _, q, _ in b.levels(BID)) == 999
+
+
+def test_order_at_is_the_queue_read_from_either_end() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    b = OrderBook()
+    for oid in range(1, 400):
+        b.add(oid, BID, int(rng.integers(90, 96)), int(rng.integers(1, 9)))
+        gone = int(rng.integers(1, oid + 1))
+        if oid % 3 == 0 and b.holds(gone):
+            b.cancel(gone, 1_000)  # holes in the queues
+    assert b.level_array(BID).tolist() == [list(lv) for lv in b.levels(BID)]
+    for price, _, count in b.levels(BID):
+        queue = b.queue(BID, price)
+        assert len(queue) == count
+        assert [b.order_at(BID, price, k) for k in range(-count, count)] == queue + queue
+        assert b.order_at(BID, price, count) is None and b.order_at(BID, price, -count - 1) is None
+    assert b.order_at(BID, 50, 0) is None and b.order_at(ASK, 93, -1) is None

@@ -765,30 +765,30 @@ class Orders:
     def cancel_at(self, ts: int, side: int, price: int, size: int) -> None:
         """Remove the newest order at ``price``; where that is anonymous snapshot volume (no id, order_id 0),
         remove ``size`` of it (an empirical cancel size: real cancels are almost all whole-order deletes)."""
-        queue = self.m.book.queue(side, price)
-        if not queue:
+        newest = self.m.book.order_at(side, price, -1)
+        if newest is None:
             self.skipped += 1
             return
-        oid, left = queue[-1]
+        oid, left = newest
         if oid > 0:
             self.m.cancel(ts, side, price, left, oid)
         elif self.m.cancel(ts, side, price, size, 0) == 0:
             self.skipped += 1
 
     def cancel(self, ts: int, side: int, cat: int, size: int, ticks: int) -> None:
-        levels = self.m.book.levels(side)
+        prices = self.m.book.level_array(side)[:, 0]  # best first; a crypto book holds thousands
         if cat == CO_TOP:
-            if not levels:
+            if not len(prices):
                 self.skipped += 1
                 return
-            self.cancel_at(ts, side, levels[0][0], size)
+            self.cancel_at(ts, side, int(prices[0]), size)
             return
-        if len(levels) < 2:  # nothing behind the touch
+        if len(prices) < 2:  # nothing behind the touch
             self.skipped += 1
             return
-        target = levels[0][0] - side * max(ticks, 1) * self.tick
-        prices = np.array([p for p, _, _ in levels[1:]])
-        self.cancel_at(ts, side, int(prices[np.argmin(np.abs(prices - target))]), size)
+        target = prices[0] - side * max(ticks, 1) * self.tick
+        behind = prices[1:]
+        self.cancel_at(ts, side, int(behind[np.argmin(np.abs(behind - target))]), size)
 
     def market(self, ts: int, side: int, size: int) -> None:
         if not self.m.market(ts, side, size):

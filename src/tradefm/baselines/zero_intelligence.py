@@ -139,17 +139,17 @@ def generate(params: ZIParams, day: EventDay, start_ts: int, duration_s: float, 
 def _cancel_uniform(orders: Orders, ts: int, side: int, size: int, u: float) -> None:
     """Remove one resting order of ``side`` chosen uniformly (anonymous snapshot volume counts as one order per
     level; ``size`` of it is removed)."""
-    levels = orders.m.book.levels(side)
-    counts = np.array([cnt for _, _, cnt in levels], dtype=np.int64)
+    levels = orders.m.book.level_array(side)
+    counts = levels[:, 2]
     total = int(counts.sum())
     if total == 0:
         orders.skipped += 1
         return
     r = min(int(u * total), total - 1)
     lvl = int(np.searchsorted(np.cumsum(counts), r, side="right"))
-    price = levels[lvl][0]
-    queue = orders.m.book.queue(side, price)
-    oid, left = queue[min(r - int(counts[:lvl].sum()), len(queue) - 1)]
+    price = int(levels[lvl, 0])
+    chosen = orders.m.book.order_at(side, price, r - int(counts[:lvl].sum()))
+    oid, left = chosen if chosen is not None else orders.m.book.order_at(side, price, -1)
     if oid > 0:
         orders.m.cancel(ts, side, price, left, oid)
     elif orders.m.cancel(ts, side, price, size, 0) == 0:

@@ -150,10 +150,33 @@ class OrderBook:
 
     def levels(self, side: int) -> list[tuple[int, int, int]]:
         """(price, total size, order count) per level, best first."""
+        return [(int(p), int(q), int(c)) for p, q, c in self.level_array(side)]
+
+    def level_array(self, side: int) -> np.ndarray:
+        """:meth:`levels` as an int64 array [levels, 3], for callers that look at a few of a deep book's levels."""
         s = 0 if side > 0 else 1
         n = int(self.state.meta[E.M_NLV_BID + s])
-        lv = self.state.levels[s, :n][::-1]
-        return [(int(p), int(q), int(c)) for p, q, c in lv[:, [E.L_PRICE, E.L_SIZE, E.L_COUNT]]]
+        return self.state.levels[s, :n][::-1][:, [E.L_PRICE, E.L_SIZE, E.L_COUNT]]
+
+    def order_at(self, side: int, price: int, k: int) -> tuple[int, int] | None:
+        """(order id, size) of the ``k``-th order at one price in time priority (-1: the newest), walking from the
+        nearer end of the queue; None where there is no level or no such order."""
+        s = 0 if side > 0 else 1
+        pos = E._find_level(self.state, s, price)
+        if pos < 0:
+            return None
+        count = int(self.state.levels[s, pos, E.L_COUNT])
+        k = k + count if k < 0 else k
+        if not 0 <= k < count:
+            return None
+        if k < count - 1 - k:
+            slot, steps, link = int(self.state.levels[s, pos, E.L_HEAD]), k, E.O_NEXT
+        else:
+            slot, steps, link = int(self.state.levels[s, pos, E.L_TAIL]), count - 1 - k, E.O_PREV
+        for _ in range(steps):
+            slot = int(self.state.orders[slot, link])
+        o = self.state.orders[slot]
+        return int(o[E.O_ID]), int(o[E.O_SIZE])
 
     def queue(self, side: int, price: int) -> list[tuple[int, int]]:
         """(order id, size) at one price, in time priority."""
