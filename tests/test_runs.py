@@ -23,8 +23,8 @@ def test_the_default_day_is_the_deepest_book_and_never_a_trades_feed(tmp_path) -
             "L10": _day("L10", [Kind.ADD] * 5, levels=10), "FULL": _day("FULL", [Kind.ADD] * 3),
             "FULLER": _day("FULLER", [Kind.ADD] * 4)}
     paths = {k: write_day(d, run / "events") for k, d in days.items()}
-    assert default_day(run) == paths["FULLER"]
-    for gone in ("FULLER", "FULL", "L10", "L1"):
+    assert default_day(run) == paths["L10"]
+    for gone in ("L10", "FULLER", "FULL", "L1"):
         assert default_day(run) == paths[gone]
         paths[gone].unlink()
     assert default_day(run) == paths["TRADES"]

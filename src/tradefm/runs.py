@@ -34,16 +34,16 @@ def model_folder(path: str | Path) -> tuple[Path, Path | None]:
 
 
 def default_day(run: Path | None) -> Path:
-    """A run's deepest book: a full-depth day first, then the widest window (a level-1 day is no book to trade
-    in), a trades-only day last; of equals, the longest."""
+    """A run's deepest book: a level-N window by its N first, then a full-depth capture, then a level-1 day (the
+    touch alone is no book to trade in), a trades-only day last; of equals, the one with the most events."""
     if run is None or not (run / "events").exists():
         raise InputError("give day=EVENTS_PARQUET (or a run folder that holds events/)")
     best, depth = None, (-1, -1, -1)
     for p in list_days(run / "events"):
         meta = json.loads((pq.read_schema(p).metadata or {}).get(b"tradefm", b"{}"))
         levels = int(meta.get("notes", {}).get("levels", 0) or 0)
-        rank = (int(rests(pq.read_table(p, columns=["kind"]).column("kind"))), levels or 1 << 30,
-                pq.read_metadata(p).num_rows)
+        window = {0: 1, 1: 0}.get(levels, levels)
+        rank = (int(rests(pq.read_table(p, columns=["kind"]).column("kind"))), window, pq.read_metadata(p).num_rows)
         if rank > depth:
             best, depth = p, rank
     if best is None:
