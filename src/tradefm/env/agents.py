@@ -140,6 +140,11 @@ def evaluate(source: Source, cfg: Evaluation | None = None, progress: bool = Tru
     return res
 
 
+def _se(se: float) -> str:
+    """`` ± se``, or nothing where one episode gives no standard error."""
+    return f" ± {se:.2f}" if np.isfinite(se) else ""
+
+
 def markdown(res: Result) -> str:
     c, s = res.config, res.summary()
     lines = [f"# Execution agents on held-out starts: {res.day}", "",
@@ -151,7 +156,7 @@ def markdown(res: Result) -> str:
              "episode's events took, seconds (each background sets its own pace).", "",
              "| agent | " + " | ".join(s) + " |", "|---|" + "---|" * len(s)]
     for agent in c.agents:
-        cells = [f"{s[bg][agent]['shortfall_bps']:.2f} ± {s[bg][agent]['se']:.2f} "
+        cells = [f"{s[bg][agent]['shortfall_bps']:.2f}{_se(s[bg][agent]['se'])} "
                  f"(exec {s[bg][agent]['executed']:.0%}, impact {s[bg][agent]['impact_ticks']:+.1f}, "
                  f"time {s[bg][agent]['duration_s']:.0f} s)" for bg in s]
         lines.append(f"| {agent} | " + " | ".join(cells) + " |")
