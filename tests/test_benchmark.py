@@ -98,6 +98,24 @@ def test_windows_stay_inside_their_part_of_the_session() -> None:
     assert bm.starts(day, (0.99, 1.0), 3, 60.0) == []  # a part shorter than one window holds none
 
 
+def test_a_level_1_day_and_a_trades_only_day_are_skipped_with_why() -> None:
+    from dataclasses import replace
+
+    import pyarrow.compute as pc
+
+    from tradefm.events import Instrument, Kind
+
+    day = next(read(data_file("lobster/LOBSTER_SampleFile_GOOG_2012-06-21_10.zip")))
+    trades = day.table.filter(pc.equal(day.table.column("kind"), int(Kind.EXECUTE)))
+    feed = replace(day, instrument=Instrument("TRD", "x", 10_000, 100), table=trades, notes={})
+    touch = replace(day, instrument=Instrument("TOP", "x", 10_000, 100), notes={**day.notes, "levels": 1})
+    skipped: dict[str, str] = {}
+    plan, _ = bm._plan([day, feed, touch], SplitConfig(), bm.preset("demo"), skipped)
+    assert [p.day.instrument.key for p in plan] == ["nasdaq/GOOG"]
+    assert skipped == {"x/TRD 2012-06-21": "a trades-only feed: the baselines place orders in a book, and it has none",
+                       "x/TOP 2012-06-21": "a level-1 file: its flow leaves out every event behind the touch"}
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A GOOG event store, a tokenizer fitted on its training part and an untrained tiny model, as a run folder."""

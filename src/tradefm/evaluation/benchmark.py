@@ -23,7 +23,7 @@ One window of minutes holds a few dozen independent 10 s returns, so one window 
   floor's interval, and which stylized facts each source shows.
 
 A day whose book file shows only the touch (LOBSTER level 1) is skipped: its flow leaves out every event behind
-the touch, so it says nothing about depth.
+the touch, so it says nothing about depth. So is a trades-only day (Binance's trades): no book, no baselines.
 """
 
 from __future__ import annotations
@@ -387,6 +387,9 @@ def _plan(days: Sequence[EventDay], splits: SplitConfig, cfg: BenchmarkConfig, s
         if day.levels == 1:
             skipped[f"{day.instrument.key} {day.date}"] = \
                 "a level-1 file: its flow leaves out every event behind the touch"
+        elif day.trades_only:
+            skipped[f"{day.instrument.key} {day.date}"] = \
+                "a trades-only feed: the baselines place orders in a book, and it has none"
         else:
             deep.append(day)
     plan, floor = [], []
