@@ -188,3 +188,14 @@ def test_generate_baseline_evaluate_and_report_commands(tmp_path, capsys) -> Non
     capsys.readouterr()
     assert main(["baseline", "generate", str(tmp_path / "tok.json"), "--from", day, "--out", str(tmp_path / "x")]) == 2
     assert "holds no baseline parameters" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_a_link_back_up_the_tree_is_searched_once(tmp_path) -> None:
+    from tradefm import readers
+
+    feeds = tmp_path / "feeds"
+    (feeds / "sub").mkdir(parents=True)
+    (feeds / "GOOG.zip").symlink_to(data_file("lobster/LOBSTER_SampleFile_GOOG_2012-06-21_1.zip"))
+    (feeds / "sub" / "up").symlink_to(feeds, target_is_directory=True)
+    found, skipped = readers.sources(feeds)
+    assert [(s.path.name, s.fmt) for s in found] == [("GOOG.zip", "lobster")] and skipped == []

@@ -54,30 +54,34 @@ def sources(path: str | Path, fmt: str | None = None) -> tuple[list[Source], lis
         return [Source(path, fmt or detect(path))], []
     found: list[Source] = []
     skipped: list[tuple[Path, str]] = []
-    _walk(path, fmt, found, skipped)
+    _walk(path, fmt, found, skipped, set())
     if not found:
         what = f"no {fmt} source" if fmt else f"no file of a known format ({', '.join(FORMATS[:-1])})"
         raise InputError(f"{path}: {what} in this folder" + ("" if fmt else "; pass --format, or --mapping"))
     return found, skipped
 
 
-def _walk(folder: Path, fmt: str | None, found: list[Source], skipped: list[tuple[Path, str]]) -> None:
+def _walk(folder: Path, fmt: str | None, found: list[Source], skipped: list[tuple[Path, str]],
+          seen: set[Path]) -> None:
+    if folder.resolve() in seen:  # a link back up the tree
+        return
+    seen.add(folder.resolve())
     formats = [fmt] if fmt else FORMATS[:-1]
-    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     whole = next((f for f in formats if reader(f).detect(folder)), None)
     if whole:
         found.append(Source(folder, whole))
-    for p in entries:
+    for p in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
         if p.is_dir():
-            _walk(p, fmt, found, skipped)
+            _walk(p, fmt, found, skipped, seen)
         elif not whole:
             f = next((f for f in formats if reader(f).detect(p)), None)
             if f is None:
-                skipped.append((p, f"not {fmt}" if fmt else "no known format"))
-                continue
-            why = getattr(reader(f), "not_events", None)
-            if why and why(p):
-                skipped.append((p, why(p)))
+                why = f"not {fmt}" if fmt else "no known format"
+            else:  # a reader may know a file that holds no events (Databento's instrument definitions)
+                not_events = getattr(reader(f), "not_events", None)
+                why = not_events(p) if not_events else None
+            if why:
+                skipped.append((p, why))
             else:
                 found.append(Source(p, f))
 
