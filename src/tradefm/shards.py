@@ -132,12 +132,12 @@ def run_manifest(folder: str | Path) -> Path | None:
     return None
 
 
-def manifest_splits(manifest: Path) -> SplitConfig:
-    """The splits a shard manifest was cut by."""
-    m = read_json(manifest, "a shard manifest")
+def manifest_splits(manifest: Path, read: object = None) -> SplitConfig:
+    """The splits a shard manifest was cut by (``read``: the manifest, where the caller has read it already)."""
+    m = read_json(manifest, "a shard manifest") if read is None else read
     raw = m.get("splits", {}) if isinstance(m, dict) else None
     try:
-        return SplitConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        return SplitConfig.from_manifest(raw)
     except (AttributeError, TypeError) as e:
         raise InputError(f"{manifest}: its splits are not a split configuration ({e})") from None
 

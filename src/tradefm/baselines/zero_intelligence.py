@@ -148,8 +148,7 @@ def _cancel_uniform(orders: Orders, ts: int, side: int, size: int, u: float) -> 
     r = min(int(u * total), total - 1)
     lvl = int(np.searchsorted(np.cumsum(counts), r, side="right"))
     price = int(levels[lvl, 0])
-    chosen = orders.m.book.order_at(side, price, r - int(counts[:lvl].sum()))
-    oid, left = chosen if chosen is not None else orders.m.book.order_at(side, price, -1)
+    oid, left = orders.m.book.order_at(side, price, r - int(counts[:lvl].sum()))
     if oid > 0:
         orders.m.cancel(ts, side, price, left, oid)
     elif orders.m.cancel(ts, side, price, size, 0) == 0:

@@ -153,7 +153,7 @@ def crossed_time(day: EventDay) -> float:
     it, a missed delete is all of it from there on."""
     t = day.table
     live = ~np.asarray(t.column("snapshot").to_numpy(zero_copy_only=False), dtype=bool)
-    if not (t.column("kind").to_numpy() == int(Kind.ADD)).any() or live.sum() < 2:
+    if day.trades_only or live.sum() < 2:
         return 0.0
     _, touch = OrderBook(replay=True, depth=day.levels).apply_many(
         *(t.column(c).to_numpy() for c in ("kind", "side", "price", "size", "order_id")))

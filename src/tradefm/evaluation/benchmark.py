@@ -38,6 +38,7 @@ import numpy as np
 
 from ..events import EventDay, InputError, read_json
 from ..generation.rollout import Sampling
+from ..runs import model_folder
 from ..shards import SplitConfig, manifest_splits, run_manifest
 from .metrics import DISTRIBUTIONS, L1_SCORES, LABELS, book_series, l1_bins, samples, session, window
 from .stylized import StylizedFacts, order_sign_acf, stylized_facts
@@ -96,15 +97,12 @@ def find_run(run: str | Path, events: str | Path | None = None) -> RunFolder:
     ``events``), or a model folder itself; the splits are those of the shards it was trained on
     (:func:`~tradefm.shards.run_manifest`), the default ones only without any, ``events`` overriding the store."""
     run = Path(run)
-    model = next((d for d in (run / "model" / "model", run / "model", run) if (d / "tokenizer.json").exists()), None)
-    if model is None:
-        why = "does not exist" if not run.exists() else "a folder with tokenizer.json, or RUN/model/model"
-        raise InputError(f"{run}: no trained model ({why})")
+    model, _ = model_folder(run)
     manifest = run_manifest(run) or (run_manifest(model) if model != run else None)
     splits, store = SplitConfig(), run / "events"
     if manifest is not None:
-        splits = manifest_splits(manifest)
         m = read_json(manifest, "a shard manifest")
+        splits = manifest_splits(manifest, m)
         store = store if store.exists() else Path(m.get("events_dir", store))
     return RunFolder(model, splits, Path(events) if events else store)
 
