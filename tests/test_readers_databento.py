@@ -118,13 +118,15 @@ def test_a_definition_file_beside_the_data_gives_the_tick(tmp_path):
 
 
 def test_trades_and_mbp1_agree():
-    """120 trades over 23:58-00:02 UTC: two UTC days by default, one CME trade date with session='cme'."""
-    days = list(databento.read(data_file(TRADES)))
+    """120 trades over 23:58-00:02 UTC: one CME trade date by default (the evening session belongs to the next
+    day), two UTC days with session='utc'."""
+    days = list(databento.read(data_file(TRADES), session="utc"))
     assert [(d.date, d.num_events) for d in days] == [("2024-07-01", 28), ("2024-07-02", 92)]
     assert all(d.instrument.symbol == "ESU4" for d in days)
-    (cme,) = databento.read(data_file(TRADES), session="cme")
+    (cme,) = databento.read(data_file(TRADES))
     assert (cme.date, cme.num_events) == ("2024-07-02", 120)
-    (mbp,) = databento.read(data_file(MBP1), session="cme")
+    assert next(databento.read(data_file(TRADES), session="cme")).table.equals(cme.table)
+    (mbp,) = databento.read(data_file(MBP1))
     assert mbp.notes["book_updates_skipped"] == 2_288 - 120
     assert mbp.table.equals(cme.table)
     raw = raw_records(data_file(TRADES))

@@ -30,9 +30,10 @@ records (action T) become TRADE events and the level updates are counted in ``no
 
 The tick comes from a definition file (``definition=`` path, or a ``*definition*.dbn*`` file beside the data;
 ``min_price_increment`` of the same instrument id), else it is the gcd of the observed prices. CME
-instruments get ``timezone="America/Chicago"`` and, as the feed carries no trade date, the UTC date as the
-day; ``session="cme"`` uses the Globex trade date instead (the session that opens at 17:00 Chicago time
-belongs to the next day).
+instruments get ``timezone="America/Chicago"``. The feed carries no trade date, so the day is the venue's own
+(``session="venue"``, the default): the Globex trade date on CME (the session that opens at 17:00 Chicago time
+belongs to the next day; a UTC date would cut the evening session in two), the local date in the venue's time
+zone elsewhere. ``session="utc"`` keeps the UTC date, ``session="cme"`` the Globex date on any dataset.
 """
 
 from __future__ import annotations
@@ -170,15 +171,15 @@ def read(
     *,
     skip_bad: bool = False,
     definition: str | Path | None = None,
-    session: str = "utc",
+    session: str = "venue",
     keep_fill_echoes: bool = False,
     symbol: str | None = None,
     **_: object,
 ) -> Iterator[EventDay]:
     """Yield one EventDay per instrument and day of an mbo, trades, mbp-1, mbp-10 or tbbo DBN file."""
     path = Path(path)
-    if session not in ("utc", "cme"):
-        raise ValueError("session must be 'utc' or 'cme'")
+    if session not in ("venue", "utc", "cme"):
+        raise ValueError("session must be 'venue', 'utc' or 'cme'")
     problems = Problems(str(path), skip_bad)
     records = _records(path)
     try:
@@ -193,6 +194,8 @@ def read(
                             f"unsupported schema: order-level 'mbo' or trades from {', '.join(_TRADE_SCHEMAS)}")
     dataset = str(meta.dataset)
     venue, timezone = VENUES.get(dataset, (dataset.lower(), "UTC"))
+    if session == "venue":
+        session = "cme" if venue == "cme" else "local"
     names = _symbols(meta)
     definition = definition or _definition_beside(path)
     defs = _definitions(Path(definition)) if definition else {}
@@ -250,7 +253,7 @@ def read(
         table = with_loc(state.cols, state.loc)
         yield from finish(
             table, path=path, instrument=instrument, where=where, problems=problems, notes=notes,
-            date_timezone="America/Chicago" if session == "cme" else "UTC",
+            date_timezone={"cme": "America/Chicago", "local": timezone}.get(session, "UTC"),
             day_shift_ns=CME_SESSION_SHIFT_NS if session == "cme" else 0,
         )
 
