@@ -491,3 +491,54 @@ def test_a_rollout_the_step_cap_stops_before_its_end_says_so(setup) -> None:
     assert step_cap(window(day, start, start + 10**9)) == CAP_MIN  # a second of GOOG: under a thousand events
     busy = window(day, day.table.column("ts").to_numpy()[0], start)
     assert step_cap(busy) > CAP_MIN
+
+
+def test_a_relative_side_is_read_against_the_last_aggressor_in_training_and_in_rollouts(setup) -> None:
+    """``side="relative"``: a token's side bit says whether it is on the last aggressor's side. Real GOOG
+    aggressors repeat the side of the one before most of the time (the order-sign memory). Decoded closed loop,
+    the real tokens give the same rollouts as with absolute sides; a rollout starts from the last real aggressor's
+    side, and its own aggressors, a participant's market order included, move it."""
+    import hashlib
+    from dataclasses import replace
+
+    from tradefm.codec import CLEAR, FEATURES, aggressor_before, relative_sides
+    from tradefm.features import BUY, SELL
+    from tradefm.generation.rollout import Rollouts
+    from tradefm.generation.simulator import P_PRICE, P_SIDE, P_SIZE, P_TS, P_VALID, R_SIDE
+
+    side = np.array([BUY, SELL, SELL, BUY, SELL, BUY], dtype=np.int8)
+    aggressive = np.array([False, True, False, True, True, False])
+    assert relative_sides(side, aggressive).tolist() == [0, 1, 0, 1, 1, 1]  # against buy, buy, sell, sell, buy, sell
+    assert relative_sides(side[:3], aggressive[:3]).tolist() == [0, 1, 0]  # the future does not reach back
+    assert [aggressor_before(side, aggressive, i) for i in (0, 2, 4, 6)] == [1, -1, 1, -1]
+
+    _, _, day, start = setup
+    hashes, toks, share = [], {}, {}
+    for s in ("absolute", "relative"):
+        f = replace(FEATURES["book"], side=s)
+        flow = order_flow(day, f)
+        toks[s] = tok = Tokenizer.fit({"nasdaq/GOOG": [flow]}, features=f)
+        bits = tok.decompose(tok.encode(flow, "nasdaq/GOOG")[0])[1]
+        share[s] = float((bits[flow.aggressive] == 0).mean())  # relative: on the last one's side; absolute: buys
+        days = decode_real(tok, day, start, 120.0, rollouts=2, seed=0)
+        hashes.append([hashlib.sha256(repr(d.table.to_pydict()).encode()).hexdigest() for d in days])
+    assert 0.7 < share["relative"] < 0.95 and abs(share["absolute"] - 0.5) < 0.1, share
+    assert hashes[0] == hashes[1]
+
+    tok, flow = toks["relative"], order_flow(day, toks["relative"].features)
+    ro = Rollouts(None, tok, day, start, rollouts=1, seed=0)
+    last = aggressor_before(flow.side, flow.aggressive, int(np.searchsorted(flow.ts, start)))
+    assert ro.sim.vwap[0, R_SIDE] == last
+    clear = int(tok.depth.index(np.array([CLEAR]))[0])
+    for bit, now in ((0, last), (1, -last)):  # an aggressor on the last one's side, then one on the other
+        n = int(ro.sim.nlog[0])
+        ro.sim.step(np.array([int(tok.compose(0, bit, clear, 5, 0))]))
+        rows = ro.sim.log[0, n: ro.sim.nlog[0]]
+        fills = rows[rows[:, 1] == 4]
+        assert len(fills) and (fills[:, 2] == -now).all()  # it took the opposite best level
+        assert ro.sim.vwap[0, R_SIDE] == now
+    due = np.zeros((1, 5), dtype=np.int64)
+    due[0, [P_VALID, P_TS, P_SIDE, P_SIZE, P_PRICE]] = 1, int(ro.sim.ts[0]), last, 100, 0  # a market order
+    tokens = np.zeros(1, dtype=np.int64)
+    ro.sim.step(tokens, due)
+    assert tok.decompose(tokens)[1][0] == 1 and ro.sim.vwap[0, R_SIDE] == last  # the other side, now the last

@@ -62,6 +62,8 @@ class FeatureConfig:
     trades_only: bool = False  # read only the day's executions, as a trades feed shows the same flow (a copy)
     size_jitter: float = 0.0  # each order's size (in the volume feature) times exp(U(-j, j)), drawn from its id:
     # the same flow as a feed without round lots records it, as crypto sizes are (a training copy, TOKENS.md)
+    side: str = "absolute"  # a token's side: buy or sell, or "relative": the same side as the last aggressor
+    # before it, or the other (aggressors come in runs of one side: the model reads that memory off one bit)
 
     def __post_init__(self) -> None:
         if self.reference not in ("vwap", "mid"):
@@ -75,6 +77,8 @@ class FeatureConfig:
             raise InputError("half_life_s must be positive")
         if not self.resolution_ns >= 0:
             raise InputError("resolution_ns must be 0 (as recorded) or a positive number of nanoseconds")
+        if self.side not in ("absolute", "relative"):
+            raise InputError(f"side must be 'absolute' or 'relative', not {self.side!r}")
         if not 0 <= self.size_jitter <= 2:
             raise InputError(f"size_jitter must be between 0 (sizes as recorded) and 2, not {self.size_jitter}")
 
@@ -206,6 +210,23 @@ def token_of(action: int, side_idx: int, depth: float, log_volume: float, dt: fl
     return t * radix[4] + bin_of(e_dt, np.log(dt + DT_FLOOR))
 
 
+def relative_sides(side: np.ndarray, aggressive: np.ndarray) -> np.ndarray:
+    """``side="relative"``: each event's side index (BUY / SELL) as 0 when it is the side of the last aggressor
+    before it (buy before the first) and 1 when it is the other; an aggressor is compared with the one before it."""
+    side = np.asarray(side, np.int8)
+    idx = np.flatnonzero(aggressive)
+    before = np.searchsorted(idx, np.arange(len(side)), side="left") - 1  # the last aggressor strictly before
+    last = np.where(before >= 0, side[idx[np.maximum(before, 0)]] if len(idx) else BUY, BUY)
+    return (side != last).astype(np.int8)
+
+
+def aggressor_before(side: np.ndarray, aggressive: np.ndarray, i: int) -> int:
+    """The side (+1 buy / -1 sell) of the last aggressor before event ``i``, +1 when there is none: the state a
+    rollout that starts at ``i`` holds for ``side="relative"``."""
+    idx = np.flatnonzero(np.asarray(aggressive)[:i])
+    return 1 if len(idx) == 0 or side[idx[-1]] == BUY else -1
+
+
 @kernel
 def add_price(side: int, depth: float, reference: float, tick: int, best: float, other: float, join_touch: bool,
               add_touch: bool) -> int:
@@ -287,6 +308,7 @@ class Tables(NamedTuple):
     utc_offset: int  # ns, the day's (clock=True)
     feed: bool  # the context ends with the feed's kind (a rollout's is a full book)
     resolution_ns: int  # the clock a participant's own order is stamped on in its token (0: as it arrives)
+    relative_side: bool  # a token's side bit is against the last aggressor's side (0 the same, 1 the other)
 
 
 def tables(tok, key: str, instrument, utc_offset: int = 0) -> Tables:
@@ -304,7 +326,7 @@ def tables(tok, key: str, instrument, utc_offset: int = 0) -> Tables:
                   f.cancel_from == "touch", f.add_from == "touch", f.join_touch, f.clear_touch, f.volume == "notional",
                   f.volume == "relative", f.reference == "mid", f.book_context, int(instrument.tick_size),
                   int(instrument.size_scale), int(instrument.price_scale), tier, f.clock, int(utc_offset), f.feed,
-                  int(f.resolution_ns))
+                  int(f.resolution_ns), f.side == "relative")
 
 
 @kernel
@@ -400,10 +422,11 @@ def _nearest(lv: np.ndarray, j: int, price: int, side: int) -> int:
 
 @kernel
 def decode(st: E.BookState, t: Tables, token: int, u_depth: float, u_volume: float, u_dt: float, reference: float,
-           next_id: int, units: float) -> tuple[int, int, int, int, int, float]:
+           next_id: int, units: float, last_side: int) -> tuple[int, int, int, int, int, float]:
     """Turn one token into an order against the book ``st``: (kind, side, price, size, order id, dt seconds);
     kind 0 when it decodes to nothing (a cancel with nothing resting on its side). ``u_*`` are the uniform draws
-    of each continuous field's value in its bin (negative: the bin's median); ``units``: :func:`size_units`.
+    of each continuous field's value in its bin (negative: the bin's median); ``units``: :func:`size_units`;
+    ``last_side``: the last aggressor's side (+1 / -1), which a relative side bit is read against.
 
     An add is priced ``depth`` bps (of ``reference``) from ``reference``, passive side positive, rounded to the
     nearest tick (at least one tick), and sized ``exp(volume) - 1`` units (at least 1); with ``join_touch`` an add
@@ -426,6 +449,8 @@ def decode(st: E.BookState, t: Tables, token: int, u_depth: float, u_volume: flo
     depth_bin = x % r[2]
     x //= r[2]
     side = 1 if x % r[1] == 0 else -1
+    if t.relative_side:
+        side *= last_side
     action = x // r[1]
     depth = _draw(t.depth_q, t.depth_c, depth_bin, u_depth)
     log_volume = _draw(t.volume_q, t.volume_c, volume_bin, u_volume)
@@ -498,14 +523,15 @@ class Order:
 
 
 def decode_order(tok, token: int, book, reference: float, instrument, next_id: int,
-                 rng: np.random.Generator | None = None, key: str | None = None, log_unit: float = 0.0
-                 ) -> Order | None:
+                 rng: np.random.Generator | None = None, key: str | None = None, log_unit: float = 0.0,
+                 last_side: int = 1) -> Order | None:
     """:func:`decode` of one token against ``book`` (a :class:`tradefm.book.OrderBook`) for a
     :class:`~tradefm.tokenizer.Tokenizer` ``tok``: a seeded draw of each value in its bin (three uniforms from
     ``rng``, as a rollout draws them), or the bins' medians without one; ``log_unit``: the running unit's state
-    (``OrderFlow.log_unit``) with ``volume="relative"``. ``None`` when it decodes to nothing."""
+    (``OrderFlow.log_unit``) with ``volume="relative"``; ``last_side``: the last aggressor's side with
+    ``side="relative"`` (:func:`aggressor_before`). ``None`` when it decodes to nothing."""
     t = tables(tok, key or instrument.key, instrument)
     u = rng.random(3) if rng is not None else np.full(3, -1.0)
     kind, side, price, size, oid, dt = decode(book.state, t, int(token), u[0], u[1], u[2], float(reference),
-                                              int(next_id), size_units(t, float(log_unit)))
+                                              int(next_id), size_units(t, float(log_unit)), int(last_side))
     return None if kind == 0 else Order(kind, side, price, size, oid, dt)

@@ -41,6 +41,7 @@ from .codec import (
     FeatureConfig,
     bin_of,
     clock_of,
+    relative_sides,
     seconds_of,
     token_of,
 )
@@ -50,7 +51,7 @@ from .features import OrderFlow
 VERSION = 7
 # feature settings newer than the file format: written only when not at their default, so that files from before
 # them keep their hash
-_NEWER = ("clock", "add_from", "resolution_ns", "size_jitter", "feed", "trades_only")
+_NEWER = ("clock", "add_from", "resolution_ns", "size_jitter", "feed", "trades_only", "side")
 QUANTILES = 33  # per bin, the calibration values' quantiles that decoding draws a value from
 FIELDS = ("action", "side", "depth", "volume", "dt")
 _DEFAULT_FEATURES = FeatureConfig()
@@ -600,7 +601,8 @@ class Tokenizer:
         tokens = np.empty(len(flow), dtype=self.token_dtype)
         ctx = np.empty((len(flow), len(self.context_fields)), dtype=np.uint8)
         e = [np.asarray(b.edges) for b in (self.depth, self.volume, self.dt, self.level)]
-        _encode(flow.action, flow.side, flow.depth_bps, flow.log_volume, flow.dt, flow.level_change, flow.flag,
+        side = relative_sides(flow.side, flow.aggressive) if self.features.side == "relative" else flow.side
+        _encode(flow.action, side, flow.depth_bps, flow.log_volume, flow.dt, flow.level_change, flow.flag,
                 *e, np.asarray(self.config.radix, dtype=np.int64), tier, tokens, ctx)
         ctx[:, 3], ctx[:, 4] = self.regimes(flow.recent_volume, flow.recent_events, instrument)
         ctx[:, 5] = self.spread_bin(flow.spread_bps)
@@ -614,7 +616,8 @@ class Tokenizer:
         return self.spread.index(_log_spread(spread_bps))
 
     def values(self, ids, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
-        """Action, side and a concrete value per continuous field (bin median, or a seeded draw in the bin)."""
+        """Action, side and a concrete value per continuous field (bin median, or a seeded draw in the bin). With
+        ``side="relative"`` the side is the bit against the last aggressor's side, which only the sequence knows."""
         return self.bin_values(*self.decompose(ids), rng=rng)
 
     def bin_values(self, a, s, d, v, t, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:

@@ -37,8 +37,9 @@ from .market import Market, books_at, record_day
 kernel = E.kernel
 BLOCK = 256  # uniforms drawn per rollout at a time (three per decoded token)
 LOG = 7  # recorded columns: ts, kind, side, price, size, order id, flag
-# a rollout's running states in ``vwap``: the EW-VWAP's sums, and the log of its size unit (volume="relative")
-R_NUM, R_DEN, R_UNIT = 0, 1, 2
+# a rollout's running states in ``vwap``: the EW-VWAP's sums, the log of its size unit (volume="relative"), and
+# the last aggressor's side (+1 / -1, side="relative")
+R_NUM, R_DEN, R_UNIT, R_SIDE = 0, 1, 2, 3
 # per-rollout participant order handed to a step: valid, time (ns), side, size, limit price (0: a market order)
 P_VALID, P_TS, P_SIDE, P_SIZE, P_PRICE = range(5)
 NEED_LOG, NEED_UNIFORMS, NEED_ROOM = 1, 2, 3
@@ -182,8 +183,11 @@ def _event(st: E.BookState, b: int, t: Tables, tokens, due, u, ucur, ts, next_id
                          float(hit) if hit != 0 else np.nan, after != hit, t.cancel_touch, t.join_touch,
                          t.clear_touch, t.add_touch)
         volume = order_volume(t, amount, price, size_units(t, vwap[b, R_UNIT]))
-        tokens[b] = token_of(ADD, 0 if side > 0 else 1, depth, np.log1p(volume), dt, t.depth_edges,
+        bit = (side != vwap[b, R_SIDE]) if t.relative_side else (side < 0)
+        tokens[b] = token_of(ADD, 1 if bit else 0, depth, np.log1p(volume), dt, t.depth_edges,
                              t.volume_edges, t.dt_edges, t.radix)
+        if filled > 0:
+            vwap[b, R_SIDE] = side
         _remember(rts, rv, rhead, rlen, rsum, b, now, volume)
         return 0
     if ucur[b] >= u.shape[1]:
@@ -193,7 +197,7 @@ def _event(st: E.BookState, b: int, t: Tables, tokens, due, u, ucur, ts, next_id
     reference = _reference(st, t, vwap, b)
     units = size_units(t, vwap[b, R_UNIT])
     kind, side, price, size, oid, dt = decode(st, t, tokens[b], u[b, k, 0], u[b, k, 1], u[b, k, 2], reference,
-                                              next_id[b] + 1, units)
+                                              next_id[b] + 1, units, int(vwap[b, R_SIDE]))
     if kind == 0:  # a cancel with nothing on its side: no event, the clock stays
         _context(st, t, reference, opening, ts[b], window, rts, rv, rhead, rlen, rsum, b, 0, ctx[b])
         return 0
@@ -209,6 +213,7 @@ def _event(st: E.BookState, b: int, t: Tables, tokens, due, u, ucur, ts, next_id
         next_id[b] += 1
         st.meta[E.M_ADDED] += size
         if marketable:
+            vwap[b, R_SIDE] = side
             nlog[b] = beyond.cover(st, deep, rng, b, lg, nlog[b], now, -side, size)
         else:
             nlog[b] = beyond.reach(st, deep, rng, b, lg, nlog[b], now, side, price)
@@ -265,12 +270,14 @@ class Simulator:
 
     def __init__(self, day: EventDay, starts: np.ndarray, tables: Tables, seed: int, refs: np.ndarray,
                  opening: float, half_life_s: float, window_s: float,
-                 recent: list[tuple[np.ndarray, np.ndarray]], units: np.ndarray | None = None) -> None:
+                 recent: list[tuple[np.ndarray, np.ndarray]], units: np.ndarray | None = None,
+                 sides: np.ndarray | None = None) -> None:
         """``starts`` [B] ns, ``refs`` [B] each rollout's reference price at its start, ``recent`` per rollout
         the (ts, volume) of the real events in the trailing window before its start, ``units`` [B] the
         running unit's state there (``volume="relative"``: the log unit, :func:`~tradefm.codec.unit_of`), which the
         rollout holds: a unit moved by the rollout's own sizes, themselves drawn in that unit, has nothing to hold
-        it to the market's (closed loop on real GOOG tokens it fell from 32 to 16 shares within 3,000 events)."""
+        it to the market's (closed loop on real GOOG tokens it fell from 32 to 16 shares within 3,000 events), and
+        ``sides`` [B] the last real aggressor's side before it (+1 / -1; ``side="relative"``)."""
         starts = np.asarray(starts, dtype=np.int64)
         rollouts = len(starts)
         firsts, group = np.unique(starts, return_inverse=True)
@@ -289,7 +296,8 @@ class Simulator:
         self.ts = starts.copy()
         self.next_id = np.array([seeded[g].next_id for g in self.group], dtype=np.int64)
         units = np.zeros(rollouts) if units is None else np.asarray(units, np.float64)
-        self.vwap = np.column_stack([np.asarray(refs, dtype=np.float64), np.ones(rollouts), units])
+        sides = np.ones(rollouts) if sides is None else np.asarray(sides, np.float64)
+        self.vwap = np.column_stack([np.asarray(refs, dtype=np.float64), np.ones(rollouts), units, sides])
         self.last = np.zeros(rollouts, dtype=np.int64)
         self.opening, self.lam, self.window = float(opening), math.log(2) / (half_life_s * 1e9), int(window_s * 1e9)
         cap = max(1024, 2 * max(len(rts) for rts, _ in recent))
