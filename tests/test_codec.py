@@ -233,7 +233,16 @@ def test_real_tokens_decode_against_the_real_book_and_encode_back(sample: str, p
     rollout decodes), and encode the decoded order again with the same rules: the same token, except where the
     decoded price or size had to be put on the tick or unit grid across a bin edge (then half a tick or half a unit
     either way reaches the token's own bin). Action, side and the inter-arrival bin always come back."""
-    from tradefm.codec import decode_order, depth_of, features, order_volume, size_units, tables, token_of
+    from tradefm.codec import (
+        aggressor_before,
+        decode_order,
+        depth_of,
+        features,
+        order_volume,
+        size_units,
+        tables,
+        token_of,
+    )
     from tradefm.generation.market import book_at
 
     day = next(read(data_file(f"lobster/LOBSTER_SampleFile_{sample}.zip")))
@@ -252,7 +261,9 @@ def test_real_tokens_decode_against_the_real_book_and_encode_back(sample: str, p
         book = book_at(day, int(flow.ts[i]))
         ref = float(flow.reference[i])
         units = size_units(tab, float(flow.log_unit[i]))
-        order = decode_order(t, int(ids[i]), book, ref, inst, 1 << 40, rng, log_unit=float(flow.log_unit[i]))
+        last = aggressor_before(flow.side, flow.aggressive, int(i))  # what a relative side is read against
+        order = decode_order(t, int(ids[i]), book, ref, inst, 1 << 40, rng, log_unit=float(flow.log_unit[i]),
+                             last_side=last)
         assert order is not None  # a real cancel always finds its side's book
         bid, ask = book.best()
         own, opp = (bid, ask) if order.side > 0 else (ask, bid)
@@ -260,12 +271,13 @@ def test_real_tokens_decode_against_the_real_book_and_encode_back(sample: str, p
         emptied = aggressive and order.price == opp and order.size >= book.levels(-order.side)[0][1]
 
         def token(price: float, size: float, order=order, own=own, opp=opp, aggressive=aggressive,
-                  emptied=emptied, ref=ref, units=units) -> tuple:
+                  emptied=emptied, ref=ref, units=units, last=last) -> tuple:
             d = depth_of(order.kind - 1, order.side, price, ref, float(own or np.nan), aggressive,
                          float(opp or np.nan), emptied, tab.cancel_touch, tab.join_touch, tab.clear_touch,
                          tab.add_touch)
             v = np.log1p(order_volume(tab, size, price, units))
-            return t.decompose(int(token_of(order.kind - 1, int(order.side < 0), d, v, order.dt, tab.depth_edges,
+            bit = int(order.side != last) if tab.relative_side else int(order.side < 0)
+            return t.decompose(int(token_of(order.kind - 1, bit, d, v, order.dt, tab.depth_edges,
                                             tab.volume_edges, tab.dt_edges, tab.radix)))
 
         want, got = t.decompose(int(ids[i])), token(float(order.price), float(order.size))

@@ -85,10 +85,12 @@ class FeatureConfig:
 
 # named feature settings: "paper" is TradeFM's own; "book" adds the book context the demo uses (the spread as a
 # context field, cancels from the touch, adds that join the quote, aggressors that take the opposite best level
-# whole or in part, and no hidden executions, which a rollout's book has nothing to show for)
+# whole or in part, no hidden executions, which a rollout's book has nothing to show for, and sides against the
+# last aggressor's)
 FEATURES: dict[str, FeatureConfig] = {
     "paper": FeatureConfig(),
-    "book": FeatureConfig(book_context=True, cancel_from="touch", join_touch=True, clear_touch=True, hidden=False),
+    "book": FeatureConfig(book_context=True, cancel_from="touch", join_touch=True, clear_touch=True, hidden=False,
+                          side="relative"),
     # the paper's, in a size unit every venue shares and with the feed's kind: for pretraining across venues
     # (with ``tradefm tokenize --augment feeds``; docs/TOKENS.md)
     "universal": FeatureConfig(volume="relative", feed=True),
