@@ -218,7 +218,8 @@ def relative_sides(side: np.ndarray, aggressive: np.ndarray) -> np.ndarray:
     side = np.asarray(side, np.int8)
     idx = np.flatnonzero(aggressive)
     before = np.searchsorted(idx, np.arange(len(side)), side="left") - 1  # the last aggressor strictly before
-    last = np.where(before >= 0, side[idx[np.maximum(before, 0)]] if len(idx) else BUY, BUY)
+    last = np.full(len(side), BUY, np.int8)
+    last[before >= 0] = side[idx[before[before >= 0]]]
     return (side != last).astype(np.int8)
 
 
