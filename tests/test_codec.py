@@ -256,12 +256,13 @@ def test_real_tokens_decode_against_the_real_book_and_encode_back(sample: str, p
     ids, _ = t.encode(flow, key)
     rng = np.random.default_rng(0)
     fresh = np.isfinite(flow.reference) & (np.diff(flow.ts, prepend=0) > 0)  # the book before its ts is its own
+    lasts = aggressor_before(flow.side, flow.aggressive, np.arange(len(flow)))  # what a relative side is read against
     same = []
     for i in np.flatnonzero(fresh)[::80][:120]:
         book = book_at(day, int(flow.ts[i]))
         ref = float(flow.reference[i])
         units = size_units(tab, float(flow.log_unit[i]))
-        last = aggressor_before(flow.side, flow.aggressive, int(i))  # what a relative side is read against
+        last = int(lasts[i])
         order = decode_order(t, int(ids[i]), book, ref, inst, 1 << 40, rng, log_unit=float(flow.log_unit[i]),
                              last_side=last)
         assert order is not None  # a real cancel always finds its side's book

@@ -510,7 +510,7 @@ def test_a_relative_side_is_read_against_the_last_aggressor_in_training_and_in_r
     aggressive = np.array([False, True, False, True, True, False])
     assert relative_sides(side, aggressive).tolist() == [0, 1, 0, 1, 1, 1]  # against buy, buy, sell, sell, buy, sell
     assert relative_sides(side[:3], aggressive[:3]).tolist() == [0, 1, 0]  # the future does not reach back
-    assert [aggressor_before(side, aggressive, i) for i in (0, 2, 4, 6)] == [1, -1, 1, -1]
+    assert aggressor_before(side, aggressive, np.array([0, 2, 4, 6])).tolist() == [1, -1, 1, -1]
 
     _, _, day, start = setup
     hashes, toks, share = [], {}, {}
@@ -527,7 +527,7 @@ def test_a_relative_side_is_read_against_the_last_aggressor_in_training_and_in_r
 
     tok, flow = toks["relative"], order_flow(day, toks["relative"].features)
     ro = Rollouts(None, tok, day, start, rollouts=1, seed=0)
-    last = aggressor_before(flow.side, flow.aggressive, int(np.searchsorted(flow.ts, start)))
+    last = int(aggressor_before(flow.side, flow.aggressive, [np.searchsorted(flow.ts, start)])[0])
     assert ro.sim.vwap[0, R_SIDE] == last
     clear = int(tok.depth.index(np.array([CLEAR]))[0])
     for bit, now in ((0, last), (1, -last)):  # an aggressor on the last one's side, then one on the other

@@ -212,22 +212,22 @@ def token_of(action: int, side_idx: int, depth: float, log_volume: float, dt: fl
     return t * radix[4] + bin_of(e_dt, np.log(dt + DT_FLOOR))
 
 
+def aggressor_before(side: np.ndarray, aggressive: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The side (+1 buy / -1 sell) of the last aggressor strictly before each event index in ``at``, +1 before the
+    first: what ``side="relative"`` reads a side against, and the state a rollout that starts at such an index
+    holds."""
+    idx = np.flatnonzero(aggressive)
+    before = np.searchsorted(idx, np.asarray(at), side="left") - 1
+    last = np.ones(len(before), np.int64)
+    last[before >= 0] = np.where(np.asarray(side)[idx[before[before >= 0]]] == BUY, 1, -1)
+    return last
+
+
 def relative_sides(side: np.ndarray, aggressive: np.ndarray) -> np.ndarray:
     """``side="relative"``: each event's side index (BUY / SELL) as 0 when it is the side of the last aggressor
     before it (buy before the first) and 1 when it is the other; an aggressor is compared with the one before it."""
-    side = np.asarray(side, np.int8)
-    idx = np.flatnonzero(aggressive)
-    before = np.searchsorted(idx, np.arange(len(side)), side="left") - 1  # the last aggressor strictly before
-    last = np.full(len(side), BUY, np.int8)
-    last[before >= 0] = side[idx[before[before >= 0]]]
-    return (side != last).astype(np.int8)
-
-
-def aggressor_before(side: np.ndarray, aggressive: np.ndarray, i: int) -> int:
-    """The side (+1 buy / -1 sell) of the last aggressor before event ``i``, +1 when there is none: the state a
-    rollout that starts at ``i`` holds for ``side="relative"``."""
-    idx = np.flatnonzero(np.asarray(aggressive)[:i])
-    return 1 if len(idx) == 0 or side[idx[-1]] == BUY else -1
+    own = np.where(np.asarray(side) == BUY, 1, -1)
+    return (own != aggressor_before(side, aggressive, np.arange(len(own)))).astype(np.int8)
 
 
 @kernel

@@ -226,9 +226,9 @@ class Rollouts:
         # held through the rollout
         units = [next_unit(float(flow.log_unit[last - 1]), last - 1.0, max(int(flow.size[last - 1]), 1)
                            / self.inst.size_scale) for last in lasts]
-        sides = [aggressor_before(flow.side, flow.aggressive, last) for last in lasts]  # side="relative" reads them
+        sides = aggressor_before(flow.side, flow.aggressive, lasts)  # what side="relative" is read against
         self.sim = Simulator(day, starts, tables(tokenizer, self.key, self.inst, flow.utc_offset), seed, refs,
-                             opening, f.half_life_s, f.window_s, recent, np.asarray(units), np.asarray(sides))
+                             opening, f.half_life_s, f.window_s, recent, np.asarray(units), sides)
         self.gen = torch.Generator().manual_seed(seed)
         # for pace: each dt bin's mean wait (s; the mean over its calibration quantiles, floored at a microsecond),
         # and each rollout's target, 1/pace of the real mean wait over the trailing window before its start (or
